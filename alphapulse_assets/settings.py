@@ -1,0 +1,162 @@
+"""Configuration from the environment, validated once, with errors that name the setting.
+
+Every value a user can set lives here so that a malformed environment fails at code-location load time, before
+any run starts and before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from alphapulse_assets.market.simulator import SYMBOL_CATALOG
+
+SUPPORTED_MARKET_SOURCES = ("simulated",)
+SUPPORTED_NEWS_SOURCES = ("simulated",)
+DEFAULT_HISTORY_START = "2025-01-01"
+_SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
+
+
+class ConfigError(ValueError):
+    """A setting from the environment is malformed; the message names the variable."""
+
+
+def parse_history_start(raw: str, name: str = "ALPHAPULSE_HISTORY_START") -> datetime:
+    """Parse `YYYY-MM-DD` or `YYYY-MM-DD-HH:MM` (UTC) into an hour-aligned datetime."""
+    text = raw.strip()
+    for fmt in ("%Y-%m-%d-%H:%M", "%Y-%m-%d"):
+        try:
+            parsed = datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        if parsed.minute != 0:
+            raise ConfigError(f"{name}={raw!r}: partitions are hourly, so the minutes must be :00")
+        return parsed
+    raise ConfigError(f"{name}={raw!r}: expected YYYY-MM-DD or YYYY-MM-DD-HH:MM (UTC)")
+
+
+def parse_symbols(raw: str, name: str = "ALPHAPULSE_SYMBOLS") -> tuple[str, ...]:
+    symbols: list[str] = []
+    for part in raw.split(","):
+        symbol = part.strip().upper()
+        if not symbol:
+            continue
+        if not _SYMBOL_PATTERN.match(symbol):
+            raise ConfigError(f"{name}: {part.strip()!r} is not a symbol (letters and digits, like BTCUSDT)")
+        if symbol in symbols:
+            raise ConfigError(f"{name}: {symbol} is listed twice")
+        symbols.append(symbol)
+    if not symbols:
+        raise ConfigError(f"{name}={raw!r}: at least one symbol is required")
+    return tuple(symbols)
+
+
+def _env(env: dict[str, str], name: str, default: str) -> str:
+    value = env.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    raw = _env(env, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigError(f"{name}={value}: must be {bound}")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
+    raw = _env(env, name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if not (minimum <= value <= maximum):
+        raise ConfigError(f"{name}={value}: must be between {minimum} and {maximum}")
+    return value
+
+
+def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _env(env, name, default).lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r}: supported values are {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    symbols: tuple[str, ...]
+    history_start: datetime
+    market_source: str
+    news_source: str
+    demo_days: int
+    seed: int
+    news_signal_strength: float
+    mlflow_tracking_uri: str
+    train_days: int
+    validation_days: int
+    embargo_hours: int
+    cost_bps: float
+    drift_window_hours: int
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def object_store_root(self) -> Path:
+        return self.home / "objects"
+
+    @property
+    def min_training_hours(self) -> int:
+        """Hours of labelled features one retrain needs: training, embargo and validation windows."""
+        return (self.train_days + self.validation_days) * 24 + self.embargo_hours
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        home = Path(_env(env, "ALPHAPULSE_HOME", ".alphapulse")).expanduser().resolve()
+        market_source = _choice(env, "ALPHAPULSE_MARKET_SOURCE", "simulated", SUPPORTED_MARKET_SOURCES)
+        news_source = _choice(env, "ALPHAPULSE_NEWS_SOURCE", "simulated", SUPPORTED_NEWS_SOURCES)
+        symbols = parse_symbols(_env(env, "ALPHAPULSE_SYMBOLS", "BTCUSDT,ETHUSDT"))
+        if market_source == "simulated":
+            unknown = [s for s in symbols if s not in SYMBOL_CATALOG]
+            if unknown:
+                raise ConfigError(
+                    f"ALPHAPULSE_SYMBOLS: the simulated market does not list {', '.join(unknown)}; "
+                    f"it lists {', '.join(SYMBOL_CATALOG)}"
+                )
+        history_start = parse_history_start(_env(env, "ALPHAPULSE_HISTORY_START", DEFAULT_HISTORY_START))
+        if history_start > datetime.now(UTC) - timedelta(hours=1):
+            raise ConfigError(
+                f"ALPHAPULSE_HISTORY_START={history_start:%Y-%m-%d-%H:%M}: the first partition must be an hour "
+                "that has already closed"
+            )
+        settings = cls(
+            home=home,
+            symbols=symbols,
+            history_start=history_start,
+            market_source=market_source,
+            news_source=news_source,
+            demo_days=_int(env, "ALPHAPULSE_DEMO_DAYS", 45, minimum=1, maximum=3650),
+            seed=_int(env, "ALPHAPULSE_SEED", 7, minimum=0),
+            news_signal_strength=_float(env, "ALPHAPULSE_NEWS_SIGNAL", 0.25, 0.0, 0.9),
+            mlflow_tracking_uri=_env(env, "MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
+            train_days=_int(env, "ALPHAPULSE_TRAIN_DAYS", 28, minimum=1),
+            validation_days=_int(env, "ALPHAPULSE_VALIDATION_DAYS", 10, minimum=1),
+            embargo_hours=_int(env, "ALPHAPULSE_EMBARGO_HOURS", 24, minimum=1),
+            cost_bps=_float(env, "ALPHAPULSE_COST_BPS", 2.0, 0.0, 1000.0),
+            drift_window_hours=_int(env, "ALPHAPULSE_DRIFT_WINDOW_HOURS", 72, minimum=2),
+        )
+        return settings
