@@ -34,7 +34,7 @@ _GARCH_ALPHA = 0.08
 _GARCH_BETA = 0.90
 _NEWS_RATE = 0.7  # headlines per symbol-hour, before the intraday pattern
 _MARKET_NEWS_RATE = 0.3
-_HEADLINE_NOISE = 0.6  # how loosely a headline's wording follows the hour's latent tone
+_HEADLINE_NOISE = 0.35  # how loosely a headline's wording follows the hour's latent tone
 NEWSWIRE_SOURCE = "simulated-newswire"
 
 
@@ -68,7 +68,7 @@ _TEMPLATES: tuple[tuple[str, ...], ...] = (
         "{name} tumbles, losses deepen amid turmoil",
     ),
     (  # negative
-        "{name} slips as traders turn cautious",
+        "{name} slips as traders grow nervous",
         "{name} declines amid weak demand",
         "Worries weigh on {name} as selling pressure builds",
     ),
@@ -78,9 +78,9 @@ _TEMPLATES: tuple[tuple[str, ...], ...] = (
         "{name} little changed in a quiet session",
     ),
     (  # positive
-        "{name} edges higher on steady buying",
+        "{name} edges higher on good demand",
         "{name} gains as sentiment improves",
-        "Analysts upbeat on {name} outlook",
+        "Analysts optimistic about {name} outlook",
     ),
     (  # very positive
         "{name} soars as investors cheer strong inflows",

@@ -1,0 +1,56 @@
+"""The AlphaPulse code location: every asset, check, job, schedule, sensor and resource, assembled once.
+
+Resources are built from `Settings.from_env()`, so a malformed environment fails here, at load, with the name of
+the variable, before any run can write anything.
+"""
+
+import dagster as dg
+
+from alphapulse_assets.jobs import DATA_ASSETS, MODEL_ASSETS, data_job, hourly_job, retrain_job
+from alphapulse_assets.market.resources import SimulatedMarket
+from alphapulse_assets.monitoring.assets import drift_report
+from alphapulse_assets.monitoring.sensors import drift_retrain_sensor
+from alphapulse_assets.news.resources import SimulatedNewswire
+from alphapulse_assets.schedules import daily_retrain_schedule, hourly_schedule
+from alphapulse_assets.settings import Settings
+from alphapulse_assets.signals.assets import predictions
+from alphapulse_assets.storage.object_store import LocalObjectStore
+from alphapulse_assets.storage.warehouse import DuckDBWarehouse
+from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    symbols = list(settings.symbols)
+    return {
+        "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
+        "object_store": LocalObjectStore(root=str(settings.object_store_root)),
+        "market": SimulatedMarket(symbols=symbols, seed=settings.seed, news_signal_strength=settings.news_signal_strength),
+        "newswire": SimulatedNewswire(
+            symbols=symbols, seed=settings.seed, news_signal_strength=settings.news_signal_strength
+        ),
+        "policy": ModelPolicy(
+            train_days=settings.train_days,
+            validation_days=settings.validation_days,
+            embargo_hours=settings.embargo_hours,
+            cost_bps=settings.cost_bps,
+            seed=settings.seed,
+            drift_window_hours=settings.drift_window_hours,
+        ),
+        "mlflow": MlflowTracking(
+            tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.home / "mlartifacts")
+        ),
+    }
+
+
+ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, drift_report, predictions]
+
+defs = dg.Definitions(
+    assets=ALL_ASSETS,
+    jobs=[data_job, hourly_job, retrain_job],
+    schedules=[hourly_schedule, daily_retrain_schedule],
+    sensors=[drift_retrain_sensor],
+    resources=build_resources(Settings.from_env()),
+    # Steps share one DuckDB file that admits one writer process; in-process execution also spares each step
+    # a fresh interpreter importing the whole stack.
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,161 @@
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+
+from alphapulse_assets.features.indicators import feature_version
+from alphapulse_assets.market.resources import MarketSource
+from alphapulse_assets.partitions import HOURLY, partition_hour
+from alphapulse_assets.promotion.gates import promotion_gates, summarize
+from alphapulse_assets.storage.object_store import ObjectStore
+from alphapulse_assets.storage.warehouse import Warehouse
+from alphapulse_assets.training.assets import load_model, model_evaluation, score_frame, trained_model
+from alphapulse_assets.training.data import load_labelled, single_row
+from alphapulse_assets.training.metrics import evaluate_predictions
+from alphapulse_assets.training.resources import ModelPolicy
+from alphapulse_serving.contract import MANIFEST_KEY, ModelManifest, ScoringModel
+
+
+def current_champion(object_store: ObjectStore) -> ModelManifest | None:
+    if not object_store.exists(MANIFEST_KEY):
+        return None
+    return ModelManifest.from_json(object_store.get_bytes(MANIFEST_KEY))
+
+
+def _metrics_from_row(row: dict, prefix: str) -> dict[str, float]:
+    return {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)} | {"n": float(row["n_oos"])}
+
+
+@dg.asset(partitions_def=HOURLY, group_name="promotion", kinds={"python"}, deps=[model_evaluation])
+def promotion_decision(
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    object_store: ObjectStore,
+    policy: ModelPolicy,
+    market: MarketSource,
+) -> dg.MaterializeResult:
+    """Champion/challenger gate: promote only a challenger that beats the champion and a no-skill baseline."""
+    decision = partition_hour(context)
+    trained = single_row(warehouse, "trained_model", decision, "trained_model")
+    evaluation = single_row(warehouse, "model_evaluation", decision, "model_evaluation")
+    challenger = _metrics_from_row(evaluation, "oos_")
+    baseline = _metrics_from_row(evaluation, "baseline_")
+
+    champion = current_champion(object_store)
+    champion_metrics, champion_note = None, "no champion yet"
+    if champion is not None and champion.feature_version != feature_version():
+        champion_note = (
+            f"champion {champion.version} uses feature version {champion.feature_version}, features are now "
+            f"{feature_version()}: it cannot be served any more, so only the baseline gates apply"
+        )
+    elif champion is not None:
+        # Re-measure the champion on exactly the challenger's held-out rows. The champion was trained before the
+        # challenger's held-out window began (its own training ended a validation window + embargo before its
+        # decision hour), so these rows are out of sample for both models.
+        holdout = load_labelled(
+            warehouse, market.symbols, trained["validation_start"], trained["validation_end"], policy.min_label_coverage
+        )
+        scored = score_frame(ScoringModel.load(champion), holdout)
+        champion_metrics, _ = evaluate_predictions(scored, policy.signal_band, policy.cost_bps)
+        champion_note = f"champion {champion.version} re-scored on the challenger's held-out window"
+
+    gates = promotion_gates(challenger, baseline, champion_metrics, policy.min_oos_rows, policy.champion_log_loss_margin)
+    promote = all(g.passed for g in gates)
+    summary = summarize(gates)
+    row = pl.DataFrame(
+        {
+            "ts": [decision],
+            "challenger_version": [trained["model_version"]],
+            "champion_version": [champion.version if champion else None],
+            "promote": [promote],
+            "summary": [summary],
+            "champion_note": [champion_note],
+            "gates": [json.dumps([g.as_dict() for g in gates])],
+            "decided_at": [datetime.now(UTC)],
+        },
+        schema_overrides={"champion_version": pl.String},
+    )
+    warehouse.replace_window("promotion_decision", row, decision, context.partition_time_window.end)
+    context.log.info(summary)
+    table = ["| gate | passed | value | threshold | what |", "| --- | --- | --- | --- | --- |"] + [
+        f"| {g.name} | {'yes' if g.passed else '**no**'} | {g.value:.4g} | {g.threshold:.4g} | {g.detail} |"
+        for g in gates
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "promote": promote,
+            "summary": summary,
+            "challenger_version": trained["model_version"],
+            "champion_version": champion.version if champion else "none",
+            "champion_note": champion_note,
+            "gates": dg.MetadataValue.md("\n".join(table)),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=HOURLY,
+    group_name="promotion",
+    kinds={"python"},
+    deps=[promotion_decision, trained_model],
+    output_required=False,
+)
+def promoted_model(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, object_store: ObjectStore, policy: ModelPolicy,
+    market: MarketSource,
+):
+    """The champion's manifest the API serves; materialized only at hours where a challenger was promoted."""
+    decision = partition_hour(context)
+    verdict = single_row(warehouse, "promotion_decision", decision, "promotion_decision")
+    if not verdict["promote"]:
+        context.log.info(f"not promoted, the champion stays: {verdict['summary']}")
+        return
+    trained = single_row(warehouse, "trained_model", decision, "trained_model")
+    evaluation = single_row(warehouse, "model_evaluation", decision, "model_evaluation")
+    manifest = ModelManifest(
+        version=trained["model_version"],
+        model_uri=trained["model_uri"],
+        sha256=trained["sha256"],
+        feature_names=list(trained["feature_names"]),
+        feature_version=trained["feature_version"],
+        signal_band=policy.signal_band,
+        symbols=list(market.symbols),
+        training_window={
+            k: trained[k].isoformat() for k in ("train_start", "train_end", "validation_start", "validation_end")
+        },
+        metrics={k: float(v) for k, v in evaluation.items() if k.startswith(("oos_", "baseline_"))},
+        trained_at=trained["trained_at"].isoformat(),
+        promoted_at=datetime.now(UTC).isoformat(),
+        decision_partition=decision.isoformat(),
+        mlflow_run_id=trained["mlflow_run_id"],
+    )
+    # Load it exactly as the API will before pointing the API at it.
+    ScoringModel.load(manifest)
+    payload = manifest.to_json()
+    object_store.put_bytes(f"models/{manifest.version}/manifest.json", payload)
+    manifest_uri = object_store.put_bytes(MANIFEST_KEY, payload)
+    record = pl.DataFrame(
+        {
+            "ts": [decision],
+            "model_version": [manifest.version],
+            "sha256": [manifest.sha256],
+            "model_uri": [manifest.model_uri],
+            "previous_version": [verdict["champion_version"]],
+            "promoted_at": [datetime.fromisoformat(manifest.promoted_at)],
+        },
+        schema_overrides={"previous_version": pl.String},
+    )
+    warehouse.replace_window("promoted_model", record, decision, context.partition_time_window.end)
+    yield dg.MaterializeResult(
+        metadata={
+            "model_version": manifest.version,
+            "sha256": manifest.sha256,
+            "model_uri": dg.MetadataValue.url(manifest.model_uri),
+            "manifest_uri": dg.MetadataValue.url(manifest_uri),
+            "previous_version": verdict["champion_version"] or "none",
+            "feature_version": manifest.feature_version,
+            "training_window": dg.MetadataValue.json(manifest.training_window),
+            "oos_metrics": dg.MetadataValue.json({k: v for k, v in manifest.metrics.items() if k.startswith("oos_")}),
+        }
+    )

@@ -1,0 +1,113 @@
+"""Out-of-sample metrics and a cost-aware backtest of the signal. Pure numpy/polars."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+HOURS_PER_YEAR = 24 * 365
+_P_CLIP = 1e-7
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, _P_CLIP, 1 - _P_CLIP)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def accuracy(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean((p > 0.5).astype(int) == y))
+
+
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """Mann-Whitney AUC with average ranks for ties; NaN when only one class is present."""
+    y = np.asarray(y).astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(p, kind="mergesort")
+    ranks = np.empty(len(p))
+    sorted_p = np.asarray(p)[order]
+    i = 0
+    while i < len(p):  # average ranks over ties
+        j = i
+        while j + 1 < len(p) and sorted_p[j + 1] == sorted_p[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def signal_from_probability(p: np.ndarray, band: float) -> np.ndarray:
+    """+1 long when P(up) > 0.5 + band, -1 short when < 0.5 - band, else 0 (flat)."""
+    return np.where(p > 0.5 + band, 1, np.where(p < 0.5 - band, -1, 0)).astype(np.int8)
+
+
+@dataclass(frozen=True)
+class Backtest:
+    hourly: pl.DataFrame  # ts, gross, cost, net (portfolio, equal weight across symbols)
+    sharpe: float
+    max_drawdown: float
+    turnover: float  # mean absolute position change per symbol-hour
+    hit_rate: float  # share of non-flat positions that made money before costs
+    exposure: float  # share of symbol-hours with a position
+
+
+def backtest(frame: pl.DataFrame, band: float, cost_bps: float) -> Backtest:
+    """Positions from `probability` held over the next hour, paying `cost_bps` per unit of position change.
+
+    `frame` has ts, symbol, probability, next_return. Each symbol is traded independently; the portfolio return
+    of an hour is the mean over symbols.
+    """
+    ordered = frame.sort("symbol", "ts").with_columns(
+        pl.Series("position", signal_from_probability(frame.sort("symbol", "ts")["probability"].to_numpy(), band))
+    )
+    ordered = ordered.with_columns(
+        (pl.col("position") - pl.col("position").shift(1, fill_value=0)).abs().over("symbol").alias("trade"),
+    ).with_columns(
+        (pl.col("position") * pl.col("next_return")).alias("gross"),
+        (pl.col("trade") * cost_bps / 10_000.0).alias("cost"),
+    )
+    hourly = (
+        ordered.group_by("ts")
+        .agg(pl.col("gross").mean(), pl.col("cost").mean())
+        .with_columns((pl.col("gross") - pl.col("cost")).alias("net"))
+        .sort("ts")
+    )
+    net = hourly["net"].to_numpy()
+    std = float(np.std(net, ddof=1)) if len(net) > 1 else 0.0
+    sharpe = float(np.mean(net) / std * math.sqrt(HOURS_PER_YEAR)) if std > 0 else 0.0
+    equity = np.exp(np.cumsum(net))
+    peak = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
+    max_drawdown = float(np.max(1.0 - equity / peak)) if len(equity) else 0.0
+    active = ordered.filter(pl.col("position") != 0)
+    hit_rate = float((active["gross"] > 0).mean()) if active.height else float("nan")
+    return Backtest(
+        hourly=hourly,
+        sharpe=sharpe,
+        max_drawdown=max_drawdown,
+        turnover=float(ordered["trade"].mean()),
+        hit_rate=hit_rate,
+        exposure=float((ordered["position"] != 0).mean()),
+    )
+
+
+def evaluate_predictions(frame: pl.DataFrame, band: float, cost_bps: float) -> tuple[dict[str, float], Backtest]:
+    """Classification and trading metrics of `probability` against `label_up` / `next_return`."""
+    y = frame["label_up"].to_numpy()
+    p = frame["probability"].to_numpy()
+    result = backtest(frame, band, cost_bps)
+    metrics = {
+        "accuracy": accuracy(y, p),
+        "auc": roc_auc(y, p),
+        "log_loss": log_loss(y, p),
+        "sharpe": result.sharpe,
+        "max_drawdown": result.max_drawdown,
+        "turnover": result.turnover,
+        "hit_rate": result.hit_rate,
+        "exposure": result.exposure,
+        "n": float(len(y)),
+    }
+    return metrics, result

@@ -1,0 +1,145 @@
+"""What the asset graph publishes for the API, and the scoring code both sides run.
+
+The API knows exactly two things: the promoted-model manifest and the online feature snapshot, both JSON objects
+in the object store. The `predictions` asset scores with the same `ScoringModel`, so what the API answers for an
+hour is what the graph recorded for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+
+MANIFEST_KEY = "serving/promoted_model.json"
+SNAPSHOT_KEY = "serving/online_features.json"
+
+
+class ArtifactError(RuntimeError):
+    """A manifest, snapshot or model artifact is missing, malformed or fails its checksum."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_uri(uri: str) -> bytes:
+    """Bytes at a `file://` URI or a plain path."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        path = Path(unquote(parsed.path) if parsed.scheme else uri)
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ArtifactError(f"cannot read {uri}: {exc.strerror or exc}") from exc
+    raise ArtifactError(f"unsupported URI scheme {parsed.scheme!r} in {uri}")
+
+
+def signal_from_probability(probability: float, band: float) -> int:
+    """+1 long when P(up) > 0.5 + band, -1 short when < 0.5 - band, else 0 (flat)."""
+    if probability > 0.5 + band:
+        return 1
+    if probability < 0.5 - band:
+        return -1
+    return 0
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    version: str
+    model_uri: str
+    sha256: str
+    feature_names: list[str]
+    feature_version: str
+    signal_band: float
+    symbols: list[str]
+    training_window: dict[str, str]
+    metrics: dict[str, float]
+    trained_at: str
+    promoted_at: str
+    decision_partition: str
+    mlflow_run_id: str | None = None
+    model_format: str = "xgboost-ubj"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, allow_nan=False).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ModelManifest:
+        try:
+            payload = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"manifest is not valid JSON: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise ArtifactError("manifest must be a JSON object")
+        required = [f for f in cls.__dataclass_fields__ if f not in ("mlflow_run_id", "model_format", "extra")]
+        missing = [f for f in required if f not in payload]
+        if missing:
+            raise ArtifactError(f"manifest lacks {', '.join(missing)}")
+        unknown = set(payload) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ArtifactError(f"manifest has unknown fields {', '.join(sorted(unknown))}")
+        return cls(**payload)
+
+
+class ScoringModel:
+    """A verified, loaded model: P(next hour up) from a feature vector in `feature_names` order."""
+
+    def __init__(self, booster, feature_names: list[str], signal_band: float, version: str):
+        self.booster = booster
+        self.feature_names = list(feature_names)
+        self.signal_band = signal_band
+        self.version = version
+        self._index = {name: i for i, name in enumerate(self.feature_names)}
+
+    @classmethod
+    def load(cls, manifest: ModelManifest) -> ScoringModel:
+        if manifest.model_format != "xgboost-ubj":
+            raise ArtifactError(f"model {manifest.version}: unsupported format {manifest.model_format!r}")
+        return cls.from_artifact(
+            read_uri(manifest.model_uri), manifest.sha256, manifest.feature_names, manifest.signal_band, manifest.version
+        )
+
+    @classmethod
+    def from_artifact(
+        cls, data: bytes, expected_sha256: str, feature_names: list[str], signal_band: float, version: str
+    ) -> ScoringModel:
+        digest = sha256_hex(data)
+        if digest != expected_sha256:
+            raise ArtifactError(f"model {version}: artifact sha256 is {digest}, expected {expected_sha256}")
+        import xgboost as xgb
+
+        booster = xgb.Booster()
+        try:
+            booster.load_model(bytearray(data))
+        except xgb.core.XGBoostError as exc:
+            raise ArtifactError(f"model {version}: xgboost cannot load the artifact: {exc}") from exc
+        if booster.num_features() != len(feature_names):
+            raise ArtifactError(
+                f"model {version}: artifact expects {booster.num_features()} features, {len(feature_names)} are listed"
+            )
+        # One thread per prediction: the API serves many small requests, not one large batch.
+        booster.set_param({"nthread": 1})
+        return cls(booster, feature_names, signal_band, version)
+
+    def vector(self, values: dict[str, float | None]) -> np.ndarray:
+        """A feature dict as a row in model order; None and NaN mean missing (the trees route them)."""
+        row = np.full((1, len(self.feature_names)), np.nan, dtype=np.float64)
+        for name, value in values.items():
+            i = self._index.get(name)
+            if i is not None and value is not None and not (isinstance(value, float) and math.isnan(value)):
+                row[0, i] = value
+        return row
+
+    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.inplace_predict(matrix), dtype=np.float64)
+
+    def signal(self, probability: float) -> int:
+        return signal_from_probability(probability, self.signal_band)
