@@ -1,0 +1,214 @@
+"""`make demo`: materialize the demo window end to end, promote a champion, then serve the UI, daemon and API.
+
+Progress is printed as it goes (step, partitions, elapsed). Everything lands in the Dagster instance under
+$ALPHAPULSE_HOME/dagster, so the UI shows these runs like any other. Re-running resumes: hours already
+materialized are not backfilled again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RETRAIN_REPLAYS = 3
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip() or str(default)
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r}: expected a port number") from None
+    if not 0 < port < 65536:
+        raise SystemExit(f"{name}={port}: expected a port number between 1 and 65535")
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise SystemExit(f"port {port} on 127.0.0.1 is already in use: set {name} to a free port")
+    return port
+
+
+def prepare_instance(settings) -> None:
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO / "dagster.yaml", settings.dagster_home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+
+
+def first_missing_hour(instance, assets, start: datetime, end: datetime) -> datetime | None:
+    """The earliest hour in [start, end] some data asset lacks; None when all are there."""
+    import dagster as dg
+
+    from alphapulse_assets.partitions import partition_key
+
+    missing: datetime | None = None
+    for asset in assets:
+        done = instance.get_materialized_partitions(dg.AssetKey(asset.key.path))
+        hour = start
+        while hour <= end and partition_key(hour) in done:
+            hour += timedelta(hours=1)
+        if hour <= end and (missing is None or hour < missing):
+            missing = hour
+    return missing
+
+
+def materialize(settings) -> bool:
+    import dagster as dg
+
+    from alphapulse_assets.definitions import defs
+    from alphapulse_assets.features.indicators import LOOKBACK_HOURS
+    from alphapulse_assets.jobs import DATA_ASSETS
+    from alphapulse_assets.partitions import partition_key
+    from alphapulse_assets.runner import run_job
+
+    instance = dg.DagsterInstance.get()
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    start = max(end - timedelta(days=settings.demo_days) + timedelta(hours=1), settings.history_start)
+    retrain_hours = [end - timedelta(days=k) for k in range(RETRAIN_REPLAYS - 1, -1, -1)]
+    needed = retrain_hours[0] - timedelta(hours=settings.min_training_hours + LOOKBACK_HOURS)
+    if needed < start:
+        raise SystemExit(
+            f"the demo window starts {start:%Y-%m-%d %H:00} but the first retrain needs data from {needed:%Y-%m-%d %H:00} "
+            f"(ALPHAPULSE_TRAIN_DAYS={settings.train_days}, ALPHAPULSE_VALIDATION_DAYS={settings.validation_days}, "
+            f"ALPHAPULSE_EMBARGO_HOURS={settings.embargo_hours}): raise ALPHAPULSE_DEMO_DAYS or move "
+            f"ALPHAPULSE_HISTORY_START earlier"
+        )
+
+    resume = first_missing_hour(instance, DATA_ASSETS, start, end)
+    n_hours = 0 if resume is None else int((end - resume) / timedelta(hours=1)) + 1
+    say(f"[1/4] data backfill {partition_key(start)} .. {partition_key(end)} ({len(settings.symbols)} symbols)")
+    if resume is None:
+        say("      every hour is already materialized: nothing to backfill")
+    else:
+        say(f"      {n_hours} hourly partitions x {len(DATA_ASSETS)} assets in one run (from {partition_key(resume)})")
+        outcome = run_job(
+            defs, instance, "data_job", partition_range=(partition_key(resume), partition_key(end)),
+            label="data backfill", expected_materializations=n_hours * len(DATA_ASSETS),
+        )
+        if not outcome.success:
+            raise SystemExit(f"data backfill failed: {outcome.error}")
+        say(f"      done in {outcome.seconds:.0f}s ({outcome.materializations} asset partitions)")
+
+    from alphapulse_assets.promotion.assets import current_champion
+    from alphapulse_assets.storage.object_store import LocalObjectStore
+
+    store = LocalObjectStore(root=str(settings.object_store_root))
+    if current_champion(store) is not None:
+        retrain_hours = retrain_hours[-1:]
+    say(f"[2/4] retrain: the daily retrain at {len(retrain_hours)} decision hour(s), as the schedule would have run")
+    for hour in retrain_hours:
+        outcome = run_job(defs, instance, "retrain_job", partition_key=partition_key(hour), label=f"retrain {partition_key(hour)}")
+        if not outcome.success:
+            raise SystemExit(f"retrain at {partition_key(hour)} failed: {outcome.error}")
+        verdict = defs.resources["warehouse"].read_window("promotion_decision", hour, hour + timedelta(hours=1)).row(0, named=True)
+        say(f"      {partition_key(hour)}: {verdict['summary']} ({outcome.seconds:.0f}s)")
+    champion = current_champion(store)
+    if champion is None:
+        say("      !! no challenger passed the gate, so there is no champion: the API will answer 503 until one does")
+        return False
+
+    say(f"[3/4] hourly job for {partition_key(end)}: predictions and drift report with champion {champion.version}")
+    outcome = run_job(defs, instance, "hourly_job", partition_key=partition_key(end), label="hourly job")
+    if not outcome.success:
+        raise SystemExit(f"hourly job failed: {outcome.error}")
+    say(f"      done in {outcome.seconds:.0f}s")
+    return True
+
+
+def wait_http(url: str, process: subprocess.Popen, name: str, log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{name} exited with code {process.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{name} did not answer {url} within {timeout:.0f}s; see {log}")
+
+
+def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, DAGSTER_HOME=str(settings.dagster_home), ALPHAPULSE_API_PORT=str(api_port))
+    commands = {
+        "webserver": [str(bin_dir / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)],
+        "daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+        "api": [sys.executable, "-m", "alphapulse_serving"],
+    }
+    say("[4/4] starting the Dagster webserver, the Dagster daemon and the prediction API")
+    processes: dict[str, subprocess.Popen] = {}
+
+    def stop(*_):
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    try:
+        for name, command in commands.items():
+            log = (logs / f"{name}.log").open("ab")
+            processes[name] = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        wait_http(f"http://127.0.0.1:{ui_port}/server_info", processes["webserver"], "webserver", logs / "webserver.log")
+        wait_http(f"http://127.0.0.1:{api_port}/health", processes["api"], "API", logs / "api.log")
+        say("")
+        say("AlphaPulse is up.")
+        say(f"  Dagster UI      http://127.0.0.1:{ui_port}   (assets, runs, schedules and sensors; the daemon is running)")
+        say(f"  Prediction API  http://127.0.0.1:{api_port}/docs")
+        say(f"  Logs            {logs}")
+        if have_champion:
+            say("  Try:")
+            say(f"    curl -s -X POST http://127.0.0.1:{api_port}/predict -H 'Content-Type: application/json' "
+                "-d '{\"symbol\": \"" + settings.symbols[0] + "\"}'")
+        say("Press Ctrl-C to stop.")
+        while all(p.poll() is None for p in processes.values()):
+            time.sleep(1)
+        dead = [n for n, p in processes.items() if p.poll() is not None]
+        raise SystemExit(f"{', '.join(dead)} stopped unexpectedly; see {logs}")
+    except KeyboardInterrupt:
+        say("\nstopping ...")
+    finally:
+        stop()
+
+
+def main() -> None:
+    from alphapulse_assets.settings import ConfigError, Settings
+
+    started = time.monotonic()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
+    ui_port = _port("ALPHAPULSE_UI_PORT", 3000)
+    api_port = _port("ALPHAPULSE_API_PORT", 8000)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    prepare_instance(settings)
+    say(f"AlphaPulse demo: home {settings.home}, symbols {', '.join(settings.symbols)}, {settings.demo_days} days, "
+        f"market={settings.market_source}, news={settings.news_source}")
+    have_champion = materialize(settings)
+    say(f"      materialized in {time.monotonic() - started:.0f}s since start")
+    serve(settings, ui_port, api_port, have_champion)
+
+
+if __name__ == "__main__":
+    main()
