@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -132,9 +133,10 @@ def wait_http(url: str, process: subprocess.Popen, name: str, log: Path, timeout
         if process.poll() is not None:
             raise SystemExit(f"{name} exited with code {process.returncode}; see {log}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status < 500:
-                    return
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers: a 503 from /health before the first champion still means it is up
         except OSError:
             pass
         time.sleep(0.5)

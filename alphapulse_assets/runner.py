@@ -25,21 +25,36 @@ class RunOutcome:
     error: str | None
 
 
+_WATCHED = (
+    dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+    dg.DagsterEventType.STEP_START,
+    dg.DagsterEventType.ASSET_MATERIALIZATION,
+)
+
+
 def _progress(instance: dg.DagsterInstance, run_id: str, label: str, total: int, stop: threading.Event, out) -> None:
     started = time.monotonic()
+    counts = {kind: 0 for kind in _WATCHED}
+    steps: list[str] = []
+    cursor = None
     while not stop.wait(5.0):
-        records = instance.get_records_for_run(
-            run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.ASSET_MATERIALIZATION}
-        ).records
-        steps = [r.event_log_entry.step_key for r in records if r.event_log_entry.dagster_event_type == dg.DagsterEventType.STEP_START]
-        done = sum(1 for r in records if r.event_log_entry.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION)
-        current = steps[-1] if steps else "starting"
-        print(
-            f"  .. {label}: step {len(steps)} ({current}), {done}/{total} asset partitions materialized, "
-            f"{time.monotonic() - started:.0f}s so far",
-            file=out,
-            flush=True,
-        )
+        # Read only the events since the last poll: a long backfill writes tens of thousands.
+        batch = instance.get_records_for_run(run_id, cursor=cursor, of_type=set(_WATCHED), limit=100_000)
+        cursor = batch.cursor if batch.records else cursor
+        for record in batch.records:
+            entry = record.event_log_entry
+            counts[entry.dagster_event_type] += 1
+            if entry.dagster_event_type == dg.DagsterEventType.STEP_START:
+                steps.append(entry.step_key)
+        elapsed = f"{time.monotonic() - started:.0f}s so far"
+        if not steps:
+            # Dagster records one "planned" event per asset partition before the first step starts.
+            planned = counts[dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED]
+            line = f"planning the run, {planned}/{total} asset partitions registered"
+        else:
+            done = counts[dg.DagsterEventType.ASSET_MATERIALIZATION]
+            line = f"step {len(steps)} ({steps[-1]}), {done}/{total} asset partitions materialized"
+        print(f"  .. {label}: {line}, {elapsed}", file=out, flush=True)
 
 
 def run_job(
@@ -51,6 +66,7 @@ def run_job(
     partition_range: tuple[str, str] | None = None,
     tags: dict[str, str] | None = None,
     label: str | None = None,
+    log_level: str = "WARNING",
     expected_materializations: int = 0,
     out=sys.stdout,
 ) -> RunOutcome:
@@ -68,8 +84,13 @@ def run_job(
     started = time.monotonic()
     watcher.start()
     try:
-        result = defs.get_job_def(job_name).execute_in_process(
-            instance=instance, partition_key=partition_key, tags=run_tags, run_id=run_id, raise_on_error=False
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            instance=instance,
+            partition_key=partition_key,
+            tags=run_tags,
+            run_id=run_id,
+            raise_on_error=False,
         )
     finally:
         stop.set()

@@ -1,0 +1,58 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from alphapulse_assets.settings import ConfigError, Settings, parse_history_start
+
+
+def settings(**env):
+    return Settings.from_env({"ALPHAPULSE_HOME": "/tmp/alphapulse-settings-test", **env})
+
+
+def test_defaults():
+    s = settings()
+    assert s.symbols == ("BTCUSDT", "ETHUSDT")
+    assert s.history_start == datetime(2025, 1, 1, tzinfo=UTC)
+    assert s.market_source == s.news_source == "simulated"
+    assert s.mlflow_tracking_uri == "sqlite:////tmp/alphapulse-settings-test/mlflow.db"
+    assert s.warehouse_path.name == "warehouse.duckdb"
+
+
+def test_history_start_formats():
+    assert parse_history_start("2025-02-03") == datetime(2025, 2, 3, tzinfo=UTC)
+    assert parse_history_start("2025-02-03-07:00") == datetime(2025, 2, 3, 7, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        ({"ALPHAPULSE_SYMBOLS": "BTCUSDT,NOPEUSDT"}, "ALPHAPULSE_SYMBOLS"),
+        ({"ALPHAPULSE_SYMBOLS": "BTC-USD"}, "ALPHAPULSE_SYMBOLS"),
+        ({"ALPHAPULSE_SYMBOLS": " , "}, "ALPHAPULSE_SYMBOLS"),
+        ({"ALPHAPULSE_SYMBOLS": "BTCUSDT,btcusdt"}, "ALPHAPULSE_SYMBOLS"),
+        ({"ALPHAPULSE_HISTORY_START": "01/02/2025"}, "ALPHAPULSE_HISTORY_START"),
+        ({"ALPHAPULSE_HISTORY_START": "2025-01-01-10:30"}, "ALPHAPULSE_HISTORY_START"),
+        ({"ALPHAPULSE_HISTORY_START": "2999-01-01"}, "ALPHAPULSE_HISTORY_START"),
+        ({"ALPHAPULSE_MARKET_SOURCE": "bloomberg"}, "ALPHAPULSE_MARKET_SOURCE"),
+        ({"ALPHAPULSE_NEWS_SOURCE": "twitter"}, "ALPHAPULSE_NEWS_SOURCE"),
+        ({"ALPHAPULSE_DEMO_DAYS": "ten"}, "ALPHAPULSE_DEMO_DAYS"),
+        ({"ALPHAPULSE_DEMO_DAYS": "0"}, "ALPHAPULSE_DEMO_DAYS"),
+        ({"ALPHAPULSE_NEWS_SIGNAL": "2"}, "ALPHAPULSE_NEWS_SIGNAL"),
+    ],
+)
+def test_bad_values_name_the_setting(env, named):
+    with pytest.raises(ConfigError, match=named):
+        settings(**env)
+
+
+def test_definitions_refuse_to_load_with_a_bad_environment(tmp_path):
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "ALPHAPULSE_HOME": str(tmp_path), "ALPHAPULSE_SYMBOLS": "BTCUSDT,FAKEUSDT"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import alphapulse_assets.definitions"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "ALPHAPULSE_SYMBOLS" in result.stderr and "FAKEUSDT" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -1,0 +1,67 @@
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from alphapulse_assets.storage.object_store import LocalObjectStore
+from alphapulse_assets.storage.warehouse import DuckDBWarehouse
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def hours(n, value=1.0, start=T0):
+    return pl.DataFrame({"ts": [start + timedelta(hours=h) for h in range(n)], "symbol": "X", "value": value})
+
+
+def test_replace_window_is_idempotent(tmp_path):
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    for _ in range(3):
+        warehouse.replace_window("t", hours(24), T0, T0 + timedelta(hours=24))
+    assert warehouse.query("SELECT count(*) AS n FROM t")["n"][0] == 24
+    # a narrower window replaces only its own hours
+    warehouse.replace_window("t", hours(2, value=9.0, start=T0 + timedelta(hours=5)), T0 + timedelta(hours=5), T0 + timedelta(hours=7))
+    frame = warehouse.read_window("t", T0, T0 + timedelta(hours=24))
+    assert frame.height == 24 and frame["value"].sum() == 22 + 18
+    assert frame["ts"].dtype == pl.Datetime("us", "UTC")
+
+
+def test_rows_outside_the_window_are_refused_and_nothing_is_written(tmp_path):
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    warehouse.replace_window("t", hours(3), T0, T0 + timedelta(hours=3))
+    with pytest.raises(ValueError, match="outside the window"):
+        warehouse.replace_window("t", hours(5, value=7.0), T0, T0 + timedelta(hours=3))
+    assert warehouse.read_window("t", T0, T0 + timedelta(hours=3))["value"].to_list() == [1.0, 1.0, 1.0]
+
+
+def test_failed_insert_rolls_back_the_delete(tmp_path):
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    warehouse.replace_window("t", hours(3), T0, T0 + timedelta(hours=3))
+    incompatible = hours(3).with_columns(pl.lit("not a number").alias("value"))
+    with pytest.raises(Exception):
+        warehouse.replace_window("t", incompatible, T0, T0 + timedelta(hours=3))
+    assert warehouse.read_window("t", T0, T0 + timedelta(hours=3)).height == 3
+
+
+def test_new_columns_are_added(tmp_path):
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    warehouse.replace_window("t", hours(2), T0, T0 + timedelta(hours=2))
+    grown = hours(2, start=T0 + timedelta(hours=2)).with_columns(pl.lit(3.0).alias("extra"))
+    warehouse.replace_window("t", grown, T0 + timedelta(hours=2), T0 + timedelta(hours=4))
+    assert warehouse.query("SELECT count(extra) AS n FROM t")["n"][0] == 2
+
+
+def test_bad_identifiers_are_refused(tmp_path):
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    with pytest.raises(ValueError, match="not a valid table"):
+        warehouse.replace_window("t; drop table x", hours(1), T0, T0 + timedelta(hours=1))
+
+
+def test_object_store_round_trip_and_key_safety(tmp_path):
+    store = LocalObjectStore(root=str(tmp_path))
+    uri = store.put_bytes("a/b.json", b"{}")
+    assert uri.startswith("file://") and store.get_bytes("a/b.json") == b"{}" and store.exists("a/b.json")
+    assert not list((tmp_path / "a").glob(".b.json.*")), "no temporary files left behind"
+    with pytest.raises(ValueError):
+        store.put_bytes("../escape", b"x")
+    with pytest.raises(FileNotFoundError):
+        store.get_bytes("missing")
