@@ -26,12 +26,12 @@ def test_ks_statistic():
 def test_summary_levels_and_insufficient_data():
     rng = np.random.default_rng(3)
     reference = {f"f{i}": rng.standard_normal(1000) for i in range(5)}
-    same = {k: rng.standard_normal(200) for k in reference}
+    same = {k: rng.standard_normal(1000) for k in reference}
     assert measure_drift(reference, same).status == "ok"
     shifted = {k: v + (2.0 if k in ("f0", "f1") else 0.0) for k, v in same.items()}
     summary = measure_drift(reference, shifted)
     assert summary.status == "critical" and summary.drifted_share == 0.4
-    assert [f.feature for f in summary.features[:2]] == ["f0", "f1"] or {f.feature for f in summary.features[:2]} == {"f0", "f1"}
+    assert {f.feature for f in summary.features[:2]} == {"f0", "f1"}
     thin = measure_drift(reference, {k: v[:10] for k, v in same.items()})
     assert thin.status == "insufficient_data" and "10 current rows" in thin.reason
     assert "critical" in render_html(summary, "t", ["line"])
