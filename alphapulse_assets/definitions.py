@@ -44,13 +44,17 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, drift_report, predictions]
 
-defs = dg.Definitions(
-    assets=ALL_ASSETS,
-    jobs=[data_job, hourly_job, retrain_job],
-    schedules=[hourly_schedule, daily_retrain_schedule],
-    sensors=[drift_retrain_sensor],
-    resources=build_resources(Settings.from_env()),
-    # Steps share one DuckDB file that admits one writer process; in-process execution also spares each step
-    # a fresh interpreter importing the whole stack.
-    executor=dg.in_process_executor,
-)
+def build_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        jobs=[data_job, hourly_job, retrain_job],
+        schedules=[hourly_schedule, daily_retrain_schedule],
+        sensors=[drift_retrain_sensor],
+        resources=build_resources(settings),
+        # Steps share one DuckDB file that admits one writer process; in-process execution also spares each step
+        # a fresh interpreter importing the whole stack.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(Settings.from_env())

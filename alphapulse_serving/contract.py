@@ -60,7 +60,7 @@ class ModelManifest:
     signal_band: float
     symbols: list[str]
     training_window: dict[str, str]
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]
     trained_at: str
     promoted_at: str
     decision_partition: str

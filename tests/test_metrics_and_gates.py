@@ -90,6 +90,7 @@ def test_gate_refuses_a_challenger_that_does_not_beat_the_champion():
     gates = promotion_gates(METRICS, {"log_loss": 0.693}, champion, min_oos_rows=100, champion_log_loss_margin=0.0)
     failed = {g.name for g in gates if not g.passed}
     assert failed == {"beats_champion_log_loss", "beats_champion_sharpe"}
+    assert "champion_comparison_out_of_sample" not in failed
     assert "beats_champion_sharpe (1.2 vs 2)" in summarize(gates)
 
 
@@ -97,3 +98,11 @@ def test_gate_refuses_no_skill_and_thin_evidence():
     weak = {"n": 40.0, "log_loss": 0.70, "sharpe": -0.5}
     gates = promotion_gates(weak, {"log_loss": 0.693}, None, min_oos_rows=100, champion_log_loss_margin=0.0)
     assert not any(g.passed for g in gates)
+
+
+def test_gate_voids_a_comparison_where_the_champion_saw_the_window():
+    """Retraining an old hour: the newer champion trained on the challenger's held-out rows."""
+    champion = {"n": 500.0, "log_loss": 0.69, "sharpe": 0.1}
+    gates = promotion_gates(METRICS, {"log_loss": 0.693}, champion, 100, 0.0, champion_overlap_hours=36.0)
+    failed = [g for g in gates if not g.passed]
+    assert [g.name for g in failed] == ["champion_comparison_out_of_sample"] and failed[0].value == 36.0

@@ -1,4 +1,5 @@
 import json
+import math
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -43,7 +44,7 @@ def promotion_decision(
     baseline = _metrics_from_row(evaluation, "baseline_")
 
     champion = current_champion(object_store)
-    champion_metrics, champion_note = None, "no champion yet"
+    champion_metrics, champion_note, overlap_hours = None, "no champion yet", 0.0
     if champion is not None and champion.feature_version != feature_version():
         champion_note = (
             f"champion {champion.version} uses feature version {champion.feature_version}, features are now "
@@ -58,9 +59,13 @@ def promotion_decision(
         )
         scored = score_frame(ScoringModel.load(champion), holdout)
         champion_metrics, _ = evaluate_predictions(scored, policy.signal_band, policy.cost_bps)
+        champion_train_end = datetime.fromisoformat(champion.training_window["train_end"])
+        overlap_hours = max(0.0, (champion_train_end - trained["validation_start"]).total_seconds() / 3600)
         champion_note = f"champion {champion.version} re-scored on the challenger's held-out window"
 
-    gates = promotion_gates(challenger, baseline, champion_metrics, policy.min_oos_rows, policy.champion_log_loss_margin)
+    gates = promotion_gates(
+        challenger, baseline, champion_metrics, policy.min_oos_rows, policy.champion_log_loss_margin, overlap_hours
+    )
     promote = all(g.passed for g in gates)
     summary = summarize(gates)
     row = pl.DataFrame(
@@ -124,7 +129,12 @@ def promoted_model(
         training_window={
             k: trained[k].isoformat() for k in ("train_start", "train_end", "validation_start", "validation_end")
         },
-        metrics={k: float(v) for k, v in evaluation.items() if k.startswith(("oos_", "baseline_"))},
+        # NaN (e.g. the hit rate of a baseline that never trades) has no JSON form: it is recorded as null.
+        metrics={
+            k: (float(v) if v is not None and math.isfinite(v) else None)
+            for k, v in evaluation.items()
+            if k.startswith(("oos_", "baseline_"))
+        },
         trained_at=trained["trained_at"].isoformat(),
         promoted_at=datetime.now(UTC).isoformat(),
         decision_partition=decision.isoformat(),

@@ -24,10 +24,14 @@ def promotion_gates(
     champion: dict[str, float] | None,
     min_oos_rows: int,
     champion_log_loss_margin: float,
+    champion_overlap_hours: float = 0.0,
 ) -> list[Gate]:
     """Every comparison the decision rests on, all measured out of sample on the challenger's held-out window.
 
-    `champion` holds the current champion's metrics re-measured on that same window (None: no champion yet).
+    `champion` holds the current champion's metrics re-measured on that same window (None: no champion yet);
+    `champion_overlap_hours` is how far the champion's training reaches into that window (a champion trained
+    later than the challenger, e.g. when an old hour is retrained). Any overlap flatters the champion, so the
+    comparison is void and the challenger is refused.
     """
     gates = [
         Gate("enough_oos_rows", challenger["n"] >= min_oos_rows, challenger["n"], float(min_oos_rows),
@@ -39,6 +43,8 @@ def promotion_gates(
     ]
     if champion is not None:
         gates += [
+            Gate("champion_comparison_out_of_sample", champion_overlap_hours <= 0, champion_overlap_hours, 0.0,
+                 "hours of the held-out window the champion trained on (must be none)"),
             Gate("beats_champion_log_loss", challenger["log_loss"] < champion["log_loss"] - champion_log_loss_margin,
                  challenger["log_loss"], champion["log_loss"] - champion_log_loss_margin,
                  f"log loss below the champion's on the same window (margin {champion_log_loss_margin})"),

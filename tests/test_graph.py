@@ -1,0 +1,122 @@
+"""The whole graph, in-process, over a small range: data backfill, retrain, promotion, hourly job."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from polars.testing import assert_frame_equal
+
+from alphapulse_assets.definitions import build_definitions
+from alphapulse_assets.features.indicators import FEATURE_NAMES
+from alphapulse_assets.runner import run_job
+from alphapulse_assets.settings import Settings
+from alphapulse_serving.app import create_app
+from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest
+
+FIRST, LAST = "2025-03-01-00:00", "2025-03-13-23:00"
+LAST_HOUR = datetime(2025, 3, 13, 23, tzinfo=UTC)
+HOURS = 13 * 24
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    settings = Settings.from_env({**__import__("os").environ, "ALPHAPULSE_HOME": str(home)})
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        data = run_job(defs, instance, "data_job", partition_range=(FIRST, LAST))
+        assert data.success, data.error
+        retrain = run_job(defs, instance, "retrain_job", partition_key=LAST)
+        assert retrain.success, retrain.error
+        hourly = run_job(defs, instance, "hourly_job", partition_key=LAST)
+        assert hourly.success, hourly.error
+        yield defs, instance, settings
+
+
+def table(defs, name):
+    return defs.resources["warehouse"].query(f"SELECT * FROM {name} ORDER BY 1")
+
+
+def test_data_tables_hold_one_row_per_symbol_hour(graph):
+    defs, _, _ = graph
+    for name in ("prices", "news_sentiment", "features"):
+        frame = table(defs, name)
+        assert frame.height == HOURS * 2, name
+        assert frame.select("ts", "symbol").is_duplicated().sum() == 0, name
+    assert table(defs, "news").height > HOURS  # about 1.7 headlines an hour for two symbols
+
+
+def test_every_asset_is_materialized_and_checks_pass(graph):
+    defs, instance, _ = graph
+    for key in ("prices", "news", "news_sentiment", "features", "trained_model", "model_evaluation",
+                "promotion_decision", "promoted_model", "drift_report", "predictions"):
+        assert LAST in instance.get_materialized_partitions(dg.AssetKey(key)), key
+    evaluation = instance.get_latest_materialization_event(dg.AssetKey("model_evaluation")).asset_materialization
+    for key in ("oos_accuracy", "oos_auc", "oos_log_loss", "oos_sharpe", "oos_max_drawdown", "n_oos", "equity_curve"):
+        assert key in evaluation.metadata, key
+    checks = instance.event_log_storage.get_latest_asset_check_execution_by_key([
+        dg.AssetCheckKey(dg.AssetKey("prices"), name) for name in ("prices_complete", "prices_unique", "prices_ohlc_valid")
+    ])
+    assert len(checks) == 3
+
+
+def test_promotion_published_a_loadable_manifest(graph):
+    defs, _, settings = graph
+    decision = table(defs, "promotion_decision").row(0, named=True)
+    assert decision["promote"], decision["summary"]
+    store = defs.resources["object_store"]
+    manifest = ModelManifest.from_json(store.get_bytes(MANIFEST_KEY))
+    assert manifest.version == decision["challenger_version"]
+    assert manifest.feature_names == list(FEATURE_NAMES)
+    assert datetime.fromisoformat(manifest.training_window["validation_end"]) == LAST_HOUR
+    assert table(defs, "promoted_model").height == 1
+
+
+def test_api_answers_what_predictions_recorded(graph):
+    """Research/live parity: the API on the snapshot equals the `predictions` row for that hour."""
+    defs, _, settings = graph
+    recorded = table(defs, "predictions").filter(pl.col("ts") == LAST_HOUR)
+    assert recorded.height == 2
+    with TestClient(create_app(store_root=settings.object_store_root, poll_seconds=3600)) as client:
+        for row in recorded.iter_rows(named=True):
+            body = client.post("/predict", json={"symbol": row["symbol"]}).json()
+            assert body["probability"] == pytest.approx(row["probability_up"], abs=1e-12)
+            assert body["signal"] == row["signal"] and body["model_version"] == row["model_version"]
+            assert datetime.fromisoformat(body["feature_timestamp"]) == LAST_HOUR
+
+
+def test_drift_report_written(graph):
+    defs, instance, settings = graph
+    report = instance.get_latest_materialization_event(dg.AssetKey("drift_report")).asset_materialization
+    assert report.metadata["drift_status"].value in ("ok", "warning", "critical")
+    assert (settings.object_store_root / "reports/drift/20250313T23.html").read_text().count("<tr") == len(FEATURE_NAMES) + 1
+
+
+def test_rerunning_ranges_in_other_chunks_changes_nothing(graph):
+    defs, instance, _ = graph
+    before = {name: table(defs, name).sort("ts", "symbol") for name in ("prices", "news_sentiment", "features")}
+    snapshot = defs.resources["object_store"].get_bytes(SNAPSHOT_KEY)
+    for chunk in (("2025-03-02-05:00", "2025-03-05-17:00"), ("2025-03-05-18:00", "2025-03-09-00:00")):
+        assert run_job(defs, instance, "data_job", partition_range=chunk).success
+    for name, frame in before.items():
+        assert_frame_equal(table(defs, name).sort("ts", "symbol"), frame, check_exact=False, abs_tol=1e-9)
+    assert defs.resources["object_store"].get_bytes(SNAPSHOT_KEY) == snapshot, "old backfills keep the newest snapshot"
+
+
+def test_retraining_the_same_hour_is_deterministic_and_not_promoted_twice(graph):
+    defs, instance, _ = graph
+    first = table(defs, "trained_model").row(0, named=True)
+    assert run_job(defs, instance, "retrain_job", partition_key=LAST).success
+    again = table(defs, "trained_model").row(0, named=True)
+    assert again["sha256"] == first["sha256"]
+    decision = table(defs, "promotion_decision").row(0, named=True)
+    assert not decision["promote"] and "beats_champion" in decision["summary"]
+    assert table(defs, "promoted_model").height == 1
+
+
+def test_model_assets_fail_clearly_without_data(graph):
+    defs, instance, _ = graph
+    outcome = run_job(defs, instance, "retrain_job", partition_key="2025-03-03-00:00")
+    assert not outcome.success and "materialize prices, news, news_sentiment and features" in outcome.error
