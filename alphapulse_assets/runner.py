@@ -57,6 +57,20 @@ def _progress(instance: dg.DagsterInstance, run_id: str, label: str, total: int,
         print(f"  .. {label}: {line}, {elapsed}", file=out, flush=True)
 
 
+def _check_range(defs: dg.Definitions, job_name: str, first: str, last: str) -> None:
+    """An empty, inverted or unknown range is refused before a run exists, so nothing is written."""
+    partitions = defs.resolve_job_def(job_name).partitions_def
+    if partitions is None:
+        raise ValueError(f"{job_name} is not partitioned")
+    keys = partitions.get_partition_keys()
+    for key in (first, last):
+        if key not in keys:
+            raise ValueError(f"{key!r} is not an hourly partition of {job_name} (format YYYY-MM-DD-HH:00, UTC, from "
+                             f"ALPHAPULSE_HISTORY_START to the last closed hour)")
+    if keys.index(first) > keys.index(last):
+        raise ValueError(f"inverted partition range {first} .. {last}: the first hour comes after the last")
+
+
 def run_job(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -75,6 +89,7 @@ def run_job(
         raise ValueError("give exactly one of partition_key or partition_range")
     run_tags = dict(tags or {})
     if partition_range is not None:
+        _check_range(defs, job_name, *partition_range)
         run_tags |= {ASSET_PARTITION_RANGE_START_TAG: partition_range[0], ASSET_PARTITION_RANGE_END_TAG: partition_range[1]}
     run_id = str(uuid.uuid4())
     stop = threading.Event()
