@@ -24,7 +24,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
         "object_store": LocalObjectStore(root=str(settings.object_store_root)),
-        "market": SimulatedMarket(symbols=symbols, seed=settings.seed, news_signal_strength=settings.news_signal_strength),
+        "market": SimulatedMarket(
+            symbols=symbols, seed=settings.seed, news_signal_strength=settings.news_signal_strength
+        ),
         "newswire": SimulatedNewswire(
             symbols=symbols, seed=settings.seed, news_signal_strength=settings.news_signal_strength
         ),
@@ -43,6 +45,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 
 ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, drift_report, predictions]
+
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(

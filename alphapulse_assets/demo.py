@@ -80,7 +80,8 @@ def materialize(settings) -> bool:
     needed = retrain_hours[0] - timedelta(hours=settings.min_training_hours + LOOKBACK_HOURS)
     if needed < start:
         raise SystemExit(
-            f"the demo window starts {start:%Y-%m-%d %H:00} but the first retrain needs data from {needed:%Y-%m-%d %H:00} "
+            f"the demo window starts {start:%Y-%m-%d %H:00} but the first retrain needs data from "
+            f"{needed:%Y-%m-%d %H:00} "
             f"(ALPHAPULSE_TRAIN_DAYS={settings.train_days}, ALPHAPULSE_VALIDATION_DAYS={settings.validation_days}, "
             f"ALPHAPULSE_EMBARGO_HOURS={settings.embargo_hours}): raise ALPHAPULSE_DEMO_DAYS or move "
             f"ALPHAPULSE_HISTORY_START earlier"
@@ -94,8 +95,12 @@ def materialize(settings) -> bool:
     else:
         say(f"      {n_hours} hourly partitions x {len(DATA_ASSETS)} assets in one run (from {partition_key(resume)})")
         outcome = run_job(
-            defs, instance, "data_job", partition_range=(partition_key(resume), partition_key(end)),
-            label="data backfill", expected_materializations=n_hours * len(DATA_ASSETS),
+            defs,
+            instance,
+            "data_job",
+            partition_range=(partition_key(resume), partition_key(end)),
+            label="data backfill",
+            expected_materializations=n_hours * len(DATA_ASSETS),
         )
         if not outcome.success:
             raise SystemExit(f"data backfill failed: {outcome.error}")
@@ -109,10 +114,16 @@ def materialize(settings) -> bool:
         retrain_hours = retrain_hours[-1:]
     say(f"[2/4] retrain: the daily retrain at {len(retrain_hours)} decision hour(s), as the schedule would have run")
     for hour in retrain_hours:
-        outcome = run_job(defs, instance, "retrain_job", partition_key=partition_key(hour), label=f"retrain {partition_key(hour)}")
+        outcome = run_job(
+            defs, instance, "retrain_job", partition_key=partition_key(hour), label=f"retrain {partition_key(hour)}"
+        )
         if not outcome.success:
             raise SystemExit(f"retrain at {partition_key(hour)} failed: {outcome.error}")
-        verdict = defs.resources["warehouse"].read_window("promotion_decision", hour, hour + timedelta(hours=1)).row(0, named=True)
+        verdict = (
+            defs.resources["warehouse"]
+            .read_window("promotion_decision", hour, hour + timedelta(hours=1))
+            .row(0, named=True)
+        )
         say(f"      {partition_key(hour)}: {verdict['summary']} ({outcome.seconds:.0f}s)")
     champion = current_champion(store)
     if champion is None:
@@ -149,7 +160,15 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, DAGSTER_HOME=str(settings.dagster_home), ALPHAPULSE_API_PORT=str(api_port))
     commands = {
-        "webserver": [str(bin_dir / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)],
+        "webserver": [
+            str(bin_dir / "dagster-webserver"),
+            "-w",
+            str(REPO / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(ui_port),
+        ],
         "daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
         "api": [sys.executable, "-m", "alphapulse_serving"],
     }
@@ -157,6 +176,9 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
     processes: dict[str, subprocess.Popen] = {}
 
     def stop(*_):
+        # A terminal's Ctrl-C reaches every process in the group, and uv forwards it again: once shutting down,
+        # further interrupts must not cut the wait for the children short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for process in processes.values():
             if process.poll() is None:
                 process.terminate()
@@ -171,17 +193,21 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
         for name, command in commands.items():
             log = (logs / f"{name}.log").open("ab")
             processes[name] = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_http(f"http://127.0.0.1:{ui_port}/server_info", processes["webserver"], "webserver", logs / "webserver.log")
+        wait_http(
+            f"http://127.0.0.1:{ui_port}/server_info", processes["webserver"], "webserver", logs / "webserver.log"
+        )
         wait_http(f"http://127.0.0.1:{api_port}/health", processes["api"], "API", logs / "api.log")
         say("")
         say("AlphaPulse is up.")
-        say(f"  Dagster UI      http://127.0.0.1:{ui_port}   (assets, runs, schedules and sensors; the daemon is running)")
+        say(f"  Dagster UI      http://127.0.0.1:{ui_port}   (assets, runs, schedules, sensors; the daemon is running)")
         say(f"  Prediction API  http://127.0.0.1:{api_port}/docs")
         say(f"  Logs            {logs}")
         if have_champion:
             say("  Try:")
-            say(f"    curl -s -X POST http://127.0.0.1:{api_port}/predict -H 'Content-Type: application/json' "
-                "-d '{\"symbol\": \"" + settings.symbols[0] + "\"}'")
+            say(
+                f"    curl -s -X POST http://127.0.0.1:{api_port}/predict -H 'Content-Type: application/json' "
+                '-d \'{"symbol": "' + settings.symbols[0] + "\"}'"
+            )
         say("Press Ctrl-C to stop.")
         while all(p.poll() is None for p in processes.values()):
             time.sleep(1)
@@ -205,8 +231,10 @@ def main() -> None:
     api_port = _port("ALPHAPULSE_API_PORT", 8000)
     settings.home.mkdir(parents=True, exist_ok=True)
     prepare_instance(settings)
-    say(f"AlphaPulse demo: home {settings.home}, symbols {', '.join(settings.symbols)}, {settings.demo_days} days, "
-        f"market={settings.market_source}, news={settings.news_source}")
+    say(
+        f"AlphaPulse demo: home {settings.home}, symbols {', '.join(settings.symbols)}, {settings.demo_days} days, "
+        f"market={settings.market_source}, news={settings.news_source}"
+    )
     have_champion = materialize(settings)
     say(f"      materialized in {time.monotonic() - started:.0f}s since start")
     serve(settings, ui_port, api_port, have_champion)

@@ -65,8 +65,10 @@ def _check_range(defs: dg.Definitions, job_name: str, first: str, last: str) -> 
     keys = partitions.get_partition_keys()
     for key in (first, last):
         if key not in keys:
-            raise ValueError(f"{key!r} is not an hourly partition of {job_name} (format YYYY-MM-DD-HH:00, UTC, from "
-                             f"ALPHAPULSE_HISTORY_START to the last closed hour)")
+            raise ValueError(
+                f"{key!r} is not an hourly partition of {job_name} (format YYYY-MM-DD-HH:00, UTC, from "
+                f"ALPHAPULSE_HISTORY_START to the last closed hour)"
+            )
     if keys.index(first) > keys.index(last):
         raise ValueError(f"inverted partition range {first} .. {last}: the first hour comes after the last")
 
@@ -90,7 +92,10 @@ def run_job(
     run_tags = dict(tags or {})
     if partition_range is not None:
         _check_range(defs, job_name, *partition_range)
-        run_tags |= {ASSET_PARTITION_RANGE_START_TAG: partition_range[0], ASSET_PARTITION_RANGE_END_TAG: partition_range[1]}
+        run_tags |= {
+            ASSET_PARTITION_RANGE_START_TAG: partition_range[0],
+            ASSET_PARTITION_RANGE_END_TAG: partition_range[1],
+        }
     run_id = str(uuid.uuid4())
     stop = threading.Event()
     watcher = threading.Thread(
@@ -113,9 +118,12 @@ def run_job(
     error = None
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
-        error = "; ".join(
-            f"{e.step_key}: {e.step_failure_data.error.message.strip() if e.step_failure_data.error else 'failed'}"
-            for e in failures
-        ) or "run failed"
+        error = (
+            "; ".join(
+                f"{e.step_key}: {e.step_failure_data.error.message.strip() if e.step_failure_data.error else 'failed'}"
+                for e in failures
+            )
+            or "run failed"
+        )
     materialized = sum(1 for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION)
     return RunOutcome(run_id, result.success, time.monotonic() - started, materialized, error)

@@ -33,7 +33,9 @@ class PredictResponse(BaseModel):
     signal: Literal[-1, 0, 1] = Field(description="+1 long, -1 short, 0 flat")
     probability: float = Field(description="P(next hour's close > this hour's close)")
     model_version: str
-    feature_timestamp: str | None = Field(description="Hour (UTC) the online features describe; null for given features")
+    feature_timestamp: str | None = Field(
+        description="Hour (UTC) the online features describe; null for given features"
+    )
     feature_source: Literal["online_snapshot", "request"]
     feature_version: str
 
@@ -63,7 +65,9 @@ def create_app(store_root: Path | None = None, poll_seconds: float = 2.0) -> Fas
     def health():
         problems = state.problems()
         if state.model is None:
-            return JSONResponse(status_code=503, content={"status": "unavailable", "model_version": None, "reasons": problems})
+            return JSONResponse(
+                status_code=503, content={"status": "unavailable", "model_version": None, "reasons": problems}
+            )
         snapshot_ts = None
         if state.features:
             snapshot_ts = max((row["ts"] for row in state.features.rows.values()), default=None)
@@ -100,7 +104,10 @@ def create_app(store_root: Path | None = None, poll_seconds: float = 2.0) -> Fas
                     parts.append(f"missing features: {', '.join(missing)}")
                 if unknown:
                     parts.append(f"unknown features: {', '.join(unknown)}")
-                raise HTTPException(422, detail="; ".join(parts) + f" (model {manifest.version} needs exactly {len(scorer.feature_names)})")
+                raise HTTPException(
+                    422,
+                    detail="; ".join(parts) + f" (model {manifest.version} needs exactly {len(scorer.feature_names)})",
+                )
             values, feature_ts, source = request.features, None, "request"
         else:
             if online is None:

@@ -104,7 +104,11 @@ class ScoringModel:
         if manifest.model_format != "xgboost-ubj":
             raise ArtifactError(f"model {manifest.version}: unsupported format {manifest.model_format!r}")
         return cls.from_artifact(
-            read_uri(manifest.model_uri), manifest.sha256, manifest.feature_names, manifest.signal_band, manifest.version
+            read_uri(manifest.model_uri),
+            manifest.sha256,
+            manifest.feature_names,
+            manifest.signal_band,
+            manifest.version,
         )
 
     @classmethod

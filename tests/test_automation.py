@@ -55,7 +55,9 @@ def test_drift_sensor_requests_a_retrain_only_on_critical_drift(defs):
 def test_drift_sensor_cools_down_after_a_drift_retrain(defs):
     with dg.instance_for_test() as instance:
         job = defs.resolve_job_def("retrain_job")
-        instance.create_run_for_job(job, tags={"alphapulse/trigger": "drift_retrain_sensor", "dagster/partition": "2025-03-13-09:00"})
+        instance.create_run_for_job(
+            job, tags={"alphapulse/trigger": "drift_retrain_sensor", "dagster/partition": "2025-03-13-09:00"}
+        )
         _report(instance, "2025-03-13-11:00", "critical")
         result = drift_retrain_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
         assert result.run_requests == [] and "less than" in result.skip_message

@@ -116,7 +116,15 @@ def services(tmp_path):
         ALPHAPULSE_API_POLL_SECONDS="1",
     )
     commands = {
-        "webserver": [str(BIN / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)],
+        "webserver": [
+            str(BIN / "dagster-webserver"),
+            "-w",
+            str(REPO / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(ui_port),
+        ],
         "daemon": [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
         "api": [sys.executable, "-m", "alphapulse_serving"],
     }
@@ -127,7 +135,9 @@ def services(tmp_path):
             processes[name] = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=logs[name].open("wb"), stderr=subprocess.STDOUT
             )
-        wait_until(lambda: http("GET", f"http://127.0.0.1:{ui_port}/server_info")[0] == 200, "webserver", 120, processes)
+        wait_until(
+            lambda: http("GET", f"http://127.0.0.1:{ui_port}/server_info")[0] == 200, "webserver", 120, processes
+        )
         wait_until(lambda: http("GET", f"http://127.0.0.1:{api_port}/health")[0] in (200, 503), "API", 60, processes)
         yield ui_port, api_port, processes
     except BaseException:

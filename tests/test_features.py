@@ -34,7 +34,9 @@ def test_chunk_invariance():
     prices, sentiment = inputs()
     whole = compute_features(prices, sentiment, SYMBOLS, START, END)
     cuts = [START, START + timedelta(hours=7), START + timedelta(days=3, hours=1), START + timedelta(days=6), END]
-    chunks = pl.concat([compute_features(prices, sentiment, SYMBOLS, a, b) for a, b in zip(cuts, cuts[1:])])
+    chunks = pl.concat(
+        [compute_features(prices, sentiment, SYMBOLS, a, b) for a, b in zip(cuts, cuts[1:], strict=False)]
+    )
     # Rolling windows are updated incrementally, so values can differ in the last bits (seen: 8e-15) depending on
     # where a chunk starts; 1e-9 is the tolerance the feature store promises.
     assert_frame_equal(chunks.sort("ts", "symbol"), whole, check_exact=False, rel_tol=0, abs_tol=1e-9)
@@ -49,7 +51,10 @@ def test_point_in_time_no_feature_sees_the_future():
         for c in ("open", "high", "low", "close", "volume", "taker_buy_volume")
     )
     louder = sentiment.with_columns(
-        pl.when(pl.col("ts") > t).then(-pl.col("sentiment_mean")).otherwise(pl.col("sentiment_mean")).alias("sentiment_mean")
+        pl.when(pl.col("ts") > t)
+        .then(-pl.col("sentiment_mean"))
+        .otherwise(pl.col("sentiment_mean"))
+        .alias("sentiment_mean")
     )
     after = compute_features(shocked, louder, SYMBOLS, START, END)
     assert_frame_equal(after.filter(pl.col("ts") <= t), before.filter(pl.col("ts") <= t), check_exact=True)

@@ -1,6 +1,6 @@
 """The whole graph, in-process, over a small range: data backfill, retrain, promotion, hourly job."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
@@ -50,15 +50,28 @@ def test_data_tables_hold_one_row_per_symbol_hour(graph):
 
 def test_every_asset_is_materialized_and_checks_pass(graph):
     defs, instance, _ = graph
-    for key in ("prices", "news", "news_sentiment", "features", "trained_model", "model_evaluation",
-                "promotion_decision", "promoted_model", "drift_report", "predictions"):
+    for key in (
+        "prices",
+        "news",
+        "news_sentiment",
+        "features",
+        "trained_model",
+        "model_evaluation",
+        "promotion_decision",
+        "promoted_model",
+        "drift_report",
+        "predictions",
+    ):
         assert LAST in instance.get_materialized_partitions(dg.AssetKey(key)), key
     evaluation = instance.get_latest_materialization_event(dg.AssetKey("model_evaluation")).asset_materialization
     for key in ("oos_accuracy", "oos_auc", "oos_log_loss", "oos_sharpe", "oos_max_drawdown", "n_oos", "equity_curve"):
         assert key in evaluation.metadata, key
-    checks = instance.event_log_storage.get_latest_asset_check_execution_by_key([
-        dg.AssetCheckKey(dg.AssetKey("prices"), name) for name in ("prices_complete", "prices_unique", "prices_ohlc_valid")
-    ])
+    checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [
+            dg.AssetCheckKey(dg.AssetKey("prices"), name)
+            for name in ("prices_complete", "prices_unique", "prices_ohlc_valid")
+        ]
+    )
     assert len(checks) == 3
 
 
@@ -91,7 +104,9 @@ def test_drift_report_written(graph):
     defs, instance, settings = graph
     report = instance.get_latest_materialization_event(dg.AssetKey("drift_report")).asset_materialization
     assert report.metadata["drift_status"].value in ("ok", "warning", "critical")
-    assert (settings.object_store_root / "reports/drift/20250313T23.html").read_text().count("<tr") == len(FEATURE_NAMES) + 1
+    assert (settings.object_store_root / "reports/drift/20250313T23.html").read_text().count("<tr") == len(
+        FEATURE_NAMES
+    ) + 1
 
 
 def test_rerunning_ranges_in_other_chunks_changes_nothing(graph):

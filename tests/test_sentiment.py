@@ -9,7 +9,11 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 def test_vader_scores_order_good_and_bad_news():
     good, neutral, bad = VaderScorer().score(
-        ["Bitcoin soars as investors cheer strong inflows", "Bitcoin trades sideways", "Bitcoin crashes after liquidations spark fear"]
+        [
+            "Bitcoin soars as investors cheer strong inflows",
+            "Bitcoin trades sideways",
+            "Bitcoin crashes after liquidations spark fear",
+        ]
     )
     assert good > 0.3 and bad < -0.3 and abs(neutral) < 0.1
 
@@ -36,6 +40,8 @@ def test_aggregation_counts_market_news_for_every_symbol_and_keeps_empty_hours()
 
 
 def test_aggregation_of_no_news():
-    empty = pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC"), "symbols": pl.List(pl.String), "sentiment": pl.Float64})
+    empty = pl.DataFrame(
+        schema={"ts": pl.Datetime("us", "UTC"), "symbols": pl.List(pl.String), "sentiment": pl.Float64}
+    )
     frame = aggregate_sentiment(empty, ["BTCUSDT"], T0, T0 + timedelta(hours=2))
     assert frame["item_count"].to_list() == [0, 0] and frame["sentiment_mean"].null_count() == 2

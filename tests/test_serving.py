@@ -1,5 +1,4 @@
 import json
-from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -21,10 +20,17 @@ def publish_model(store: LocalObjectStore, seed: int, version: str, corrupt: boo
     artifact = fit_xgboost(x, y, FEATURES, seed=seed, num_boost_round=20).artifact
     uri = store.put_bytes(f"models/{version}/model.ubj", artifact)
     manifest = ModelManifest(
-        version=version, model_uri=uri, sha256=sha256_hex(artifact), feature_names=FEATURES,
-        feature_version=feature_version(), signal_band=0.02, symbols=["BTCUSDT", "ETHUSDT"],
-        training_window={"train_start": "2025-01-01T00:00:00+00:00"}, metrics={"oos_auc": 0.6},
-        trained_at="2025-01-02T00:00:00+00:00", promoted_at="2025-01-02T00:00:00+00:00",
+        version=version,
+        model_uri=uri,
+        sha256=sha256_hex(artifact),
+        feature_names=FEATURES,
+        feature_version=feature_version(),
+        signal_band=0.02,
+        symbols=["BTCUSDT", "ETHUSDT"],
+        training_window={"train_start": "2025-01-01T00:00:00+00:00"},
+        metrics={"oos_auc": 0.6},
+        trained_at="2025-01-02T00:00:00+00:00",
+        promoted_at="2025-01-02T00:00:00+00:00",
         decision_partition="2025-01-02T00:00:00+00:00",
     )
     if corrupt:

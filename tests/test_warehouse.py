@@ -1,5 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -19,7 +20,9 @@ def test_replace_window_is_idempotent(tmp_path):
         warehouse.replace_window("t", hours(24), T0, T0 + timedelta(hours=24))
     assert warehouse.query("SELECT count(*) AS n FROM t")["n"][0] == 24
     # a narrower window replaces only its own hours
-    warehouse.replace_window("t", hours(2, value=9.0, start=T0 + timedelta(hours=5)), T0 + timedelta(hours=5), T0 + timedelta(hours=7))
+    warehouse.replace_window(
+        "t", hours(2, value=9.0, start=T0 + timedelta(hours=5)), T0 + timedelta(hours=5), T0 + timedelta(hours=7)
+    )
     frame = warehouse.read_window("t", T0, T0 + timedelta(hours=24))
     assert frame.height == 24 and frame["value"].sum() == 22 + 18
     assert frame["ts"].dtype == pl.Datetime("us", "UTC")
@@ -37,7 +40,7 @@ def test_failed_insert_rolls_back_the_delete(tmp_path):
     warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
     warehouse.replace_window("t", hours(3), T0, T0 + timedelta(hours=3))
     incompatible = hours(3).with_columns(pl.lit("not a number").alias("value"))
-    with pytest.raises(Exception):
+    with pytest.raises(duckdb.Error):
         warehouse.replace_window("t", incompatible, T0, T0 + timedelta(hours=3))
     assert warehouse.read_window("t", T0, T0 + timedelta(hours=3)).height == 3
 

@@ -88,7 +88,9 @@ def compute_features(
     down = (-price_move).clip(lower_bound=0).rolling_mean(14)
     log_volume = (pl.col("volume") + EPS).log()
     hour = pl.col("ts").dt.hour().cast(pl.Float64)
-    sentiment_sum = pl.when(pl.col("item_count") == 0).then(0.0).otherwise(pl.col("sentiment_mean") * pl.col("item_count"))
+    sentiment_sum = (
+        pl.when(pl.col("item_count") == 0).then(0.0).otherwise(pl.col("sentiment_mean") * pl.col("item_count"))
+    )
 
     features = frame.with_columns(
         ret_1h.over("symbol").alias("ret_1h"),

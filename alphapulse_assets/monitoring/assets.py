@@ -5,9 +5,9 @@ import polars as pl
 
 from alphapulse_assets.features.assets import features
 from alphapulse_assets.features.indicators import feature_version
+from alphapulse_assets.monitoring.drift import measure_drift, render_html
 from alphapulse_assets.partitions import HOURLY, partition_hour
 from alphapulse_assets.promotion.assets import current_champion, promoted_model
-from alphapulse_assets.monitoring.drift import measure_drift, render_html
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import Warehouse
 from alphapulse_assets.training.resources import ModelPolicy
@@ -43,16 +43,42 @@ def drift_report(
 
     rows = pl.DataFrame(
         [
-            {"ts": hour, "feature": f.feature, "psi": f.psi, "ks": f.ks, "level": f.level,
-             "reference_mean": f.reference_mean, "current_mean": f.current_mean, "status": summary.status,
-             "champion_version": champion.version, "measured_at": datetime.now(UTC)}
+            {
+                "ts": hour,
+                "feature": f.feature,
+                "psi": f.psi,
+                "ks": f.ks,
+                "level": f.level,
+                "reference_mean": f.reference_mean,
+                "current_mean": f.current_mean,
+                "status": summary.status,
+                "champion_version": champion.version,
+                "measured_at": datetime.now(UTC),
+            }
             for f in summary.features
         ]
-        or [{"ts": hour, "feature": None, "psi": None, "ks": None, "level": None, "reference_mean": None,
-             "current_mean": None, "status": summary.status, "champion_version": champion.version,
-             "measured_at": datetime.now(UTC)}],
-        schema_overrides={"feature": pl.String, "psi": pl.Float64, "ks": pl.Float64, "level": pl.String,
-                          "reference_mean": pl.Float64, "current_mean": pl.Float64},
+        or [
+            {
+                "ts": hour,
+                "feature": None,
+                "psi": None,
+                "ks": None,
+                "level": None,
+                "reference_mean": None,
+                "current_mean": None,
+                "status": summary.status,
+                "champion_version": champion.version,
+                "measured_at": datetime.now(UTC),
+            }
+        ],
+        schema_overrides={
+            "feature": pl.String,
+            "psi": pl.Float64,
+            "ks": pl.Float64,
+            "level": pl.String,
+            "reference_mean": pl.Float64,
+            "current_mean": pl.Float64,
+        },
     )
     warehouse.replace_window("drift_report", rows, hour, hour + timedelta(hours=1))
     return dg.MaterializeResult(

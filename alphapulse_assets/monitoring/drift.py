@@ -37,7 +37,11 @@ def ks_statistic(reference: np.ndarray, current: np.ndarray) -> float:
     if a.size == 0 or b.size == 0:
         return float("nan")
     grid = np.concatenate([a, b])
-    return float(np.max(np.abs(np.searchsorted(a, grid, side="right") / a.size - np.searchsorted(b, grid, side="right") / b.size)))
+    return float(
+        np.max(
+            np.abs(np.searchsorted(a, grid, side="right") / a.size - np.searchsorted(b, grid, side="right") / b.size)
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -88,13 +92,19 @@ def measure_drift(
             "insufficient_data",
             f"{n_ref} reference and {n_cur} current rows; at least {min_reference_rows} and {min_current_rows} "
             "are needed for a PSI that is not noise",
-            float("nan"), float("nan"), [],
+            float("nan"),
+            float("nan"),
+            [],
         )
     rows = [
         FeatureDrift(
-            name, psi(reference[name], current[name]), ks_statistic(reference[name], current[name]),
-            _mean(reference[name]), _mean(current[name]),
-            float(np.isnan(reference[name]).mean()), float(np.isnan(current[name]).mean()),
+            name,
+            psi(reference[name], current[name]),
+            ks_statistic(reference[name], current[name]),
+            _mean(reference[name]),
+            _mean(current[name]),
+            float(np.isnan(reference[name]).mean()),
+            float(np.isnan(current[name]).mean()),
         )
         for name in reference
     ]
@@ -110,6 +120,12 @@ def measure_drift(
     return DriftSummary(status, reason, share, max(r.psi for r in rows), rows)
 
 
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} "
+    "td,th{padding:4px 10px;border:1px solid #ccc;text-align:right} td:first-child{text-align:left}"
+)
+
+
 def render_html(summary: DriftSummary, title: str, context_lines: list[str]) -> str:
     colours = {"drift": "#f8d7da", "warning": "#fff3cd", "ok": "#d1e7dd", "unknown": "#e2e3e5"}
     body = "".join(
@@ -120,7 +136,7 @@ def render_html(summary: DriftSummary, title: str, context_lines: list[str]) -> 
     )
     details = "".join(f"<li>{html.escape(line)}</li>" for line in context_lines)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{padding:4px 10px;border:1px solid #ccc;text-align:right}}td:first-child{{text-align:left}}</style>
+<style>{_STYLE}</style>
 </head><body><h1>{html.escape(title)}</h1>
 <p><b>Status: {summary.status}</b> &mdash; {html.escape(summary.reason)}</p><ul>{details}</ul>
 <p>PSI thresholds: &lt; {PSI_WARNING} stable, {PSI_WARNING}&ndash;{PSI_DRIFT} moderate shift, &ge; {PSI_DRIFT} drift.

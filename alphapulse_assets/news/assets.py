@@ -33,10 +33,10 @@ def news(context: dg.AssetExecutionContext, newswire: NewsSource, warehouse: War
     )
 
 
-@dg.asset(
-    partitions_def=HOURLY, backfill_policy=SINGLE_RUN, group_name="news", kinds={"duckdb", "polars"}, deps=[news]
-)
-def news_sentiment(context: dg.AssetExecutionContext, warehouse: Warehouse, newswire: NewsSource) -> dg.MaterializeResult:
+@dg.asset(partitions_def=HOURLY, backfill_policy=SINGLE_RUN, group_name="news", kinds={"duckdb", "polars"}, deps=[news])
+def news_sentiment(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, newswire: NewsSource
+) -> dg.MaterializeResult:
     """Per symbol-hour headline count and VADER sentiment (mean, min, max); market-wide news counts for all."""
     start, end = context.partition_time_window
     items = warehouse.read_window("news", start, end)
@@ -44,7 +44,9 @@ def news_sentiment(context: dg.AssetExecutionContext, warehouse: Warehouse, news
     scored = items.with_columns(pl.Series("sentiment", scorer.score(items["headline"].to_list()), dtype=pl.Float64))
     aggregated = aggregate_sentiment(scored, newswire.symbols, start, end)
     warehouse.replace_window("news_sentiment", aggregated, start, end)
-    sample = scored.sort("sentiment").gather_every(max(1, scored.height // 10)).select("headline", "sentiment", "symbols")
+    sample = (
+        scored.sort("sentiment").gather_every(max(1, scored.height // 10)).select("headline", "sentiment", "symbols")
+    )
     with_news = aggregated.filter(pl.col("item_count") > 0)
     return dg.MaterializeResult(
         metadata=partition_metadata(

@@ -55,7 +55,10 @@ def aggregate_sentiment(
     hours = pl.datetime_range(start, end - timedelta(hours=1), "1h", time_zone="UTC", eager=True).alias("ts")
     grid = pl.DataFrame(hours).join(pl.DataFrame({"symbol": list(symbols)}), how="cross")
     if scored_news.height == 0:
-        per_symbol = pl.DataFrame(schema={k: SENTIMENT_SCHEMA[k] for k in ("ts", "symbol")} | {"sentiment": pl.Float64, "is_market": pl.Boolean})
+        per_symbol = pl.DataFrame(
+            schema={k: SENTIMENT_SCHEMA[k] for k in ("ts", "symbol")}
+            | {"sentiment": pl.Float64, "is_market": pl.Boolean}
+        )
     else:
         tagged = (
             scored_news.filter(pl.col("symbols").list.len() > 0)

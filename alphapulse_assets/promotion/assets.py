@@ -11,7 +11,7 @@ from alphapulse_assets.partitions import HOURLY, partition_hour
 from alphapulse_assets.promotion.gates import promotion_gates, summarize
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import Warehouse
-from alphapulse_assets.training.assets import load_model, model_evaluation, score_frame, trained_model
+from alphapulse_assets.training.assets import model_evaluation, score_frame, trained_model
 from alphapulse_assets.training.data import load_labelled, single_row
 from alphapulse_assets.training.metrics import evaluate_predictions
 from alphapulse_assets.training.resources import ModelPolicy
@@ -25,7 +25,7 @@ def current_champion(object_store: ObjectStore) -> ModelManifest | None:
 
 
 def _metrics_from_row(row: dict, prefix: str) -> dict[str, float]:
-    return {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)} | {"n": float(row["n_oos"])}
+    return {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)} | {"n": float(row["n_oos"])}
 
 
 @dg.asset(partitions_def=HOURLY, group_name="promotion", kinds={"python"}, deps=[model_evaluation])
@@ -107,7 +107,10 @@ def promotion_decision(
     output_required=False,
 )
 def promoted_model(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, object_store: ObjectStore, policy: ModelPolicy,
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    object_store: ObjectStore,
+    policy: ModelPolicy,
     market: MarketSource,
 ):
     """The champion's manifest the API serves; materialized only at hours where a challenger was promoted."""

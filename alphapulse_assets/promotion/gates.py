@@ -34,22 +34,51 @@ def promotion_gates(
     comparison is void and the challenger is refused.
     """
     gates = [
-        Gate("enough_oos_rows", challenger["n"] >= min_oos_rows, challenger["n"], float(min_oos_rows),
-             "held-out rows the comparison rests on"),
-        Gate("beats_baseline_log_loss", challenger["log_loss"] < baseline["log_loss"], challenger["log_loss"],
-             baseline["log_loss"], "log loss below the no-skill predictor (training base rate)"),
-        Gate("positive_sharpe_after_costs", challenger["sharpe"] > 0.0, challenger["sharpe"], 0.0,
-             "annualised Sharpe of the signal after costs"),
+        Gate(
+            "enough_oos_rows",
+            challenger["n"] >= min_oos_rows,
+            challenger["n"],
+            float(min_oos_rows),
+            "held-out rows the comparison rests on",
+        ),
+        Gate(
+            "beats_baseline_log_loss",
+            challenger["log_loss"] < baseline["log_loss"],
+            challenger["log_loss"],
+            baseline["log_loss"],
+            "log loss below the no-skill predictor (training base rate)",
+        ),
+        Gate(
+            "positive_sharpe_after_costs",
+            challenger["sharpe"] > 0.0,
+            challenger["sharpe"],
+            0.0,
+            "annualised Sharpe of the signal after costs",
+        ),
     ]
     if champion is not None:
         gates += [
-            Gate("champion_comparison_out_of_sample", champion_overlap_hours <= 0, champion_overlap_hours, 0.0,
-                 "hours of the held-out window the champion trained on (must be none)"),
-            Gate("beats_champion_log_loss", challenger["log_loss"] < champion["log_loss"] - champion_log_loss_margin,
-                 challenger["log_loss"], champion["log_loss"] - champion_log_loss_margin,
-                 f"log loss below the champion's on the same window (margin {champion_log_loss_margin})"),
-            Gate("beats_champion_sharpe", challenger["sharpe"] > champion["sharpe"], challenger["sharpe"],
-                 champion["sharpe"], "Sharpe after costs above the champion's on the same window"),
+            Gate(
+                "champion_comparison_out_of_sample",
+                champion_overlap_hours <= 0,
+                champion_overlap_hours,
+                0.0,
+                "hours of the held-out window the champion trained on (must be none)",
+            ),
+            Gate(
+                "beats_champion_log_loss",
+                challenger["log_loss"] < champion["log_loss"] - champion_log_loss_margin,
+                challenger["log_loss"],
+                champion["log_loss"] - champion_log_loss_margin,
+                f"log loss below the champion's on the same window (margin {champion_log_loss_margin})",
+            ),
+            Gate(
+                "beats_champion_sharpe",
+                challenger["sharpe"] > champion["sharpe"],
+                challenger["sharpe"],
+                champion["sharpe"],
+                "Sharpe after costs above the champion's on the same window",
+            ),
         ]
     return gates
 
@@ -58,9 +87,7 @@ def summarize(gates: list[Gate]) -> str:
     failed = [g for g in gates if not g.passed]
     if not failed:
         return "promote: " + ", ".join(g.name for g in gates)
-    return "keep champion: failed " + "; ".join(
-        f"{g.name} ({_fmt(g.value)} vs {_fmt(g.threshold)})" for g in failed
-    )
+    return "keep champion: failed " + "; ".join(f"{g.name} ({_fmt(g.value)} vs {_fmt(g.threshold)})" for g in failed)
 
 
 def _fmt(value: float | None) -> str:

@@ -22,7 +22,9 @@ from alphapulse_serving.contract import ScoringModel, signal_from_probability
     kinds={"xgboost", "duckdb"},
     deps=[features, promoted_model],
 )
-def predictions(context: dg.AssetExecutionContext, warehouse: Warehouse, object_store: ObjectStore) -> dg.MaterializeResult:
+def predictions(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, object_store: ObjectStore
+) -> dg.MaterializeResult:
     """The champion's P(up) and signal per symbol for each hour, scored exactly as the API scores."""
     start, end = context.partition_time_window
     champion = current_champion(object_store)

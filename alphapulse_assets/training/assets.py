@@ -45,8 +45,13 @@ def trained_model(
 
     run_id = mlflow.start_run(
         run_name=f"trained_model {decision:%Y-%m-%d %H:00}",
-        params={**fitted.params, "num_boost_round": fitted.num_boost_round, **windows.as_dict(),
-                "embargo_hours": policy.embargo_hours, "feature_version": feature_version()},
+        params={
+            **fitted.params,
+            "num_boost_round": fitted.num_boost_round,
+            **windows.as_dict(),
+            "embargo_hours": policy.embargo_hours,
+            "feature_version": feature_version(),
+        },
         tags={"alphapulse.version": version, "alphapulse.partition": decision.isoformat(), "alphapulse.sha256": sha},
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,7 +102,11 @@ def load_model(object_store: ObjectStore, record: dict, signal_band: float) -> S
     """A model from its `trained_model` row, its artifact checked against the recorded sha256."""
     key = f"models/{record['model_version']}/model.ubj"
     return ScoringModel.from_artifact(
-        object_store.get_bytes(key), record["sha256"], list(record["feature_names"]), signal_band, record["model_version"]
+        object_store.get_bytes(key),
+        record["sha256"],
+        list(record["feature_names"]),
+        signal_band,
+        record["model_version"],
     )
 
 

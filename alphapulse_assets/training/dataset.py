@@ -26,7 +26,9 @@ class TrainingWindows:
         return {k: v.isoformat() for k, v in self.__dict__.items()}
 
 
-def training_windows(decision_hour: datetime, train_days: int, validation_days: int, embargo_hours: int) -> TrainingWindows:
+def training_windows(
+    decision_hour: datetime, train_days: int, validation_days: int, embargo_hours: int
+) -> TrainingWindows:
     """Windows for a model trained when hour `decision_hour` has closed.
 
     The newest labelled row is decision_hour - 1h (its label needs the close of `decision_hour`). The embargo keeps
@@ -39,7 +41,9 @@ def training_windows(decision_hour: datetime, train_days: int, validation_days: 
     return TrainingWindows(train_start, train_end, validation_start, validation_end)
 
 
-def next_hour_returns(prices: pl.DataFrame, symbols: list[str] | tuple[str, ...], start: datetime, end: datetime) -> pl.DataFrame:
+def next_hour_returns(
+    prices: pl.DataFrame, symbols: list[str] | tuple[str, ...], start: datetime, end: datetime
+) -> pl.DataFrame:
     """`next_return` for rows ts in [start, end): log(close_{ts+1} / close_ts). Needs prices for [start, end + 1h).
 
     Missing hours give null labels; callers drop those rows and report how many.

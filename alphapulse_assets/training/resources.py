@@ -51,7 +51,9 @@ class MlflowTracking(dg.ConfigurableResource):
         if experiment is not None:
             return experiment.experiment_id
         Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
-        return client.create_experiment(self.experiment_name, artifact_location=Path(self.artifact_root).resolve().as_uri())
+        return client.create_experiment(
+            self.experiment_name, artifact_location=Path(self.artifact_root).resolve().as_uri()
+        )
 
     def start_run(self, run_name: str, params: dict[str, object], tags: dict[str, str]) -> str:
         from mlflow.entities import Param, RunTag
