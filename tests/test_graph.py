@@ -135,3 +135,19 @@ def test_model_assets_fail_clearly_without_data(graph):
     defs, instance, _ = graph
     outcome = run_job(defs, instance, "retrain_job", partition_key="2025-03-03-00:00")
     assert not outcome.success and "materialize prices, news, news_sentiment and features" in outcome.error
+
+
+def test_training_is_logged_to_mlflow(graph):
+    import mlflow
+
+    defs, _, settings = graph
+    trained = table(defs, "trained_model").row(0, named=True)
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    run = client.get_run(trained["mlflow_run_id"])
+    assert run.data.tags["alphapulse.version"] == trained["model_version"]
+    assert run.data.tags["alphapulse.sha256"] == trained["sha256"]
+    assert {"oos_auc", "oos_log_loss", "oos_sharpe"} <= set(run.data.metrics)
+    assert run.data.params["feature_version"] == trained["feature_version"]
+    assert run.info.status == "FINISHED"
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/model.ubj"]
+    assert settings.mlflow_tracking_uri.startswith("sqlite:///") and str(settings.home) in settings.mlflow_tracking_uri
