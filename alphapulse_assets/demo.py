@@ -154,24 +154,33 @@ def wait_http(url: str, process: subprocess.Popen, name: str, log: Path, timeout
     raise SystemExit(f"{name} did not answer {url} within {timeout:.0f}s; see {log}")
 
 
+def service_commands(ui_port: int) -> dict[str, list[str]]:
+    """The long-running processes: Dagster webserver and daemon, and the prediction API (its port from the env)."""
+    bin_dir = Path(sys.executable).parent
+    workspace = str(REPO / "workspace.yaml")
+    return {
+        "webserver": [str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(ui_port)],
+        "daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
+        "api": [sys.executable, "-m", "alphapulse_serving"],
+    }
+
+
+def stop_processes(processes: dict[str, subprocess.Popen], timeout: float = 15.0) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            process.terminate()
+    for process in processes.values():
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    bin_dir = Path(sys.executable).parent
     env = dict(os.environ, DAGSTER_HOME=str(settings.dagster_home), ALPHAPULSE_API_PORT=str(api_port))
-    commands = {
-        "webserver": [
-            str(bin_dir / "dagster-webserver"),
-            "-w",
-            str(REPO / "workspace.yaml"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(ui_port),
-        ],
-        "daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
-        "api": [sys.executable, "-m", "alphapulse_serving"],
-    }
+    commands = service_commands(ui_port)
     say("[4/4] starting the Dagster webserver, the Dagster daemon and the prediction API")
     processes: dict[str, subprocess.Popen] = {}
 
@@ -179,20 +188,17 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
         # A terminal's Ctrl-C reaches every process in the group, and uv forwards it again: once shutting down,
         # further interrupts must not cut the wait for the children short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for process in processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
 
     signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
     try:
         for name, command in commands.items():
             log = (logs / f"{name}.log").open("ab")
-            processes[name] = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            # Own session: a terminal's Ctrl-C reaches only this script, which then stops the services in order,
+            # instead of racing them (a service that dies on its own is then a real failure).
+            processes[name] = subprocess.Popen(
+                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         wait_http(
             f"http://127.0.0.1:{ui_port}/server_info", processes["webserver"], "webserver", logs / "webserver.log"
         )

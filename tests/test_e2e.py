@@ -6,7 +6,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from alphapulse_assets.demo import service_commands, stop_processes
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 DATA_ASSETS = ["prices", "news", "news_sentiment", "features"]
 MODEL_ASSETS = ["trained_model", "model_evaluation", "promotion_decision", "promoted_model"]
 FIRST_DAY, LAST_DAY = 1, 13  # March 2025, as in the test environment (conftest.py)
@@ -115,22 +115,9 @@ def services(tmp_path):
         ALPHAPULSE_API_PORT=str(api_port),
         ALPHAPULSE_API_POLL_SECONDS="1",
     )
-    commands = {
-        "webserver": [
-            str(BIN / "dagster-webserver"),
-            "-w",
-            str(REPO / "workspace.yaml"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(ui_port),
-        ],
-        "daemon": [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
-        "api": [sys.executable, "-m", "alphapulse_serving"],
-    }
     processes, logs = {}, {}
     try:
-        for name, command in commands.items():
+        for name, command in service_commands(ui_port).items():
             logs[name] = tmp_path / f"{name}.log"
             processes[name] = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=logs[name].open("wb"), stderr=subprocess.STDOUT
@@ -145,13 +132,7 @@ def services(tmp_path):
             print(f"----- {name} log tail -----\n{log.read_text(errors='replace')[-4000:]}")
         raise
     finally:
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes, timeout=20)
 
 
 def test_backfill_retrain_and_predict_through_the_public_interfaces(services):
