@@ -191,6 +191,8 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
         stop_processes(processes)
 
     signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    # Ctrl-C must work even when this script inherited SIGINT as ignored (started in the background by a shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for name, command in commands.items():
             log = (logs / f"{name}.log").open("ab")

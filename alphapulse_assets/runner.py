@@ -53,7 +53,8 @@ def _progress(instance: dg.DagsterInstance, run_id: str, label: str, total: int,
             line = f"planning the run, {planned}/{total} asset partitions registered"
         else:
             done = counts[dg.DagsterEventType.ASSET_MATERIALIZATION]
-            line = f"step {len(steps)} ({steps[-1]}), {done}/{total} asset partitions materialized"
+            of_total = f"/{total}" if total else ""
+            line = f"step {len(steps)} ({steps[-1]}), {done}{of_total} asset partitions materialized"
         print(f"  .. {label}: {line}, {elapsed}", file=out, flush=True)
 
 
