@@ -6,6 +6,7 @@ import math
 import os
 import threading
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -84,7 +85,7 @@ def create_app(store_root: Path | None = None, poll_seconds: float = 2.0) -> Fas
     def model():
         if state.manifest is None:
             raise HTTPException(503, detail=state.errors.get("model", "no model loaded"))
-        return state.manifest.__dict__
+        return asdict(state.manifest)
 
     @app.post("/predict", response_model=PredictResponse)
     def predict(request: PredictRequest) -> PredictResponse:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,7 +109,4 @@ class ServingState:
 
 def poll_forever(state: ServingState, interval: float, stop: threading.Event) -> None:
     while not stop.wait(interval):
-        started = time.monotonic()
         state.refresh()
-        if time.monotonic() - started > interval:
-            time.sleep(0)  # yield; a slow disk must not turn polling into a busy loop

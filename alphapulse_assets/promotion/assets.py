@@ -51,9 +51,9 @@ def promotion_decision(
             f"{feature_version()}: it cannot be served any more, so only the baseline gates apply"
         )
     elif champion is not None:
-        # Re-measure the champion on exactly the challenger's held-out rows. The champion was trained before the
-        # challenger's held-out window began (its own training ended a validation window + embargo before its
-        # decision hour), so these rows are out of sample for both models.
+        # Re-measure the champion on exactly the challenger's held-out rows. A champion decided at an earlier hour
+        # with the same windows stopped training a validation window + embargo before that hour, so these rows are
+        # out of sample for both models; when they are not (an older hour retrained), the overlap gate voids it.
         holdout = load_labelled(
             warehouse, market.symbols, trained["validation_start"], trained["validation_end"], policy.min_label_coverage
         )
