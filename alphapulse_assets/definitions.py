@@ -7,7 +7,7 @@ the variable, before any run can write anything.
 import dagster as dg
 
 from alphapulse_assets.jobs import DATA_ASSETS, MODEL_ASSETS, data_job, hourly_job, retrain_job
-from alphapulse_assets.market.resources import SimulatedMarket
+from alphapulse_assets.market.resources import BinanceArchiveMarket, MarketSource, PriceQuality, SimulatedMarket
 from alphapulse_assets.monitoring.assets import drift_report
 from alphapulse_assets.monitoring.sensors import drift_retrain_sensor
 from alphapulse_assets.news.resources import SimulatedNewswire
@@ -19,14 +19,19 @@ from alphapulse_assets.storage.warehouse import DuckDBWarehouse
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
 
 
+def build_market(settings: Settings) -> MarketSource:
+    symbols = list(settings.symbols)
+    if settings.market_source == "binance_archive":
+        return BinanceArchiveMarket(symbols=symbols, archive_dir=str(settings.archive_dir))
+    return SimulatedMarket(symbols=symbols, seed=settings.seed, news_signal_strength=settings.news_signal_strength)
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     symbols = list(settings.symbols)
     return {
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
         "object_store": LocalObjectStore(root=str(settings.object_store_root)),
-        "market": SimulatedMarket(
-            symbols=symbols, seed=settings.seed, news_signal_strength=settings.news_signal_strength
-        ),
+        "market": build_market(settings),
         "newswire": SimulatedNewswire(
             symbols=symbols, seed=settings.seed, news_signal_strength=settings.news_signal_strength
         ),
@@ -38,6 +43,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             seed=settings.seed,
             drift_window_hours=settings.drift_window_hours,
         ),
+        "price_quality": PriceQuality(extreme_move_z=settings.extreme_move_z),
         "mlflow": MlflowTracking(
             tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.home / "mlartifacts")
         ),

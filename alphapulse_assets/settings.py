@@ -14,7 +14,7 @@ from pathlib import Path
 
 from alphapulse_assets.market.simulator import SYMBOL_CATALOG
 
-SUPPORTED_MARKET_SOURCES = ("simulated",)
+SUPPORTED_MARKET_SOURCES = ("simulated", "binance_archive")
 SUPPORTED_NEWS_SOURCES = ("simulated",)
 DEFAULT_HISTORY_START = "2025-01-01"
 _SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
@@ -105,6 +105,8 @@ class Settings:
     embargo_hours: int
     cost_bps: float
     drift_window_hours: int
+    archive_dir: Path | None = None
+    extreme_move_z: float = 12.0
 
     @property
     def dagster_home(self) -> Path:
@@ -137,6 +139,14 @@ class Settings:
                     f"ALPHAPULSE_SYMBOLS: the simulated market does not list {', '.join(unknown)}; "
                     f"it lists {', '.join(SYMBOL_CATALOG)}"
                 )
+        archive_dir = None
+        if market_source == "binance_archive":
+            raw_dir = _env(env, "ALPHAPULSE_ARCHIVE_DIR", "")
+            if not raw_dir:
+                raise ConfigError("ALPHAPULSE_ARCHIVE_DIR: required when ALPHAPULSE_MARKET_SOURCE=binance_archive")
+            archive_dir = Path(raw_dir).expanduser().resolve()
+            if not archive_dir.is_dir():
+                raise ConfigError(f"ALPHAPULSE_ARCHIVE_DIR={raw_dir}: no such directory")
         history_start = parse_history_start(_env(env, "ALPHAPULSE_HISTORY_START", DEFAULT_HISTORY_START))
         if history_start > datetime.now(UTC) - timedelta(hours=1):
             raise ConfigError(
@@ -158,5 +168,7 @@ class Settings:
             embargo_hours=_int(env, "ALPHAPULSE_EMBARGO_HOURS", 24, minimum=1),
             cost_bps=_float(env, "ALPHAPULSE_COST_BPS", 2.0, 0.0, 1000.0),
             drift_window_hours=_int(env, "ALPHAPULSE_DRIFT_WINDOW_HOURS", 72, minimum=2),
+            archive_dir=archive_dir,
+            extreme_move_z=_float(env, "ALPHAPULSE_EXTREME_MOVE_Z", 12.0, 3.0, 1000.0),
         )
         return settings

@@ -36,13 +36,27 @@ def test_rows_outside_the_window_are_refused_and_nothing_is_written(tmp_path):
     assert warehouse.read_window("t", T0, T0 + timedelta(hours=3))["value"].to_list() == [1.0, 1.0, 1.0]
 
 
-def test_failed_insert_rolls_back_the_delete(tmp_path):
+def test_a_failure_in_any_table_rolls_back_the_whole_write(tmp_path):
     warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
-    warehouse.replace_window("t", hours(3), T0, T0 + timedelta(hours=3))
+    window = (T0, T0 + timedelta(hours=3))
+    warehouse.replace_windows({"a": hours(3), "b": hours(3)}, *window)
     incompatible = hours(3).with_columns(pl.lit("not a number").alias("value"))
-    with pytest.raises(duckdb.Error):
-        warehouse.replace_window("t", incompatible, T0, T0 + timedelta(hours=3))
-    assert warehouse.read_window("t", T0, T0 + timedelta(hours=3)).height == 3
+    with pytest.raises(ValueError, match="column value is DOUBLE in the warehouse but VARCHAR"):
+        warehouse.replace_windows({"a": hours(3, value=5.0), "b": incompatible}, *window)
+    assert warehouse.read_window("a", *window)["value"].to_list() == [1.0, 1.0, 1.0], "table a rolled back too"
+    assert warehouse.read_window("b", *window)["value"].to_list() == [1.0, 1.0, 1.0]
+
+
+def test_insert_errors_roll_back_the_delete(tmp_path):
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    window = (T0, T0 + timedelta(hours=3))
+    warehouse.replace_window("t", hours(3), *window)
+    with warehouse.connect() as con:
+        con.execute("CREATE TABLE strict (ts TIMESTAMPTZ, symbol VARCHAR, value DOUBLE CHECK (value > 0))")
+        con.execute("INSERT INTO strict SELECT * FROM t")
+    with pytest.raises(duckdb.ConstraintException):
+        warehouse.replace_window("strict", hours(3, value=-1.0), *window)
+    assert warehouse.read_window("strict", *window)["value"].to_list() == [1.0, 1.0, 1.0]
 
 
 def test_new_columns_are_added(tmp_path):

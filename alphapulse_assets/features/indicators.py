@@ -78,6 +78,9 @@ def compute_features(
     produce nulls in every feature whose window touches them.
     """
     grid = hourly_grid(symbols, start - timedelta(hours=LOOKBACK_HOURS), end)
+    # Prices are exact decimals in the warehouse; features are where floats begin.
+    numeric = [c for c in ("open", "high", "low", "close", "volume", "taker_buy_volume") if c in prices.columns]
+    prices = prices.with_columns(pl.col(numeric).cast(pl.Float64))
     frame = grid.join(prices, on=["ts", "symbol"], how="left").join(
         sentiment.select("ts", "symbol", "item_count", "sentiment_mean"), on=["ts", "symbol"], how="left"
     )

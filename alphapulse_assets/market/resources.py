@@ -1,21 +1,47 @@
-"""Where prices come from. `ALPHAPULSE_MARKET_SOURCE` picks the implementation."""
+"""Where prices come from. `ALPHAPULSE_MARKET_SOURCE` picks the implementation; all share one interface."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
+from alphapulse_assets.market.binance_archive import (
+    DECIMAL_COLUMNS,
+    PRICE_DTYPE,
+    PRICE_SCHEMA,
+    REJECTED_SCHEMA,
+    find_archive_files,
+    parse_archive_file,
+)
 from alphapulse_assets.market.simulator import SimulatedWorld
 
 
+@dataclass(frozen=True)
+class PriceBatch:
+    """Candles for a window (PRICE_SCHEMA: exact decimals) and the raw rows that could not be read, with reasons."""
+
+    prices: pl.DataFrame
+    rejected: pl.DataFrame
+
+
+class PriceQuality(dg.ConfigurableResource):
+    """Thresholds of the price checks."""
+
+    # Robust z-score of an hourly log return above which the hour is flagged for a person to look at. Crypto has
+    # real 10-sigma hours, so this warns rather than blocks.
+    extreme_move_z: float = 12.0
+
+
 class MarketSource(dg.ConfigurableResource):
-    """Hourly candles for the configured symbols over [start, end), one row per (ts, symbol)."""
+    """Hourly candles for the configured symbols over [start, end), at most one row per (ts, symbol) intended."""
 
     symbols: list[str]
 
-    def fetch_prices(self, start: datetime, end: datetime) -> pl.DataFrame:
+    def fetch_prices(self, start: datetime, end: datetime) -> PriceBatch:
         raise NotImplementedError
 
 
@@ -25,6 +51,33 @@ class SimulatedMarket(MarketSource):
     seed: int
     news_signal_strength: float
 
-    def fetch_prices(self, start: datetime, end: datetime) -> pl.DataFrame:
-        world = SimulatedWorld(self.seed, self.news_signal_strength)
-        return world.prices(self.symbols, start, end).with_columns(pl.lit("simulated").alias("source"))
+    def fetch_prices(self, start: datetime, end: datetime) -> PriceBatch:
+        frame = SimulatedWorld(self.seed, self.news_signal_strength).prices(self.symbols, start, end)
+        # The simulator rounds to each market's tick; the cast to DECIMAL(38, 8) keeps exactly those digits.
+        prices = frame.with_columns(pl.col(DECIMAL_COLUMNS).cast(PRICE_DTYPE), pl.lit("simulated").alias("source"))
+        return PriceBatch(prices.select(list(PRICE_SCHEMA)), pl.DataFrame(schema=REJECTED_SCHEMA))
+
+
+class BinanceArchiveMarket(MarketSource):
+    """A directory of Binance public-data kline files (`SYMBOL-1h-YYYY-MM[-DD].zip` or `.csv`)."""
+
+    archive_dir: str
+
+    def fetch_prices(self, start: datetime, end: datetime) -> PriceBatch:
+        directory = Path(self.archive_dir)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"ALPHAPULSE_ARCHIVE_DIR={self.archive_dir}: no such directory")
+        prices, rejected = [], []
+        last_hour = end - timedelta(hours=1)
+        for archive in find_archive_files(directory, self.symbols, start, end):
+            parsed = parse_archive_file(archive)
+            prices.append(parsed.prices.filter((pl.col("ts") >= start) & (pl.col("ts") < end)))
+            rows = parsed.rejected
+            # A rejected file is recorded in every window it should have supplied; a rejected row in its own hour.
+            whole_file = rows.filter(pl.col("line").is_null()).with_columns(pl.col("ts").clip(start, last_hour))
+            in_window = rows.filter(pl.col("line").is_not_null() & (pl.col("ts") >= start) & (pl.col("ts") < end))
+            rejected += [whole_file, in_window]
+        return PriceBatch(
+            pl.concat(prices) if prices else pl.DataFrame(schema=PRICE_SCHEMA),
+            pl.concat(rejected) if rejected else pl.DataFrame(schema=REJECTED_SCHEMA),
+        )

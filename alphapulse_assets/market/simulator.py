@@ -123,6 +123,7 @@ class _SymbolPath:
     quote_volume: np.ndarray
     trades: np.ndarray
     taker_buy_volume: np.ndarray
+    taker_buy_quote_volume: np.ndarray
     news_count: np.ndarray
     news_tone: np.ndarray  # latent tone of the hour's symbol headlines
     tone_noise: np.ndarray  # (hours, max headlines) per-headline deviation from the hour's tone
@@ -236,6 +237,7 @@ def _symbol_path(seed: int, strength: float, symbol: str, n_blocks: int) -> _Sym
         quote_volume=np.round(volume * vwap, 2),
         trades=trades.astype(np.int64),
         taker_buy_volume=np.round(volume * taker_share, 4),
+        taker_buy_quote_volume=np.round(volume * taker_share * vwap, 2),
         news_count=count,
         news_tone=tone,
         tone_noise=tone_noise,
@@ -288,6 +290,7 @@ class SimulatedWorld:
                         "quote_volume": path.quote_volume[window],
                         "trades": path.trades[window],
                         "taker_buy_volume": path.taker_buy_volume[window],
+                        "taker_buy_quote_volume": path.taker_buy_quote_volume[window],
                     }
                 )
             )

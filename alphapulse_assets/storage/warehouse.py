@@ -30,10 +30,17 @@ class Warehouse(dg.ConfigurableResource):
     """Where assets keep their tables. Writes replace a whole [start, end) window atomically, so re-running a
     range, however it is chunked, never duplicates rows and a crash never leaves half a window behind."""
 
+    def replace_windows(
+        self, frames: dict[str, pl.DataFrame], start: datetime, end: datetime, time_column: str = "ts"
+    ) -> None:
+        """Replace [start, end) in every table of `frames` in one transaction: all of them or none."""
+        raise NotImplementedError
+
     def replace_window(
         self, table: str, frame: pl.DataFrame, start: datetime, end: datetime, time_column: str = "ts"
     ) -> int:
-        raise NotImplementedError
+        self.replace_windows({table: frame}, start, end, time_column)
+        return frame.height
 
     def read_window(
         self,
@@ -88,40 +95,30 @@ class DuckDBWarehouse(Warehouse):
         with self.connect() as con:
             return _table_exists(con, table)
 
-    def replace_window(
-        self, table: str, frame: pl.DataFrame, start: datetime, end: datetime, time_column: str = "ts"
-    ) -> int:
+    def replace_windows(
+        self, frames: dict[str, pl.DataFrame], start: datetime, end: datetime, time_column: str = "ts"
+    ) -> None:
         if end <= start:
-            raise ValueError(f"empty or inverted window for {table}: {start.isoformat()} .. {end.isoformat()}")
-        if time_column not in frame.columns:
-            raise ValueError(f"{table}: frame has no {time_column!r} column")
-        outside = rows_outside_window(frame, start, end, time_column)
-        if outside.height:
-            raise ValueError(
-                f"{table}: {outside.height} rows fall outside the window being replaced "
-                f"[{start.isoformat()}, {end.isoformat()}), e.g. {outside.head(3).to_dicts()}"
-            )
-        name = _ident(table)
+            raise ValueError(f"empty or inverted window: {start.isoformat()} .. {end.isoformat()}")
+        for table, frame in frames.items():
+            _ident(table)
+            if time_column not in frame.columns:
+                raise ValueError(f"{table}: frame has no {time_column!r} column")
+            outside = rows_outside_window(frame, start, end, time_column)
+            if outside.height:
+                raise ValueError(
+                    f"{table}: {outside.height} rows fall outside the window being replaced "
+                    f"[{start.isoformat()}, {end.isoformat()}), e.g. {outside.head(3).to_dicts()}"
+                )
         with self.connect() as con:
-            con.register("incoming", frame.to_arrow())
             con.begin()
             try:
-                if not _table_exists(con, table):
-                    con.execute(f"CREATE TABLE {name} AS SELECT * FROM incoming LIMIT 0")
-                else:
-                    _add_missing_columns(con, table)
-                con.execute(
-                    f"DELETE FROM {name} WHERE {_ident(time_column)} >= ? AND {_ident(time_column)} < ?",
-                    [start, end],
-                )
-                con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM incoming")
+                for table, frame in frames.items():
+                    _replace(con, table, frame, start, end, time_column)
                 con.commit()
             except BaseException:
                 con.rollback()
                 raise
-            finally:
-                con.unregister("incoming")
-        return frame.height
 
     def read_window(
         self,
@@ -144,6 +141,22 @@ class DuckDBWarehouse(Warehouse):
             return con.execute(sql, list(params)).pl()
 
 
+def _replace(
+    con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, start: datetime, end: datetime, time_column: str
+) -> None:
+    name, column = _ident(table), _ident(time_column)
+    con.register("incoming", frame.to_arrow())
+    try:
+        if not _table_exists(con, table):
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM incoming LIMIT 0")
+        else:
+            _reconcile_columns(con, table)
+        con.execute(f"DELETE FROM {name} WHERE {column} >= ? AND {column} < ?", [start, end])
+        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM incoming")
+    finally:
+        con.unregister("incoming")
+
+
 def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     found = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?", [table]
@@ -151,9 +164,16 @@ def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(found and found[0])
 
 
-def _add_missing_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    """New columns (a grown feature set) are added; existing rows read NULL for them."""
-    existing = {row[0] for row in con.execute(f"DESCRIBE {_ident(table)}").fetchall()}
+def _reconcile_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """New columns (a grown feature set) are added, existing rows reading NULL for them. A column whose type
+    changed is refused: an implicit cast (DECIMAL into DOUBLE, say) would silently lose exactness."""
+    existing = {row[0]: row[1] for row in con.execute(f"DESCRIBE {_ident(table)}").fetchall()}
     for column, column_type, *_ in con.execute("DESCRIBE incoming").fetchall():
         if column not in existing:
             con.execute(f"ALTER TABLE {_ident(table)} ADD COLUMN {_ident(column)} {column_type}")
+        elif existing[column] != column_type and column_type != "NULL":
+            raise ValueError(
+                f"table {table}: column {column} is {existing[column]} in the warehouse but {column_type} in the "
+                f"new rows; the table was written by an older version. Re-materialize into a fresh "
+                f"ALPHAPULSE_HOME, or migrate the column (ALTER TABLE {table} ALTER {column} TYPE {column_type})"
+            )

@@ -49,7 +49,7 @@ def next_hour_returns(
     Missing hours give null labels; callers drop those rows and report how many.
     """
     grid = hourly_grid(symbols, start, end + timedelta(hours=1)).join(
-        prices.select("ts", "symbol", "close"), on=["ts", "symbol"], how="left"
+        prices.select("ts", "symbol", pl.col("close").cast(pl.Float64)), on=["ts", "symbol"], how="left"
     )
     labelled = grid.with_columns(
         (pl.col("close").shift(-1).log() - pl.col("close").log()).over("symbol").alias("next_return")
