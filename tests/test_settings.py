@@ -38,6 +38,12 @@ def test_history_start_formats():
         ({"ALPHAPULSE_DEMO_DAYS": "ten"}, "ALPHAPULSE_DEMO_DAYS"),
         ({"ALPHAPULSE_DEMO_DAYS": "0"}, "ALPHAPULSE_DEMO_DAYS"),
         ({"ALPHAPULSE_NEWS_SIGNAL": "2"}, "ALPHAPULSE_NEWS_SIGNAL"),
+        ({"ALPHAPULSE_MARKET_SOURCE": "binance_archive"}, "ALPHAPULSE_ARCHIVE_DIR"),
+        (
+            {"ALPHAPULSE_MARKET_SOURCE": "binance_archive", "ALPHAPULSE_ARCHIVE_DIR": "/no/such/dir"},
+            "ALPHAPULSE_ARCHIVE_DIR",
+        ),
+        ({"ALPHAPULSE_EXTREME_MOVE_Z": "1"}, "ALPHAPULSE_EXTREME_MOVE_Z"),
     ],
 )
 def test_bad_values_name_the_setting(env, named):
@@ -56,3 +62,9 @@ def test_definitions_refuse_to_load_with_a_bad_environment(tmp_path):
     assert result.returncode != 0
     assert "ALPHAPULSE_SYMBOLS" in result.stderr and "FAKEUSDT" in result.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_archive_source_takes_any_well_formed_symbol(tmp_path):
+    s = settings(ALPHAPULSE_MARKET_SOURCE="binance_archive", ALPHAPULSE_ARCHIVE_DIR=str(tmp_path),
+                 ALPHAPULSE_SYMBOLS="BTCUSDT,PEPEUSDT")  # fmt: skip
+    assert s.archive_dir == tmp_path and s.symbols == ("BTCUSDT", "PEPEUSDT")

@@ -54,6 +54,8 @@ PRICE_SCHEMA = {
     "taker_buy_quote_volume": PRICE_DTYPE,
     "source": pl.String,
 }
+# What the parser returns: candles plus where each came from, so quarantine can record the text the source sent.
+PARSED_SCHEMA = {**PRICE_SCHEMA, "line": pl.Int64, "raw": pl.String}
 REJECTED_SCHEMA = {
     "ts": pl.Datetime("us", "UTC"),  # the row's hour when it could be read, else the start of the window read
     "symbol": pl.String,
@@ -78,7 +80,7 @@ class ArchiveFile:
 
 @dataclass(frozen=True)
 class ParsedRows:
-    prices: pl.DataFrame  # PRICE_SCHEMA
+    prices: pl.DataFrame  # PARSED_SCHEMA
     rejected: pl.DataFrame  # REJECTED_SCHEMA
 
 
@@ -171,7 +173,7 @@ def parse_archive_file(archive: ArchiveFile) -> ParsedRows:
         text = _file_bytes(archive).decode("utf-8")
     except (ValueError, OSError) as exc:  # UnicodeDecodeError is a ValueError
         reject(None, archive.path.name, f"file rejected: {exc}")
-        return ParsedRows(_frame(rows, PRICE_SCHEMA), _frame(rejected, REJECTED_SCHEMA))
+        return ParsedRows(_frame(rows, PARSED_SCHEMA), _frame(rejected, REJECTED_SCHEMA))
     if not text.strip():
         reject(None, archive.path.name, "file rejected: empty file")
     for number, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
@@ -192,7 +194,7 @@ def parse_archive_file(archive: ArchiveFile) -> ParsedRows:
         try:
             if ts.minute or ts.second or ts.microsecond:
                 raise ValueError(f"open time {ts.isoformat()} is not on the hour")
-            row = {"ts": ts, "symbol": archive.symbol, "source": archive.path.name}
+            row = {"ts": ts, "symbol": archive.symbol, "source": archive.path.name, "line": number, "raw": raw[:500]}
             for column in DECIMAL_COLUMNS:
                 row[column] = parse_decimal(values[column], column)
             if not values["trades"].isdigit():
@@ -204,7 +206,7 @@ def parse_archive_file(archive: ArchiveFile) -> ParsedRows:
             reject(number, raw, str(exc), ts)
             continue
         rows.append(row)
-    return ParsedRows(_frame(rows, PRICE_SCHEMA), _frame(rejected, REJECTED_SCHEMA))
+    return ParsedRows(_frame(rows, PARSED_SCHEMA), _frame(rejected, REJECTED_SCHEMA))
 
 
 def _frame(rows: list[dict], schema: dict) -> pl.DataFrame:

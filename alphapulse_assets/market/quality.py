@@ -42,7 +42,9 @@ def quarantine(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """
     flagged = frame.with_columns(_reason().alias("reason"))
     key = ["ts", "symbol"]
-    value_columns = [c for c in frame.columns if c not in (*key, "source")]
+    provenance = ("source", "line", "raw")
+    value_columns = [c for c in frame.columns if c not in (*key, *provenance)]
+    stored_columns = [c for c in frame.columns if c not in ("line", "raw")]
     flagged = flagged.with_columns(
         pl.len().over(key).alias("_copies"),
         pl.struct(value_columns).n_unique().over(key).alias("_variants"),
@@ -57,14 +59,17 @@ def quarantine(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .otherwise(pl.col("reason"))
         .alias("reason")
     )
-    accepted = flagged.filter(pl.col("reason").is_null()).select(frame.columns).sort("ts", "symbol")
+    accepted = flagged.filter(pl.col("reason").is_null()).select(stored_columns).sort("ts", "symbol")
     bad = flagged.filter(pl.col("reason").is_not_null())
     rejected = bad.select(
         "ts",
         "symbol",
         "source",
-        pl.lit(None, dtype=pl.Int64).alias("line"),
-        pl.concat_str([pl.col(c).cast(pl.String) for c in value_columns], separator=",").alias("raw"),
+        pl.col("line") if "line" in frame.columns else pl.lit(None, dtype=pl.Int64).alias("line"),
+        # The text the source sent when we have it; otherwise the values as parsed.
+        pl.col("raw")
+        if "raw" in frame.columns
+        else pl.concat_str([pl.col(c).cast(pl.String) for c in value_columns], separator=",").alias("raw"),
         "reason",
     ).cast(REJECTED_SCHEMA)
     return accepted, rejected

@@ -11,6 +11,7 @@ import polars as pl
 
 from alphapulse_assets.market.binance_archive import (
     DECIMAL_COLUMNS,
+    PARSED_SCHEMA,
     PRICE_DTYPE,
     PRICE_SCHEMA,
     REJECTED_SCHEMA,
@@ -22,7 +23,8 @@ from alphapulse_assets.market.simulator import SimulatedWorld
 
 @dataclass(frozen=True)
 class PriceBatch:
-    """Candles for a window (PRICE_SCHEMA: exact decimals) and the raw rows that could not be read, with reasons."""
+    """Candles for a window (PRICE_SCHEMA: exact decimals, optionally with `line` and `raw` saying where each came
+    from) and the raw rows that could not be read, with reasons."""
 
     prices: pl.DataFrame
     rejected: pl.DataFrame
@@ -78,6 +80,6 @@ class BinanceArchiveMarket(MarketSource):
             in_window = rows.filter(pl.col("line").is_not_null() & (pl.col("ts") >= start) & (pl.col("ts") < end))
             rejected += [whole_file, in_window]
         return PriceBatch(
-            pl.concat(prices) if prices else pl.DataFrame(schema=PRICE_SCHEMA),
+            pl.concat(prices) if prices else pl.DataFrame(schema=PARSED_SCHEMA),
             pl.concat(rejected) if rejected else pl.DataFrame(schema=REJECTED_SCHEMA),
         )
