@@ -4,6 +4,8 @@ Resources are built from `Settings.from_env()`, so a malformed environment fails
 the variable, before any run can write anything.
 """
 
+import os
+
 import dagster as dg
 
 from alphapulse_assets.jobs import DATA_ASSETS, MODEL_ASSETS, data_job, hourly_job, retrain_job
@@ -17,6 +19,11 @@ from alphapulse_assets.signals.assets import predictions
 from alphapulse_assets.storage.object_store import LocalObjectStore
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
+
+# Let Dagster hand asset events to the event log in batches (one transaction per batch with the storage in
+# dagster.yaml). Set here so it applies in every process that executes our runs, including run workers the daemon
+# launches for UI backfills; an explicit DAGSTER_EVENT_BATCH_SIZE (0 disables) wins.
+os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
 
 
 def build_market(settings: Settings) -> MarketSource:
