@@ -46,18 +46,16 @@ def new_figure(width: float = 8.0, height: float = 3.0):
 def partition_metadata(context: dg.AssetExecutionContext, light: dict, heavy: dict) -> dict:
     """Metadata for a (possibly multi-partition) materialization.
 
-    Dagster copies a range run's materialization metadata into every partition's event, so a plot on an 80-day
-    backfill would be stored 1,920 times. Single-hour runs carry everything; a range carries the light values per
-    partition and logs plots and previews once, as an observation of the range's last partition.
+    Dagster copies a range run's materialization metadata into every partition's event: a plot on an 80-day
+    backfill would be stored 1,920 times, and a row count would claim the whole range's rows for each hour. A
+    single-hour run carries everything. In a range, each partition carries only the range and its row count, and
+    the full metadata is logged once, as an observation of the range's last partition.
     """
     keys = context.partition_key_range
     if keys.start == keys.end:
         return light | heavy
+    span = f"{keys.start} .. {keys.end}"
     context.log_event(
-        dg.AssetObservation(
-            asset_key=context.asset_key,
-            partition=keys.end,
-            metadata={"range": f"{keys.start} .. {keys.end}", **heavy},
-        )
+        dg.AssetObservation(asset_key=context.asset_key, partition=keys.end, metadata={"range": span, **light, **heavy})
     )
-    return light
+    return {"range": span, "range_row_count": light.get("dagster/row_count")}

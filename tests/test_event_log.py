@@ -41,7 +41,7 @@ def record_run(tmp_path: Path, overrides: dict) -> dict:
                 )
             ),
             "row_count": instance.get_latest_materialization_event(dg.AssetKey("features"))
-            .asset_materialization.metadata["dagster/row_count"]
+            .asset_materialization.metadata["range_row_count"]
             .value,
             "storage": type(instance.event_log_storage).__name__,
         }

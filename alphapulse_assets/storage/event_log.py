@@ -104,25 +104,34 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         super().dispose()
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        """One transaction per run shard and one for the index shard, for a batch of asset events.
+        """Asset events go in one transaction per run shard plus one for the index shard; any other event in the
+        batch (e.g. planned check evaluations riding with planned materializations) takes the per-event path,
+        which keeps its exact semantics. Order is preserved."""
+        for is_asset, group in groupby(events, key=_is_asset_event):
+            group = list(group)
+            if is_asset:
+                self._store_asset_events(group)
+            else:
+                for entry in group:
+                    self.store_event(entry)
 
-        Batches Dagster sends hold one kind of asset event from one step (planned or materialized partitions).
-        Anything else goes through the per-event path, which keeps its exact semantics.
-        """
-        if not events or not all(e.is_dagster_event and e.dagster_event_type in ASSET_EVENTS for e in events):
-            for entry in events:
-                self.store_event(entry)
-            return
-        for run_id, run_events in groupby(events, key=lambda e: e.run_id):
+    def _store_asset_events(self, events: list[EventLogEntry]) -> None:
+        # Serialize each event once; the same insert goes to its run shard and to the index shard.
+        inserts = [(entry, self.prepare_insert_event(entry)) for entry in events]
+        for run_id, run_inserts in groupby(inserts, key=lambda pair: pair[0].run_id):
             with self.run_connection(run_id) as conn:
-                for entry in run_events:
-                    conn.execute(self.prepare_insert_event(entry))
+                for _, statement in run_inserts:
+                    conn.execute(statement)
         # Mirror into the cross-run index shard, as `store_event` does, in a single transaction.
         with self.index_transaction() as conn:
             event_ids = []
-            for entry in events:
-                with db_result(conn, self.prepare_insert_event(entry)) as result:
+            for _, statement in inserts:
+                with db_result(conn, statement) as result:
                     event_ids.append(result.inserted_primary_key[0])
-            self._store_asset_event_tags(conn, list(events), event_ids)
+            self._store_asset_event_tags(conn, events, event_ids)
             for entry, event_id in zip(events, event_ids, strict=True):
                 self._store_asset_event(conn, entry, event_id)
+
+
+def _is_asset_event(entry: EventLogEntry) -> bool:
+    return entry.is_dagster_event and entry.dagster_event_type in ASSET_EVENTS
