@@ -7,8 +7,8 @@ materialized are not backfilled again.
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -41,9 +41,23 @@ def _port(name: str, default: int) -> int:
     return port
 
 
+_EVENT_LOG_CLASS_LINE = "  class: BatchingSqliteEventLogStorage\n"
+
+
+def write_instance_config(dagster_home: Path) -> None:
+    """Copy the repo's dagster.yaml into an instance directory, naming the event log's directory explicitly so
+    the instance opens the same way with or without DAGSTER_HOME (e.g. `InstanceRef.from_dir`)."""
+    template = (REPO / "dagster.yaml").read_text()
+    if _EVENT_LOG_CLASS_LINE not in template:
+        raise SystemExit("dagster.yaml: the event_log_storage block was changed; update write_instance_config")
+    base_dir = dagster_home.resolve() / "history" / "runs"
+    config = f"{_EVENT_LOG_CLASS_LINE}  config:\n    base_dir: {json.dumps(str(base_dir) + os.sep)}\n"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text(template.replace(_EVENT_LOG_CLASS_LINE, config))
+
+
 def prepare_instance(settings) -> None:
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "dagster.yaml", settings.dagster_home / "dagster.yaml")
+    write_instance_config(settings.dagster_home)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
 
 

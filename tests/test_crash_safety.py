@@ -1,7 +1,6 @@
 """kill -9 in the middle of a range leaves no partial window; running the range again completes it exactly."""
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import pytest
 from dagster._core.instance.ref import InstanceRef
 
 from alphapulse_assets.definitions import build_definitions
+from alphapulse_assets.demo import write_instance_config
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse
@@ -51,8 +51,7 @@ def hours_per_table(warehouse: DuckDBWarehouse) -> dict[str, int]:
 @pytest.mark.parametrize("kill_in_step, delay", [("news_sentiment", 0.3), ("features", 0.8)])
 def test_kill_9_mid_range_then_rerun(tmp_path, kill_in_step, delay):
     home, dagster_home = tmp_path / "home", tmp_path / "dagster"
-    dagster_home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    write_instance_config(dagster_home)
     env = dict(os.environ, ALPHAPULSE_HOME=str(home), DAGSTER_HOME=str(dagster_home))
     child = subprocess.Popen([sys.executable, "-c", CHILD, FIRST, LAST], env=env, cwd=REPO)
     try:

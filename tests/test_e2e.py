@@ -3,7 +3,6 @@ subprocesses; a partition backfill and a retrain are launched through Dagster's 
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from alphapulse_assets.demo import service_commands, stop_processes
+from alphapulse_assets.demo import service_commands, stop_processes, write_instance_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -105,8 +104,7 @@ def backfill(port: int, assets: list[str], partitions: list[str], processes: dic
 def services(tmp_path):
     home = tmp_path / "home"
     dagster_home = home / "dagster"
-    dagster_home.mkdir(parents=True)
-    shutil.copyfile(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    write_instance_config(dagster_home)
     ui_port, api_port = free_port(), free_port()
     env = dict(
         os.environ,
