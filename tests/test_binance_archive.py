@@ -105,7 +105,7 @@ def test_monthly_csv_with_header_and_mixed_units(tmp_path):
         ),
         (lambda lines: lines[:5] + [kline(DAY + timedelta(hours=5, minutes=30))] + lines[6:], "not on the hour"),
         (lambda lines: lines[:5] + [kline(DAY + timedelta(hours=5), trades="4.5")] + lines[6:], "not a whole number"),
-        (lambda lines: lines[:5] + [kline(DAY + timedelta(days=3))] + lines[6:], "outside the file's period"),
+        (lambda lines: lines[:5] + [kline(DAY + timedelta(days=3))] + lines[6:], "outside the requested period"),
         (lambda lines: lines[:5] + [["99999999999999999999"] + lines[5][1:]] + lines[6:], "neither epoch"),
     ],
 )

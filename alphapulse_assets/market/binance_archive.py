@@ -152,6 +152,45 @@ def _file_bytes(archive: ArchiveFile) -> bytes:
     return data
 
 
+class RowRejected(ValueError):
+    """A kline row that cannot be accepted; `ts` is its hour when that much could be read."""
+
+    def __init__(self, reason: str, ts: datetime | None = None):
+        super().__init__(reason)
+        self.ts = ts
+
+
+def parse_kline(
+    fields: list[str], symbol: str, source: str, line: int | None, period: tuple[datetime, datetime]
+) -> dict:
+    """One kline (12 fields, as text) as a PARSED_SCHEMA row, or RowRejected with the reason.
+
+    Shared by the archive files and the REST API, which use the same 12 fields in the same order.
+    """
+    raw = ",".join(fields)
+    if len(fields) != len(KLINE_FIELDS):
+        raise RowRejected(f"expected {len(KLINE_FIELDS)} columns, found {len(fields)}")
+    values = dict(zip(KLINE_FIELDS, (f.strip() for f in fields), strict=True))
+    try:
+        ts = parse_epoch(values["open_time"])
+    except ValueError as exc:
+        raise RowRejected(f"open time: {exc}") from None
+    try:
+        if ts.minute or ts.second or ts.microsecond:
+            raise ValueError(f"open time {ts.isoformat()} is not on the hour")
+        row = {"ts": ts, "symbol": symbol, "source": source, "line": line, "raw": raw[:500]}
+        for column in DECIMAL_COLUMNS:
+            row[column] = parse_decimal(values[column], column)
+        if not values["trades"].isdigit():
+            raise ValueError(f"number of trades={values['trades']!r} is not a whole number")
+        row["trades"] = int(values["trades"])
+        if not period[0] <= ts < period[1]:
+            raise ValueError(f"open time {ts.isoformat()} lies outside the requested period")
+    except ValueError as exc:
+        raise RowRejected(str(exc), ts) from None
+    return row
+
+
 def parse_archive_file(archive: ArchiveFile) -> ParsedRows:
     """Every row of one file, either accepted (exact decimals, on-the-hour UTC) or rejected with its reason."""
     rejected: list[dict] = []
@@ -182,30 +221,10 @@ def parse_archive_file(archive: ArchiveFile) -> ParsedRows:
             continue
         if number == 1 and not fields[0].strip().isdigit():
             continue  # a header line (futures files have one)
-        if len(fields) != len(KLINE_FIELDS):
-            reject(number, raw, f"expected {len(KLINE_FIELDS)} columns, found {len(fields)}")
-            continue
-        values = dict(zip(KLINE_FIELDS, (f.strip() for f in fields), strict=True))
         try:
-            ts = parse_epoch(values["open_time"])
-        except ValueError as exc:
-            reject(number, raw, f"open time: {exc}")
-            continue
-        try:
-            if ts.minute or ts.second or ts.microsecond:
-                raise ValueError(f"open time {ts.isoformat()} is not on the hour")
-            row = {"ts": ts, "symbol": archive.symbol, "source": archive.path.name, "line": number, "raw": raw[:500]}
-            for column in DECIMAL_COLUMNS:
-                row[column] = parse_decimal(values[column], column)
-            if not values["trades"].isdigit():
-                raise ValueError(f"number of trades={values['trades']!r} is not a whole number")
-            row["trades"] = int(values["trades"])
-            if not archive.start <= ts < archive.end:
-                raise ValueError(f"open time {ts.isoformat()} lies outside the file's period")
-        except ValueError as exc:
-            reject(number, raw, str(exc), ts)
-            continue
-        rows.append(row)
+            rows.append(parse_kline(fields, archive.symbol, archive.path.name, number, (archive.start, archive.end)))
+        except RowRejected as exc:
+            reject(number, raw, str(exc), exc.ts)
     return ParsedRows(_frame(rows, PARSED_SCHEMA), _frame(rejected, REJECTED_SCHEMA))
 
 
