@@ -9,7 +9,13 @@ import os
 import dagster as dg
 
 from alphapulse_assets.jobs import DATA_ASSETS, MODEL_ASSETS, data_job, hourly_job, retrain_job
-from alphapulse_assets.market.resources import BinanceArchiveMarket, MarketSource, PriceQuality, SimulatedMarket
+from alphapulse_assets.market.resources import (
+    BinanceArchiveMarket,
+    BinanceRestMarket,
+    MarketSource,
+    PriceQuality,
+    SimulatedMarket,
+)
 from alphapulse_assets.monitoring.assets import drift_report
 from alphapulse_assets.monitoring.sensors import drift_retrain_sensor
 from alphapulse_assets.news.resources import SimulatedNewswire
@@ -30,6 +36,8 @@ def build_market(settings: Settings) -> MarketSource:
     symbols = list(settings.symbols)
     if settings.market_source == "binance_archive":
         return BinanceArchiveMarket(symbols=symbols, archive_dir=str(settings.archive_dir))
+    if settings.market_source == "binance_rest":
+        return BinanceRestMarket(symbols=symbols, base_url=settings.binance_url)
     return SimulatedMarket(symbols=symbols, seed=settings.seed, news_signal_strength=settings.news_signal_strength)
 
 

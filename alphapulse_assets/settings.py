@@ -14,7 +14,7 @@ from pathlib import Path
 
 from alphapulse_assets.market.simulator import SYMBOL_CATALOG
 
-SUPPORTED_MARKET_SOURCES = ("simulated", "binance_archive")
+SUPPORTED_MARKET_SOURCES = ("simulated", "binance_archive", "binance_rest")
 SUPPORTED_NEWS_SOURCES = ("simulated",)
 DEFAULT_HISTORY_START = "2025-01-01"
 _SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
@@ -106,6 +106,7 @@ class Settings:
     cost_bps: float
     drift_window_hours: int
     archive_dir: Path | None = None
+    binance_url: str = "https://api.binance.com"
     extreme_move_z: float = 12.0
 
     @property
@@ -147,6 +148,9 @@ class Settings:
             archive_dir = Path(raw_dir).expanduser().resolve()
             if not archive_dir.is_dir():
                 raise ConfigError(f"ALPHAPULSE_ARCHIVE_DIR={raw_dir}: no such directory")
+        binance_url = _env(env, "ALPHAPULSE_BINANCE_URL", "https://api.binance.com").rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", binance_url):
+            raise ConfigError(f"ALPHAPULSE_BINANCE_URL={binance_url!r}: expected an http:// or https:// base URL")
         history_start = parse_history_start(_env(env, "ALPHAPULSE_HISTORY_START", DEFAULT_HISTORY_START))
         if history_start > datetime.now(UTC) - timedelta(hours=1):
             raise ConfigError(
@@ -169,6 +173,7 @@ class Settings:
             cost_bps=_float(env, "ALPHAPULSE_COST_BPS", 2.0, 0.0, 1000.0),
             drift_window_hours=_int(env, "ALPHAPULSE_DRIFT_WINDOW_HOURS", 72, minimum=2),
             archive_dir=archive_dir,
+            binance_url=binance_url,
             extreme_move_z=_float(env, "ALPHAPULSE_EXTREME_MOVE_Z", 12.0, 3.0, 1000.0),
         )
         return settings

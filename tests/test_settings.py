@@ -44,6 +44,7 @@ def test_history_start_formats():
             "ALPHAPULSE_ARCHIVE_DIR",
         ),
         ({"ALPHAPULSE_EXTREME_MOVE_Z": "1"}, "ALPHAPULSE_EXTREME_MOVE_Z"),
+        ({"ALPHAPULSE_MARKET_SOURCE": "binance_rest", "ALPHAPULSE_BINANCE_URL": "ftp://x"}, "ALPHAPULSE_BINANCE_URL"),
     ],
 )
 def test_bad_values_name_the_setting(env, named):

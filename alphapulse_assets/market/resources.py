@@ -18,6 +18,7 @@ from alphapulse_assets.market.binance_archive import (
     find_archive_files,
     parse_archive_file,
 )
+from alphapulse_assets.market.binance_rest import KlinesClient
 from alphapulse_assets.market.simulator import SimulatedWorld
 
 
@@ -83,3 +84,19 @@ class BinanceArchiveMarket(MarketSource):
             pl.concat(prices) if prices else pl.DataFrame(schema=PARSED_SCHEMA),
             pl.concat(rejected) if rejected else pl.DataFrame(schema=REJECTED_SCHEMA),
         )
+
+
+class BinanceRestMarket(MarketSource):
+    """The klines REST API at `ALPHAPULSE_BINANCE_URL`, paged, retried and kept under the request-weight limit."""
+
+    base_url: str
+    timeout_seconds: float = 10.0
+    max_retries: int = 5
+    weight_limit_per_minute: int = 1200
+
+    def fetch_prices(self, start: datetime, end: datetime) -> PriceBatch:
+        with KlinesClient(
+            self.base_url, self.timeout_seconds, self.max_retries, weight_limit_per_minute=self.weight_limit_per_minute
+        ) as client:
+            parsed = [client.fetch(symbol, start, end) for symbol in self.symbols]
+        return PriceBatch(pl.concat([p.prices for p in parsed]), pl.concat([p.rejected for p in parsed]))
