@@ -16,6 +16,7 @@ from alphapulse_assets.market.resources import (
     PriceQuality,
     SimulatedMarket,
 )
+from alphapulse_assets.market.sensors import archive_file_sensor
 from alphapulse_assets.monitoring.assets import drift_report
 from alphapulse_assets.monitoring.sensors import drift_retrain_sensor
 from alphapulse_assets.news.resources import SimulatedNewswire
@@ -73,7 +74,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=ALL_ASSETS,
         jobs=[data_job, hourly_job, retrain_job],
         schedules=[hourly_schedule, daily_retrain_schedule],
-        sensors=[drift_retrain_sensor],
+        sensors=[drift_retrain_sensor, archive_file_sensor],
         resources=build_resources(settings),
         # Steps share one DuckDB file that admits one writer process; in-process execution also spares each step
         # a fresh interpreter importing the whole stack.

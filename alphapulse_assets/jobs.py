@@ -6,7 +6,6 @@ from alphapulse_assets.features.assets import features
 from alphapulse_assets.market.assets import prices
 from alphapulse_assets.monitoring.assets import drift_report
 from alphapulse_assets.news.assets import news, news_sentiment
-from alphapulse_assets.partitions import HOURLY
 from alphapulse_assets.promotion.assets import promoted_model, promotion_decision
 from alphapulse_assets.signals.assets import predictions
 from alphapulse_assets.training.assets import model_evaluation, trained_model
@@ -17,7 +16,6 @@ MODEL_ASSETS = [trained_model, model_evaluation, promotion_decision, promoted_mo
 data_job = dg.define_asset_job(
     "data_job",
     selection=dg.AssetSelection.assets(*DATA_ASSETS),
-    partitions_def=HOURLY,
     description="Prices, news, sentiment and features for a range of hours (backfills: one run per range).",
 )
 # hourly_job mixes single-run data assets with per-hour model-side assets. It runs one hour at a time (the hourly
@@ -27,12 +25,10 @@ warnings.filterwarnings("ignore", message="Asset job hourly_job materializes ass
 hourly_job = dg.define_asset_job(
     "hourly_job",
     selection=dg.AssetSelection.assets(*DATA_ASSETS, drift_report, predictions),
-    partitions_def=HOURLY,
     description="The just-closed hour: data side, the champion's predictions and a drift report.",
 )
 retrain_job = dg.define_asset_job(
     "retrain_job",
     selection=dg.AssetSelection.assets(*MODEL_ASSETS),
-    partitions_def=HOURLY,
     description="Train a challenger at this hour, evaluate it out of sample, and promote it if it passes the gate.",
 )

@@ -34,7 +34,7 @@ def noop(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 NOOP_DEFS = dg.Definitions(
     assets=[noop],
-    jobs=[dg.define_asset_job("noop_job", selection=[noop], partitions_def=HOURLY)],
+    jobs=[dg.define_asset_job("noop_job", selection=[noop])],
     executor=dg.in_process_executor,
 )
 

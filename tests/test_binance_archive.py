@@ -13,7 +13,6 @@ import pytest
 from alphapulse_assets.market.assets import prices
 from alphapulse_assets.market.binance_archive import find_archive_files, parse_archive_file, parse_epoch
 from alphapulse_assets.market.resources import BinanceArchiveMarket, PriceQuality
-from alphapulse_assets.partitions import HOURLY
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse
 
@@ -161,7 +160,7 @@ def materialize(tmp_path, archive, first="2025-03-02-00:00", last="2025-03-03-23
     warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
     defs = dg.Definitions(
         assets=[prices],
-        jobs=[dg.define_asset_job("prices_job", selection=[prices], partitions_def=HOURLY)],
+        jobs=[dg.define_asset_job("prices_job", selection=[prices])],
         resources={
             "market": BinanceArchiveMarket(symbols=["BTCUSDT", "ETHUSDT"], archive_dir=str(archive)),
             "warehouse": warehouse,
@@ -245,3 +244,49 @@ def test_decimals_round_trip_exactly_and_reruns_are_idempotent(tmp_path, archive
     # a different chunking of the same hours gives the same table
     materialize(tmp_path, archive, "2025-03-02-07:00", "2025-03-03-02:00")
     assert warehouse.query("SELECT * FROM prices ORDER BY ts, symbol").equals(first)
+
+
+# ---- the sensor -----------------------------------------------------------------------------------------------
+
+
+def test_archive_sensor_requests_exactly_the_hours_of_new_or_changed_files(tmp_path):
+    from alphapulse_assets.market.resources import SimulatedMarket
+    from alphapulse_assets.market.sensors import archive_file_sensor
+
+    write(tmp_path, "BTCUSDT-1h-2025-03-02.zip", day_lines(DAY))
+    write(tmp_path, "ETHUSDT-1h-2025-03.csv", day_lines(DAY))
+    write(tmp_path, "BTCUSDT-1h-2024-12.csv", [])  # before ALPHAPULSE_HISTORY_START (2025-03-01 in tests)
+    market = BinanceArchiveMarket(symbols=["BTCUSDT", "ETHUSDT"], archive_dir=str(tmp_path))
+    with dg.instance_for_test() as instance:
+        first = archive_file_sensor(dg.build_sensor_context(instance=instance, resources={"market": market}))
+        ranges = sorted(
+            (r.tags["alphapulse/archive_file"], r.tags["dagster/asset_partition_range_start"],
+             r.tags["dagster/asset_partition_range_end"]) for r in first.run_requests
+        )  # fmt: skip
+        assert ranges == [
+            ("BTCUSDT-1h-2025-03-02.zip", "2025-03-02-00:00", "2025-03-02-23:00"),
+            ("ETHUSDT-1h-2025-03.csv", "2025-03-01-00:00", "2025-03-31-23:00"),
+        ]
+        again = archive_file_sensor(
+            dg.build_sensor_context(instance=instance, resources={"market": market}, cursor=first.cursor)
+        )
+        assert again.run_requests == [] and "no new or changed" in again.skip_reason.skip_message
+
+        write(tmp_path, "BTCUSDT-1h-2025-03-02.zip", day_lines(DAY)[:20])  # re-downloaded, different content
+        changed = archive_file_sensor(
+            dg.build_sensor_context(instance=instance, resources={"market": market}, cursor=again.cursor)
+        )
+        assert [r.tags["alphapulse/archive_file"] for r in changed.run_requests] == ["BTCUSDT-1h-2025-03-02.zip"]
+        assert changed.run_requests[0].run_key != first.run_requests[0].run_key
+
+        (tmp_path / "BTCUSDT-1h-2025-03-02.zip.CHECKSUM").write_text("0" * 64 + "  BTCUSDT-1h-2025-03-02.zip\n")
+        checksum_dropped = archive_file_sensor(
+            dg.build_sensor_context(instance=instance, resources={"market": market}, cursor=changed.cursor)
+        )
+        assert [r.tags["alphapulse/archive_file"] for r in checksum_dropped.run_requests] == [
+            "BTCUSDT-1h-2025-03-02.zip"
+        ]
+
+        simulated = SimulatedMarket(symbols=["BTCUSDT"], seed=1, news_signal_strength=0.1)
+        idle = archive_file_sensor(dg.build_sensor_context(instance=instance, resources={"market": simulated}))
+        assert "not binance_archive" in idle.skip_message

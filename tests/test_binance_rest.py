@@ -11,7 +11,6 @@ from binance_stub import Failure, KlinesStub
 from alphapulse_assets.market.assets import prices
 from alphapulse_assets.market.binance_rest import BinanceApiError, KlinesClient, WeightLimiter
 from alphapulse_assets.market.resources import BinanceRestMarket, PriceQuality
-from alphapulse_assets.partitions import HOURLY
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse
 
@@ -134,7 +133,7 @@ def test_through_the_prices_asset(tmp_path):
         warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
         defs = dg.Definitions(
             assets=[prices],
-            jobs=[dg.define_asset_job("prices_job", selection=[prices], partitions_def=HOURLY)],
+            jobs=[dg.define_asset_job("prices_job", selection=[prices])],
             resources={
                 "market": BinanceRestMarket(symbols=["BTCUSDT", "ETHUSDT"], base_url=stub.url),
                 "warehouse": warehouse,
