@@ -27,9 +27,10 @@ def test_hourly_schedule_materializes_the_hour_that_just_closed(defs):
         context = dg.build_schedule_context(
             instance=instance, scheduled_execution_time=datetime(2025, 3, 14, 10, 5, tzinfo=UTC)
         )
-        result = hourly_schedule.evaluate_tick(context)
+        schedule = defs.resolve_schedule_def(hourly_schedule.name)  # as the daemon sees it
+        result = schedule.evaluate_tick(context)
         assert [r.partition_key for r in result.run_requests] == ["2025-03-14-09:00"]
-    assert hourly_schedule.cron_schedule == "5 * * * *"
+    assert schedule.cron_schedule == "5 * * * *"
 
 
 def _report(instance, partition: str, status: str) -> None:
