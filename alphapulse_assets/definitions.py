@@ -9,6 +9,7 @@ import os
 import dagster as dg
 
 from alphapulse_assets.jobs import DATA_ASSETS, MODEL_ASSETS, data_job, hourly_job, retrain_job
+from alphapulse_assets.market.checks import freshness_checks_sensor, prices_freshness_checks
 from alphapulse_assets.market.resources import (
     BinanceArchiveMarket,
     BinanceRestMarket,
@@ -74,7 +75,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=ALL_ASSETS,
         jobs=[data_job, hourly_job, retrain_job],
         schedules=[hourly_schedule, daily_retrain_schedule],
-        sensors=[drift_retrain_sensor, archive_file_sensor],
+        asset_checks=prices_freshness_checks,
+        sensors=[drift_retrain_sensor, archive_file_sensor, freshness_checks_sensor],
         resources=build_resources(settings),
         # Steps share one DuckDB file that admits one writer process; in-process execution also spares each step
         # a fresh interpreter importing the whole stack.

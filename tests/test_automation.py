@@ -78,3 +78,20 @@ def test_bad_ranges_are_refused_before_anything_is_written(defs, tmp_path, bad_r
             run_job(defs, instance, "data_job", partition_range=bad_range)
         assert instance.get_runs() == []
     assert not (tmp_path / "warehouse.duckdb").exists()
+
+
+def test_freshness_check_flags_a_stale_source(defs):
+    from alphapulse_assets.market.assets import prices
+    from alphapulse_assets.market.checks import freshness_checks_sensor, prices_freshness_checks
+
+    assert defs.resolve_sensor_def(freshness_checks_sensor.name) is not None
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [*prices_freshness_checks, prices],
+            selection=dg.AssetSelection.checks(*prices_freshness_checks),
+            instance=instance,
+            resources=defs.resources,
+        )
+        evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 1 and not evaluations[0].passed  # nothing materialized: the source is stale
+    assert evaluations[0].asset_check_key.asset_key == dg.AssetKey("prices")

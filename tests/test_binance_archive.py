@@ -290,3 +290,15 @@ def test_archive_sensor_requests_exactly_the_hours_of_new_or_changed_files(tmp_p
         simulated = SimulatedMarket(symbols=["BTCUSDT"], seed=1, news_signal_strength=0.1)
         idle = archive_file_sensor(dg.build_sensor_context(instance=instance, resources={"market": simulated}))
         assert "not binance_archive" in idle.skip_message
+
+
+def test_rows_sent_out_of_order_are_kept_sorted_and_reported(tmp_path):
+    from alphapulse_assets.market.quality import out_of_order
+
+    lines = day_lines(DAY)
+    lines[3], lines[8] = lines[8], lines[3]
+    write(tmp_path, "BTCUSDT-1h-2025-03-02.csv", lines)
+    frame, rejected = parsed(tmp_path)
+    assert rejected.is_empty() and frame.height == 24
+    late = out_of_order(frame)
+    assert late["line"].to_list() == [5, 6, 7, 8, 9]  # hours 4..7 and 3 arrive after hour 8

@@ -4,14 +4,14 @@ import dagster as dg
 import polars as pl
 
 from alphapulse_assets.market.binance_archive import REJECTED_SCHEMA
-from alphapulse_assets.market.quality import extreme_moves, missing_hours, quarantine
+from alphapulse_assets.market.quality import extreme_moves, missing_hours, out_of_order, quarantine
 from alphapulse_assets.market.resources import MarketSource, PriceQuality
 from alphapulse_assets.metadata import new_figure, partition_metadata, png_markdown, table_preview
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
 from alphapulse_assets.storage.warehouse import Warehouse
 
 _BLOCKING = ("prices_unique", "prices_ohlc_valid")
-_WARNING = ("prices_complete", "prices_no_rejected_rows", "prices_no_extreme_moves")
+_WARNING = ("prices_complete", "prices_no_rejected_rows", "prices_no_extreme_moves", "prices_source_in_order")
 _MOVE_HISTORY = timedelta(days=7)
 
 
@@ -29,6 +29,7 @@ def prices(
     """Hourly OHLCV candles per symbol as exact decimals; unreadable or inconsistent rows go to prices_rejected."""
     start, end = context.partition_time_window
     batch = market.fetch_prices(start, end)
+    unordered = out_of_order(batch.prices)
     accepted, quarantined = quarantine(batch.prices)
     rejected = pl.concat([batch.rejected, quarantined]).cast(REJECTED_SCHEMA).sort("ts", "symbol", "source")
 
@@ -70,6 +71,12 @@ def prices(
                 "reasons": dg.MetadataValue.json({r: int(n) for r, n in reasons.iter_rows()}),
                 "sample": table_preview(rejected.select("ts", "symbol", "source", "line", "reason"), rows=10),
             },
+        ),
+        dg.AssetCheckResult(
+            check_name="prices_source_in_order",
+            passed=unordered.is_empty(),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"out_of_order_rows": unordered.height, "rows": table_preview(unordered, rows=10)},
         ),
         dg.AssetCheckResult(
             check_name="prices_no_extreme_moves",

@@ -102,3 +102,15 @@ def extreme_moves(frame: pl.DataFrame, z_threshold: float) -> pl.DataFrame:
         ((pl.col("log_return") - pl.col("log_return").median().over("symbol")).abs()).alias("_dev")
     ).with_columns((pl.col("_dev") / (1.4826 * pl.col("_dev").median().over("symbol"))).alias("robust_z"))
     return scored.filter(pl.col("robust_z") > z_threshold).select("ts", "symbol", "log_return", "robust_z")
+
+
+def out_of_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows a source sent before an earlier hour of the same symbol (by `line` within each `source`).
+
+    They are still good data, and are stored sorted; the count says something about the source.
+    """
+    if "line" not in frame.columns or frame.is_empty():
+        return frame.clear().select("ts", "symbol", "source")
+    ordered = frame.filter(pl.col("line").is_not_null()).sort("source", "symbol", "line")
+    previous = pl.col("ts").cum_max().shift(1).over("source", "symbol")
+    return ordered.filter(pl.col("ts") < previous).select("ts", "symbol", "source", "line")
