@@ -78,3 +78,39 @@ def test_needs_dagster_home_when_no_base_dir(monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     with pytest.raises(KeyError, match="DAGSTER_HOME"):
         BatchingSqliteEventLogStorage.from_config_value(None, {})
+
+
+def test_long_ranges_of_an_asset_with_checks(tmp_path, monkeypatch):
+    """Planned check evaluations for more than ~4,000 partitions exceed SQLite's bound-variable limit when written
+    as one INSERT (as Dagster does); the batching storage writes them with executemany."""
+    from datetime import UTC, datetime, timedelta
+
+    from alphapulse_assets.partitions import HOURLY, SINGLE_RUN, partition_key
+
+    @dg.asset(partitions_def=HOURLY, backfill_policy=SINGLE_RUN, check_specs=[dg.AssetCheckSpec("ok", asset="checked")])
+    def checked() -> dg.MaterializeResult:
+        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(check_name="ok", passed=True)])
+
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    defs = dg.Definitions(assets=[checked], executor=dg.in_process_executor)
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    hours = 5_000
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster"), overrides=FAST) as instance:
+        job = defs.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": partition_key(start),
+                "dagster/asset_partition_range_end": partition_key(start + timedelta(hours=hours - 1)),
+            },
+        )
+        assert result.success
+        assert len(instance.get_materialized_partitions(dg.AssetKey("checked"))) == hours
+        index = Path(tmp_path / "dagster" / "history" / "runs" / "index.db")
+        planned = (
+            sqlite3.connect(index)
+            .execute("SELECT count(*) FROM asset_check_executions WHERE partition IS NOT NULL")
+            .fetchone()[0]
+        )
+        assert planned == hours
