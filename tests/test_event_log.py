@@ -76,7 +76,7 @@ def test_needs_dagster_home_when_no_base_dir(monkeypatch):
     from alphapulse_assets.storage.event_log import BatchingSqliteEventLogStorage
 
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    with pytest.raises(KeyError, match="DAGSTER_HOME"):
+    with pytest.raises(ValueError, match="base_dir.*DAGSTER_HOME"):
         BatchingSqliteEventLogStorage.from_config_value(None, {})
 
 
