@@ -89,6 +89,19 @@ def materialize(settings) -> bool:
 
     instance = dg.DagsterInstance.get()
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    if settings.market_source == "binance_archive":
+        from alphapulse_assets.market.binance_archive import last_covered_hour
+
+        try:
+            covered = last_covered_hour(settings.archive_dir, settings.symbols)
+        except ValueError as exc:
+            raise SystemExit(f"ALPHAPULSE_ARCHIVE_DIR: {exc}") from None
+        if covered < end:
+            say(
+                f"      the archive reaches {partition_key(covered)}: the demo window ends there, "
+                "not at the last closed hour"
+            )
+            end = covered
     start = max(end - timedelta(days=settings.demo_days) + timedelta(hours=1), settings.history_start)
     retrain_hours = [end - timedelta(days=k) for k in range(RETRAIN_REPLAYS - 1, -1, -1)]
     needed = retrain_hours[0] - timedelta(hours=settings.min_training_hours + LOOKBACK_HOURS)

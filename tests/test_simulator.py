@@ -91,3 +91,15 @@ def test_rejects_bad_ranges():
         world.prices(["BTCUSDT"], datetime(2019, 1, 1, tzinfo=UTC), START)
     with pytest.raises(ValueError, match="not on the hour"):
         world.prices(["BTCUSDT"], START + timedelta(minutes=5), START + timedelta(hours=2))
+
+
+def test_newswire_covers_symbols_the_simulated_market_does_not_list():
+    """Real prices (an archive) with simulated news: any symbol gets a stable news stream named after its base."""
+    world = SimulatedWorld(seed=3, news_signal_strength=0.3)
+    items = world.news(["PEPEUSDT"], START, START + timedelta(days=5))
+    assert items.height > 20 and items["headline"].str.contains("PEPE").any()
+    assert items.equals(
+        SimulatedWorld(seed=3, news_signal_strength=0.3).news(["PEPEUSDT"], START, START + timedelta(days=5))
+    )
+    btc = world.news(["BTCUSDT"], START, START + timedelta(days=5))
+    assert not btc["headline"].str.contains("PEPE").any()

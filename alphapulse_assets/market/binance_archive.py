@@ -108,6 +108,20 @@ def find_archive_files(
     return sorted(found.values(), key=lambda f: (f.symbol, f.start, f.end))
 
 
+ALL_TIME = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
+
+def last_covered_hour(directory: Path, symbols: list[str] | tuple[str, ...]) -> datetime:
+    """The last hour every symbol has an archive file for (files are not opened: a bad file still counts)."""
+    ends: dict[str, datetime] = {}
+    for archive in find_archive_files(directory, symbols, *ALL_TIME):
+        ends[archive.symbol] = max(ends.get(archive.symbol, archive.end), archive.end)
+    missing = [s for s in symbols if s not in ends]
+    if missing:
+        raise ValueError(f"{directory} has no SYMBOL-1h-YYYY-MM[-DD].zip/.csv files for {', '.join(missing)}")
+    return min(ends.values()) - timedelta(hours=1)
+
+
 def parse_epoch(value: str) -> datetime:
     """Epoch milliseconds or microseconds, decided per value."""
     number = int(value)

@@ -6,11 +6,9 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from alphapulse_assets.jobs import data_job
-from alphapulse_assets.market.binance_archive import find_archive_files
+from alphapulse_assets.market.binance_archive import ALL_TIME, find_archive_files
 from alphapulse_assets.market.resources import BinanceArchiveMarket, MarketSource
 from alphapulse_assets.partitions import HOURLY, partition_key
-
-_ALL_TIME = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
 def _fingerprint(path: Path) -> str:
@@ -27,7 +25,7 @@ def archive_file_sensor(context: dg.SensorEvaluationContext, market: MarketSourc
     first = HOURLY.start
     last = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     requests, skipped = [], []
-    for archive in find_archive_files(Path(market.archive_dir), market.symbols, *_ALL_TIME):
+    for archive in find_archive_files(Path(market.archive_dir), market.symbols, *ALL_TIME):
         fingerprint = _fingerprint(archive.path)
         if archive.checksum_path.exists():
             # A checksum dropped after its zip changes what the zip's run would conclude: look at both together.

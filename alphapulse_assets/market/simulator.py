@@ -61,6 +61,19 @@ SYMBOL_CATALOG: dict[str, SymbolSpec] = {
     "LTCUSDT": SymbolSpec(8, ("Litecoin", "LTC"), 41.0, 0.80, 0.70, 60_000.0, 2, 0.4),
 }
 
+_QUOTES = ("USDT", "USDC", "BUSD", "FDUSD", "USD", "BTC", "ETH", "EUR")
+
+
+def symbol_spec(symbol: str) -> SymbolSpec:
+    """The catalog's spec, or, for a symbol the simulated market does not list (real prices from an archive with
+    simulated news), a stable derived one: its own random stream and its base asset as the name headlines use."""
+    if symbol in SYMBOL_CATALOG:
+        return SYMBOL_CATALOG[symbol]
+    base = next((symbol[: -len(q)] for q in _QUOTES if symbol.endswith(q) and len(symbol) > len(q)), symbol)
+    stream = 1000 + int(hashlib.sha256(symbol.encode()).hexdigest(), 16) % 100_000
+    return SymbolSpec(stream, (base,), 1.0, 0.8, 0.6, 1_000.0, 8, 1.0)
+
+
 _TEMPLATES: tuple[tuple[str, ...], ...] = (
     (  # very negative
         "{name} plunges as panic selling hits the market",
@@ -173,7 +186,7 @@ def _market_factor(seed: int, n_blocks: int) -> np.ndarray:
 
 @lru_cache(maxsize=32)
 def _symbol_path(seed: int, strength: float, symbol: str, n_blocks: int) -> _SymbolPath:
-    spec = SYMBOL_CATALOG[symbol]
+    spec = symbol_spec(symbol)
     n = n_blocks * BLOCK_HOURS
     hod = np.arange(n) % 24
 
@@ -315,7 +328,7 @@ class SimulatedWorld:
 
         for symbol in symbols:
             path = _symbol_path(self.seed, self.strength, symbol, n_blocks)
-            names = SYMBOL_CATALOG[symbol].names
+            names = symbol_spec(symbol).names
             for hour in range(first, stop):
                 for j in range(int(path.news_count[hour])):
                     expressed = path.news_tone[hour] + _HEADLINE_NOISE * path.tone_noise[hour, j]
