@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-RETRAIN_REPLAYS = 3
+RETRAIN_REPLAYS = 7
 
 
 def say(message: str) -> None:

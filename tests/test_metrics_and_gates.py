@@ -75,12 +75,17 @@ def test_labels_are_the_next_hour_and_missing_hours_are_null():
     assert labels["next_return"].to_list()[2:] == [None, None]  # hour 3 is missing
 
 
-METRICS = {"n": 500.0, "log_loss": 0.68, "sharpe": 1.2}
+METRICS = {"n": 500.0, "log_loss": 0.68, "sharpe": 1.2, "log_loss_gain_t": 3.1}
 
 
 def test_gate_without_champion():
     gates = promotion_gates(METRICS, {"log_loss": 0.693}, None, min_oos_rows=100, champion_log_loss_margin=0.0)
-    assert [g.name for g in gates] == ["enough_oos_rows", "beats_baseline_log_loss", "positive_sharpe_after_costs"]
+    assert [g.name for g in gates] == [
+        "enough_oos_rows",
+        "beats_baseline_log_loss",
+        "log_loss_gain_significant",
+        "positive_sharpe_after_costs",
+    ]
     assert all(g.passed for g in gates)
     assert summarize(gates).startswith("promote")
 
@@ -95,7 +100,7 @@ def test_gate_refuses_a_challenger_that_does_not_beat_the_champion():
 
 
 def test_gate_refuses_no_skill_and_thin_evidence():
-    weak = {"n": 40.0, "log_loss": 0.70, "sharpe": -0.5}
+    weak = {"n": 40.0, "log_loss": 0.70, "sharpe": -0.5, "log_loss_gain_t": -1.0}
     gates = promotion_gates(weak, {"log_loss": 0.693}, None, min_oos_rows=100, champion_log_loss_margin=0.0)
     assert not any(g.passed for g in gates)
 
@@ -106,3 +111,18 @@ def test_gate_voids_a_comparison_where_the_champion_saw_the_window():
     gates = promotion_gates(METRICS, {"log_loss": 0.693}, champion, 100, 0.0, champion_overlap_hours=36.0)
     failed = [g for g in gates if not g.passed]
     assert [g.name for g in failed] == ["champion_comparison_out_of_sample"] and failed[0].value == 36.0
+
+
+def test_a_lucky_gain_is_not_significant():
+    """On noise a model can edge the baseline's log loss; the paired t-statistic tells it from a real gain."""
+    from alphapulse_assets.training.metrics import log_loss_gain_t
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 480)
+    base = np.full(480, 0.5)
+    lucky = np.clip(0.5 + rng.normal(0, 0.02, 480), 0.01, 0.99)
+    real = np.where(y == 1, 0.6, 0.4)
+    assert abs(log_loss_gain_t(y, lucky, base)) < 2.0
+    assert log_loss_gain_t(y, real, base) > 5.0
+    gates = promotion_gates(METRICS | {"log_loss_gain_t": 1.3}, {"log_loss": 0.693}, None, 100, 0.0)
+    assert [g.name for g in gates if not g.passed] == ["log_loss_gain_significant"]

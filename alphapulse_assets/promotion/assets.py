@@ -64,7 +64,13 @@ def promotion_decision(
         champion_note = f"champion {champion.version} re-scored on the challenger's held-out window"
 
     gates = promotion_gates(
-        challenger, baseline, champion_metrics, policy.min_oos_rows, policy.champion_log_loss_margin, overlap_hours
+        challenger,
+        baseline,
+        champion_metrics,
+        policy.min_oos_rows,
+        policy.champion_log_loss_margin,
+        overlap_hours,
+        policy.min_log_loss_gain_t,
     )
     promote = all(g.passed for g in gates)
     summary = summarize(gates)

@@ -25,6 +25,7 @@ def promotion_gates(
     min_oos_rows: int,
     champion_log_loss_margin: float,
     champion_overlap_hours: float = 0.0,
+    min_log_loss_gain_t: float = 1.645,
 ) -> list[Gate]:
     """Every comparison the decision rests on, all measured out of sample on the challenger's held-out window.
 
@@ -47,6 +48,13 @@ def promotion_gates(
             challenger["log_loss"],
             baseline["log_loss"],
             "log loss below the no-skill predictor (training base rate)",
+        ),
+        Gate(
+            "log_loss_gain_significant",
+            challenger.get("log_loss_gain_t", float("nan")) >= min_log_loss_gain_t,
+            challenger.get("log_loss_gain_t", float("nan")),
+            min_log_loss_gain_t,
+            "paired t-statistic of the per-row log-loss gain over the baseline (a real gain, not a few lucky rows)",
         ),
         Gate(
             "positive_sharpe_after_costs",

@@ -16,7 +16,7 @@ from alphapulse_assets.partitions import HOURLY, partition_hour
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import Warehouse
 from alphapulse_assets.training.data import load_labelled, single_row
-from alphapulse_assets.training.metrics import evaluate_predictions
+from alphapulse_assets.training.metrics import evaluate_predictions, log_loss_gain_t
 from alphapulse_assets.training.model import fit_xgboost
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
 from alphapulse_serving.contract import ScoringModel, sha256_hex
@@ -137,6 +137,9 @@ def model_evaluation(
     baseline_scored = holdout.with_columns(pl.lit(record["train_base_rate"]).alias("probability"))
     baseline, baseline_result = evaluate_predictions(baseline_scored, policy.signal_band, policy.cost_bps)
 
+    metrics["log_loss_gain_t"] = log_loss_gain_t(
+        holdout["label_up"].to_numpy(), scored["probability"].to_numpy(), baseline_scored["probability"].to_numpy()
+    )
     row = {"ts": decision, "model_version": record["model_version"], "n_oos": int(metrics["n"])}
     row |= {f"oos_{k}": v for k, v in metrics.items() if k != "n"}
     row |= {f"baseline_{k}": v for k, v in baseline.items() if k != "n"}
@@ -155,6 +158,7 @@ def model_evaluation(
             "oos_turnover": metrics["turnover"],
             "oos_hit_rate": metrics["hit_rate"],
             "n_oos": int(metrics["n"]),
+            "oos_log_loss_gain_t": metrics["log_loss_gain_t"],
             "baseline_log_loss": baseline["log_loss"],
             "baseline_accuracy": baseline["accuracy"],
             "oos_window": f"{record['validation_start'].isoformat()} .. {record['validation_end'].isoformat()}",

@@ -40,6 +40,25 @@ def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def log_loss_gain_t(y: np.ndarray, p_model: np.ndarray, p_base: np.ndarray) -> float:
+    """Paired t-statistic of the per-row log-loss gain of a model over a baseline (positive: the model is better).
+
+    Rows of different symbols in the same hour are correlated, so this overstates the evidence somewhat; it still
+    tells a real gain from the luck of a few hundred rows, which the sign of the mean gain alone cannot.
+    """
+    y = np.asarray(y, dtype=float)
+
+    def losses(p: np.ndarray) -> np.ndarray:
+        p = np.clip(np.asarray(p, dtype=float), _P_CLIP, 1 - _P_CLIP)
+        return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+    gain = losses(p_base) - losses(p_model)
+    if len(gain) < 2:
+        return float("nan")
+    spread = float(np.std(gain, ddof=1))
+    return float(np.mean(gain) / (spread / math.sqrt(len(gain)))) if spread > 0 else 0.0
+
+
 def signal_from_probability(p: np.ndarray, band: float) -> np.ndarray:
     """+1 long when P(up) > 0.5 + band, -1 short when < 0.5 - band, else 0 (flat)."""
     return np.where(p > 0.5 + band, 1, np.where(p < 0.5 - band, -1, 0)).astype(np.int8)

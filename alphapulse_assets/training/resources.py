@@ -24,6 +24,8 @@ class ModelPolicy(dg.ConfigurableResource):
     min_label_coverage: float = 0.9
     min_oos_rows: int = 100
     champion_log_loss_margin: float = 0.0
+    # A challenger's log-loss gain over the baseline must be positive at one-sided 95% confidence (t >= 1.645).
+    min_log_loss_gain_t: float = 1.645
 
     def windows(self, decision_hour: datetime) -> TrainingWindows:
         return training_windows(decision_hour, self.train_days, self.validation_days, self.embargo_hours)
