@@ -27,11 +27,9 @@ from alphapulse_assets.market.assets import prices  # noqa: E402
 from alphapulse_assets.market.resources import BinanceArchiveMarket, PriceQuality  # noqa: E402
 from alphapulse_assets.partitions import partition_key  # noqa: E402
 from alphapulse_assets.runner import run_job  # noqa: E402
+from alphapulse_assets.storage.event_log import INSTANCE_OVERRIDES  # noqa: E402
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse  # noqa: E402
 
-FAST_EVENT_LOG = {
-    "event_log_storage": {"module": "alphapulse_assets.storage.event_log", "class": "BatchingSqliteEventLogStorage"}
-}
 MICROSECONDS_FROM = datetime(2025, 1, 1, tzinfo=UTC)
 
 
@@ -91,7 +89,7 @@ def main() -> None:
         )
         n = int((end - START) / timedelta(hours=1))
         os.makedirs(os.path.join(work, "dagster"))
-        with dg.instance_for_test(temp_dir=os.path.join(work, "dagster"), overrides=FAST_EVENT_LOG) as instance:
+        with dg.instance_for_test(temp_dir=os.path.join(work, "dagster"), overrides=INSTANCE_OVERRIDES) as instance:
             outcome = run_job(
                 defs,
                 instance,

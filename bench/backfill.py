@@ -22,6 +22,7 @@ from alphapulse_assets.jobs import DATA_ASSETS  # noqa: E402
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN, partition_key  # noqa: E402
 from alphapulse_assets.runner import run_job  # noqa: E402
 from alphapulse_assets.settings import Settings  # noqa: E402
+from alphapulse_assets.storage.event_log import INSTANCE_OVERRIDES  # noqa: E402
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -37,11 +38,6 @@ NOOP_DEFS = dg.Definitions(
     jobs=[dg.define_asset_job("noop_job", selection=[noop])],
     executor=dg.in_process_executor,
 )
-
-
-FAST_EVENT_LOG = {
-    "event_log_storage": {"module": "alphapulse_assets.storage.event_log", "class": "BatchingSqliteEventLogStorage"}
-}
 
 
 def timed(defs, job: str, n: int, quiet, overrides: dict | None = None) -> float:
@@ -66,10 +62,10 @@ def main() -> None:
     )
     for n in sizes:
         noop_default = timed(NOOP_DEFS, "noop_job", n, quiet) / n * 1000
-        noop_fast = timed(NOOP_DEFS, "noop_job", n, quiet, FAST_EVENT_LOG) / n * 1000
+        noop_fast = timed(NOOP_DEFS, "noop_job", n, quiet, INSTANCE_OVERRIDES) / n * 1000
         with tempfile.TemporaryDirectory() as home:
             defs = build_definitions(Settings.from_env({**os.environ, "ALPHAPULSE_HOME": home}))
-            data = timed(defs, "data_job", n, quiet, FAST_EVENT_LOG) / (n * len(DATA_ASSETS)) * 1000
+            data = timed(defs, "data_job", n, quiet, INSTANCE_OVERRIDES) / (n * len(DATA_ASSETS)) * 1000
         print(
             f"{n:>6} {noop_default:>22.1f} {noop_fast:>16.1f} {noop_default / noop_fast:>9.1f}x "
             f"{data:>20.1f} {data / noop_fast:>12.2f}x",

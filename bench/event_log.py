@@ -30,7 +30,7 @@ storage, n = sys.argv[1], int(sys.argv[2])
 start = datetime(2025, 1, 1, tzinfo=UTC)
 keys = (partition_key(start), partition_key(start + timedelta(hours=n - 1)))
 with tempfile.TemporaryDirectory() as tmp:
-    overrides = backfill.FAST_EVENT_LOG if storage == "fast" else {}
+    overrides = backfill.INSTANCE_OVERRIDES if storage == "fast" else {}
     with dg.instance_for_test(temp_dir=tmp, overrides=overrides) as instance:
         outcome = run_job(backfill.NOOP_DEFS, instance, "noop_job", partition_range=keys, out=open(os.devnull, "w"))
         assert outcome.success, outcome.error

@@ -9,10 +9,8 @@ import pytest
 from alphapulse_assets.definitions import build_definitions
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
+from alphapulse_assets.storage.event_log import INSTANCE_OVERRIDES
 
-FAST = {
-    "event_log_storage": {"module": "alphapulse_assets.storage.event_log", "class": "BatchingSqliteEventLogStorage"}
-}
 RANGE = ("2025-03-01-00:00", "2025-03-02-23:00")  # 48 partitions
 DATA = ("prices", "news", "news_sentiment", "features")
 
@@ -57,7 +55,7 @@ def record_run(tmp_path: Path, overrides: dict) -> dict:
 def test_batched_storage_records_the_same_as_dagsters(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "20")  # several batches per step, and a remainder
     default = record_run(tmp_path / "default", {})
-    fast = record_run(tmp_path / "fast", FAST)
+    fast = record_run(tmp_path / "fast", INSTANCE_OVERRIDES)
     assert default.pop("storage") == "SqliteEventLogStorage" and fast.pop("storage") == "BatchingSqliteEventLogStorage"
     assert fast == default
     assert all(len(p) == 48 for p in fast["partitions"].values())
@@ -66,7 +64,7 @@ def test_batched_storage_records_the_same_as_dagsters(tmp_path, monkeypatch):
 
 def test_shards_use_wal(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
-    record_run(tmp_path, FAST)
+    record_run(tmp_path, INSTANCE_OVERRIDES)
     index = tmp_path / "dagster" / "history" / "runs" / "index.db"
     assert index.exists(), "shards live where Dagster's default SQLite event log keeps them"
     assert sqlite3.connect(index).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -96,7 +94,7 @@ def test_long_ranges_of_an_asset_with_checks(tmp_path, monkeypatch):
     start = datetime(2025, 3, 1, tzinfo=UTC)
     hours = 5_000
     (tmp_path / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster"), overrides=FAST) as instance:
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster"), overrides=INSTANCE_OVERRIDES) as instance:
         job = defs.resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(
             instance=instance,

@@ -4,7 +4,13 @@ import dagster as dg
 import polars as pl
 
 from alphapulse_assets.market.binance_archive import REJECTED_SCHEMA
-from alphapulse_assets.market.quality import extreme_moves, missing_hours, out_of_order, quarantine
+from alphapulse_assets.market.quality import (
+    extreme_moves,
+    missing_hours,
+    ohlc_inconsistent,
+    out_of_order,
+    quarantine,
+)
 from alphapulse_assets.market.resources import MarketSource, PriceQuality
 from alphapulse_assets.metadata import new_figure, partition_metadata, png_markdown, table_preview
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
@@ -34,9 +40,7 @@ def prices(
     rejected = pl.concat([batch.rejected, quarantined]).cast(REJECTED_SCHEMA).sort("ts", "symbol", "source")
 
     duplicates = accepted.filter(pl.struct("ts", "symbol").is_duplicated())
-    inconsistent = accepted.filter(
-        (pl.col("low") > pl.min_horizontal("open", "close")) | (pl.col("high") < pl.max_horizontal("open", "close"))
-    )
+    inconsistent = accepted.filter(ohlc_inconsistent())
     if duplicates.height or inconsistent.height:
         # Quarantine guarantees neither can happen; if one does, nothing is written.
         raise dg.Failure(

@@ -17,6 +17,11 @@ _PRICES = ("open", "high", "low", "close")
 _VOLUMES = ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume")
 
 
+def ohlc_inconsistent() -> pl.Expr:
+    """Low above min(open, close) or high below max(open, close)."""
+    return (pl.col("low") > pl.min_horizontal("open", "close")) | (pl.col("high") < pl.max_horizontal("open", "close"))
+
+
 def _reason() -> pl.Expr:
     """The first rule a row breaks, or null."""
     non_positive = pl.any_horizontal([pl.col(c) <= 0 for c in _PRICES])

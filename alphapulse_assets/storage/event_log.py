@@ -10,7 +10,7 @@ This subclass keeps the schema and every read path of the original and changes f
 - WAL journal with `synchronous=NORMAL`: a committed event survives a crash of the process (kill -9); only a
   power loss can drop the last commits, which for an event log is a fair price, and readers never block the writer;
 - `store_event_batch` writes a whole batch of asset events in one transaction per shard. Dagster hands batches
-  to the storage only when `DAGSTER_EVENT_BATCH_SIZE` is set (the demo sets it); without it this class still
+  to the storage only when `DAGSTER_EVENT_BATCH_SIZE` is set (definitions.py sets it); without it this class still
   gains from the first two;
 - planned check evaluations of a long range are inserted with executemany, not one statement with a row per
   partition (which SQLite refuses beyond ~4,000 partitions: an 8-year hourly backfill failed on it).
@@ -35,7 +35,8 @@ from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.sqlalchemy_compat import db_result
 from dagster._serdes import ConfigurableClassData, serialize_value
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
@@ -90,7 +91,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 # Connections are handed between threads (the progress watcher, the run); access is serialized.
                 connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
             )
-            event.listen(engine, "connect", _set_pragmas)
+            sqlalchemy_event.listen(engine, "connect", _set_pragmas)
             self._engines[shard] = engine
             while len(self._engines) > _MAX_CACHED_ENGINES:
                 _, evicted = self._engines.popitem(last=False)
@@ -164,3 +165,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
 
 def _is_asset_event(entry: EventLogEntry) -> bool:
     return entry.is_dagster_event and entry.dagster_event_type in ASSET_EVENTS
+
+
+# Instance overrides (dagster.yaml form) that select this storage, e.g. for `dg.instance_for_test(overrides=...)`.
+INSTANCE_OVERRIDES = {"event_log_storage": {"module": __name__, "class": BatchingSqliteEventLogStorage.__name__}}

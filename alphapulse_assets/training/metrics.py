@@ -12,9 +12,14 @@ HOURS_PER_YEAR = 24 * 365
 _P_CLIP = 1e-7
 
 
+def _row_losses(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, dtype=float)
+    p = np.clip(np.asarray(p, dtype=float), _P_CLIP, 1 - _P_CLIP)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, _P_CLIP, 1 - _P_CLIP)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return float(np.mean(_row_losses(y, p)))
 
 
 def accuracy(y: np.ndarray, p: np.ndarray) -> float:
@@ -46,13 +51,7 @@ def log_loss_gain_t(y: np.ndarray, p_model: np.ndarray, p_base: np.ndarray) -> f
     Rows of different symbols in the same hour are correlated, so this overstates the evidence somewhat; it still
     tells a real gain from the luck of a few hundred rows, which the sign of the mean gain alone cannot.
     """
-    y = np.asarray(y, dtype=float)
-
-    def losses(p: np.ndarray) -> np.ndarray:
-        p = np.clip(np.asarray(p, dtype=float), _P_CLIP, 1 - _P_CLIP)
-        return -(y * np.log(p) + (1 - y) * np.log(1 - p))
-
-    gain = losses(p_base) - losses(p_model)
+    gain = _row_losses(y, p_base) - _row_losses(y, p_model)
     if len(gain) < 2:
         return float("nan")
     spread = float(np.std(gain, ddof=1))

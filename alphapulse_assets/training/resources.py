@@ -84,6 +84,3 @@ class MlflowTracking(dg.ConfigurableResource):
         client.log_batch(run_id, metrics=finite)
         if finish:
             client.set_terminated(run_id)
-
-    def run_url(self, run_id: str) -> str:
-        return f"{self.tracking_uri} experiment={self.experiment_name} run={run_id}"
