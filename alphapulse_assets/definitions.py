@@ -8,7 +8,7 @@ import os
 
 import dagster as dg
 
-from alphapulse_assets.jobs import DATA_ASSETS, MODEL_ASSETS, data_job, hourly_job, retrain_job
+from alphapulse_assets.jobs import DATA_ASSETS, MODEL_ASSETS, data_job, hourly_job, news_job, retrain_job
 from alphapulse_assets.market.checks import freshness_checks_sensor, prices_freshness_checks
 from alphapulse_assets.market.resources import (
     BinanceArchiveMarket,
@@ -20,7 +20,14 @@ from alphapulse_assets.market.resources import (
 from alphapulse_assets.market.sensors import archive_file_sensor
 from alphapulse_assets.monitoring.assets import drift_report
 from alphapulse_assets.monitoring.sensors import drift_retrain_sensor
-from alphapulse_assets.news.resources import SimulatedNewswire
+from alphapulse_assets.news.resources import (
+    JsonlDropFolder,
+    NewsSource,
+    RssNewsSource,
+    SentimentModel,
+    SimulatedNewswire,
+)
+from alphapulse_assets.news.sensors import news_drop_sensor
 from alphapulse_assets.schedules import daily_retrain_schedule, hourly_schedule
 from alphapulse_assets.settings import Settings
 from alphapulse_assets.signals.assets import predictions
@@ -43,14 +50,31 @@ def build_market(settings: Settings) -> MarketSource:
     return SimulatedMarket(symbols=symbols, seed=settings.seed, news_signal_strength=settings.news_signal_strength)
 
 
+def build_newswire(settings: Settings) -> NewsSource:
+    common = {
+        "symbols": list(settings.symbols),
+        "aliases": {s: list(a) for s, a in (settings.symbol_aliases or {}).items()},
+    }
+    if settings.news_source == "rss":
+        return RssNewsSource(
+            **common,
+            feed_urls=list(settings.rss_urls),
+            timeout_seconds=settings.rss_timeout_seconds,
+            max_feed_bytes=settings.rss_max_bytes,
+        )
+    if settings.news_source == "jsonl":
+        return JsonlDropFolder(**common, news_dir=str(settings.news_dir))
+    return SimulatedNewswire(**common, seed=settings.seed, news_signal_strength=settings.news_signal_strength)
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    symbols = list(settings.symbols)
     return {
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
         "object_store": LocalObjectStore(root=str(settings.object_store_root)),
         "market": build_market(settings),
-        "newswire": SimulatedNewswire(
-            symbols=symbols, seed=settings.seed, news_signal_strength=settings.news_signal_strength
+        "newswire": build_newswire(settings),
+        "sentiment": SentimentModel(
+            scorer_name=settings.sentiment_scorer, half_life_hours=settings.sentiment_half_life_hours
         ),
         "policy": ModelPolicy(
             train_days=settings.train_days,
@@ -73,10 +97,10 @@ ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, drift_report, predictions]
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
-        jobs=[data_job, hourly_job, retrain_job],
+        jobs=[data_job, hourly_job, retrain_job, news_job],
         schedules=[hourly_schedule, daily_retrain_schedule],
         asset_checks=prices_freshness_checks,
-        sensors=[drift_retrain_sensor, archive_file_sensor, freshness_checks_sensor],
+        sensors=[drift_retrain_sensor, archive_file_sensor, news_drop_sensor, freshness_checks_sensor],
         resources=build_resources(settings),
         # Steps share one DuckDB file that admits one writer process; in-process execution also spares each step
         # a fresh interpreter importing the whole stack.

@@ -18,6 +18,11 @@ data_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*DATA_ASSETS),
     description="Prices, news, sentiment and features for a range of hours (backfills: one run per range).",
 )
+news_job = dg.define_asset_job(
+    "news_job",
+    selection=dg.AssetSelection.assets(news, news_sentiment, features),
+    description="Re-land news for a range of hours (a dropped JSONL export) and recompute sentiment and features.",
+)
 # hourly_job mixes single-run data assets with per-hour model-side assets. It runs one hour at a time (the hourly
 # schedule), and range backfills go through data_job, so Dagster's note that it would fall back to one run per
 # partition for ranges is expected.

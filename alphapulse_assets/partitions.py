@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import warnings
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from alphapulse_assets.settings import DEFAULT_HISTORY_START, parse_history_start
 
@@ -34,3 +35,19 @@ def partition_key(hour: datetime) -> str:
 def partition_hour(context: dg.AssetExecutionContext) -> datetime:
     """The start of a single-partition run's hour (model-side assets decide at one hour)."""
     return context.partition_time_window.start
+
+
+def last_closed_hour() -> datetime:
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+
+
+def range_run_request(run_key: str, first: datetime, last: datetime, tags: dict[str, str]) -> dg.RunRequest:
+    """One run over the hours [first, last] (both inclusive), executed as a single-run range backfill."""
+    return dg.RunRequest(
+        run_key=run_key,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: partition_key(first),
+            ASSET_PARTITION_RANGE_END_TAG: partition_key(last),
+            **tags,
+        },
+    )

@@ -6,6 +6,7 @@ any run starts and before anything is written.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from pathlib import Path
 from alphapulse_assets.market.simulator import SYMBOL_CATALOG
 
 SUPPORTED_MARKET_SOURCES = ("simulated", "binance_archive", "binance_rest")
-SUPPORTED_NEWS_SOURCES = ("simulated",)
+SUPPORTED_NEWS_SOURCES = ("simulated", "rss", "jsonl")
+SUPPORTED_SENTIMENT_SCORERS = ("vader", "loughran_mcdonald")
 DEFAULT_HISTORY_START = "2025-01-01"
 _SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
 
@@ -52,6 +54,42 @@ def parse_symbols(raw: str, name: str = "ALPHAPULSE_SYMBOLS") -> tuple[str, ...]
     if not symbols:
         raise ConfigError(f"{name}={raw!r}: at least one symbol is required")
     return tuple(symbols)
+
+
+def parse_rss_urls(raw: str, name: str = "ALPHAPULSE_RSS_URLS") -> tuple[str, ...]:
+    urls: list[str] = []
+    for part in re.split(r"[,\s]+", raw):
+        if not part:
+            continue
+        if not re.match(r"^https?://[^/\s]+", part):
+            raise ConfigError(f"{name}: {part!r} is not an http:// or https:// URL")
+        if part in urls:
+            raise ConfigError(f"{name}: {part} is listed twice")
+        urls.append(part)
+    if not urls:
+        raise ConfigError(f"{name}: at least one feed URL is required when ALPHAPULSE_NEWS_SOURCE=rss")
+    return tuple(urls)
+
+
+def parse_aliases(raw: str, name: str = "ALPHAPULSE_SYMBOL_ALIASES") -> dict[str, tuple[str, ...]]:
+    """A JSON object from symbol to its aliases, e.g. {"SOLUSDT": ["SOL", "solana"]}; it replaces that symbol's
+    default aliases."""
+    if not raw.strip():
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{name}: not valid JSON ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f'{name}: expected a JSON object like {{"BTCUSDT": ["BTC", "bitcoin"]}}')
+    aliases = {}
+    for symbol, names in parsed.items():
+        if not _SYMBOL_PATTERN.match(str(symbol)):
+            raise ConfigError(f"{name}: {symbol!r} is not a symbol (letters and digits, like BTCUSDT)")
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ConfigError(f"{name}: the aliases of {symbol} must be a list of non-empty strings")
+        aliases[symbol] = tuple(n.strip() for n in names)
+    return aliases
 
 
 def _env(env: dict[str, str], name: str, default: str) -> str:
@@ -108,6 +146,13 @@ class Settings:
     archive_dir: Path | None = None
     binance_url: str = "https://api.binance.com"
     extreme_move_z: float = 12.0
+    rss_urls: tuple[str, ...] = ()
+    rss_timeout_seconds: float = 10.0
+    rss_max_bytes: int = 5_000_000
+    news_dir: Path | None = None
+    symbol_aliases: dict[str, tuple[str, ...]] | None = None
+    sentiment_scorer: str = "vader"
+    sentiment_half_life_hours: float = 6.0
 
     @property
     def dagster_home(self) -> Path:
@@ -148,6 +193,15 @@ class Settings:
             archive_dir = Path(raw_dir).expanduser().resolve()
             if not archive_dir.is_dir():
                 raise ConfigError(f"ALPHAPULSE_ARCHIVE_DIR={raw_dir}: no such directory")
+        rss_urls = parse_rss_urls(_env(env, "ALPHAPULSE_RSS_URLS", "")) if news_source == "rss" else ()
+        news_dir = None
+        if news_source == "jsonl":
+            raw_news_dir = _env(env, "ALPHAPULSE_NEWS_DIR", "")
+            if not raw_news_dir:
+                raise ConfigError("ALPHAPULSE_NEWS_DIR: required when ALPHAPULSE_NEWS_SOURCE=jsonl")
+            news_dir = Path(raw_news_dir).expanduser().resolve()
+            if not news_dir.is_dir():
+                raise ConfigError(f"ALPHAPULSE_NEWS_DIR={raw_news_dir}: no such directory")
         binance_url = _env(env, "ALPHAPULSE_BINANCE_URL", "https://api.binance.com").rstrip("/")
         if not re.match(r"^https?://[^/\s]+", binance_url):
             raise ConfigError(f"ALPHAPULSE_BINANCE_URL={binance_url!r}: expected an http:// or https:// base URL")
@@ -175,5 +229,12 @@ class Settings:
             archive_dir=archive_dir,
             binance_url=binance_url,
             extreme_move_z=_float(env, "ALPHAPULSE_EXTREME_MOVE_Z", 12.0, 3.0, 1000.0),
+            rss_urls=rss_urls,
+            rss_timeout_seconds=_float(env, "ALPHAPULSE_RSS_TIMEOUT_SECONDS", 10.0, 0.1, 300.0),
+            rss_max_bytes=_int(env, "ALPHAPULSE_RSS_MAX_BYTES", 5_000_000, minimum=1_000),
+            news_dir=news_dir,
+            symbol_aliases=parse_aliases(_env(env, "ALPHAPULSE_SYMBOL_ALIASES", "")),
+            sentiment_scorer=_choice(env, "ALPHAPULSE_SENTIMENT_SCORER", "vader", SUPPORTED_SENTIMENT_SCORERS),
+            sentiment_half_life_hours=_float(env, "ALPHAPULSE_SENTIMENT_HALF_LIFE_HOURS", 6.0, 0.25, 72.0),
         )
         return settings

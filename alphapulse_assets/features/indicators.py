@@ -41,9 +41,16 @@ FEATURE_CATALOG: tuple[FeatureDef, ...] = (
     FeatureDef("hour_sin", "calendar", 0, "sin(2*pi*hour_of_day/24)"),
     FeatureDef("hour_cos", "calendar", 0, "cos(2*pi*hour_of_day/24)"),
     FeatureDef("news_count_1h", "sentiment", 0, "headlines about the symbol or the market published in hour t"),
-    FeatureDef("news_sent_mean_1h", "sentiment", 0, "mean VADER compound of hour t's headlines (null: none)"),
+    FeatureDef("news_sent_mean_1h", "sentiment", 0, "mean headline sentiment of hour t (null: no headlines)"),
     FeatureDef("news_sent_mean_prev_1h", "sentiment", 1, "news_sent_mean_1h of hour t-1"),
     FeatureDef("news_sent_sum_6h", "sentiment", 6, "sum of headline sentiment over hours t-5..t"),
+    FeatureDef(
+        "news_sent_decayed",
+        "sentiment",
+        0,
+        "news_sentiment.sentiment_decayed: mean headline sentiment weighted by 2^-(age/half-life) (null: none)",
+    ),
+    FeatureDef("news_intensity_decayed", "sentiment", 0, "news_sentiment.news_intensity_decayed: sum of those weights"),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURE_CATALOG)
 # The longest window plus one hour for the first difference, with room to spare for later families.
@@ -82,7 +89,9 @@ def compute_features(
     numeric = [c for c in ("open", "high", "low", "close", "volume", "taker_buy_volume") if c in prices.columns]
     prices = prices.with_columns(pl.col(numeric).cast(pl.Float64))
     frame = grid.join(prices, on=["ts", "symbol"], how="left").join(
-        sentiment.select("ts", "symbol", "item_count", "sentiment_mean"), on=["ts", "symbol"], how="left"
+        sentiment.select("ts", "symbol", "item_count", "sentiment_mean", "sentiment_decayed", "news_intensity_decayed"),
+        on=["ts", "symbol"],
+        how="left",
     )
     log_close = pl.col("close").log()
     ret_1h = log_close.diff()
@@ -111,6 +120,8 @@ def compute_features(
         pl.col("sentiment_mean").alias("news_sent_mean_1h"),
         pl.col("sentiment_mean").shift(1).over("symbol").alias("news_sent_mean_prev_1h"),
         sentiment_sum.rolling_sum(6).over("symbol").alias("news_sent_sum_6h"),
+        pl.col("sentiment_decayed").alias("news_sent_decayed"),
+        pl.col("news_intensity_decayed").alias("news_intensity_decayed"),
     )
     # The RSI fallback of 50 only applies where the window exists; nulls in the window must stay null.
     features = features.with_columns(

@@ -1,14 +1,13 @@
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from alphapulse_assets.jobs import data_job
 from alphapulse_assets.market.binance_archive import ALL_TIME, find_archive_files
 from alphapulse_assets.market.resources import BinanceArchiveMarket, MarketSource
-from alphapulse_assets.partitions import HOURLY, partition_key
+from alphapulse_assets.partitions import HOURLY, last_closed_hour, partition_key, range_run_request
 
 
 def _fingerprint(path: Path) -> str:
@@ -23,7 +22,7 @@ def archive_file_sensor(context: dg.SensorEvaluationContext, market: MarketSourc
         return dg.SkipReason("ALPHAPULSE_MARKET_SOURCE is not binance_archive: no archive directory to watch")
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     first = HOURLY.start
-    last = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    last = last_closed_hour()
     requests, skipped = [], []
     for archive in find_archive_files(Path(market.archive_dir), market.symbols, *ALL_TIME):
         fingerprint = _fingerprint(archive.path)
@@ -38,14 +37,11 @@ def archive_file_sensor(context: dg.SensorEvaluationContext, market: MarketSourc
             skipped.append(f"{archive.path.name} (outside {partition_key(first)} .. {partition_key(last)})")
             continue
         requests.append(
-            dg.RunRequest(
-                run_key=f"{archive.path.name}:{fingerprint}",
-                tags={
-                    ASSET_PARTITION_RANGE_START_TAG: partition_key(start),
-                    ASSET_PARTITION_RANGE_END_TAG: partition_key(end),
-                    "alphapulse/trigger": "archive_file_sensor",
-                    "alphapulse/archive_file": archive.path.name,
-                },
+            range_run_request(
+                f"{archive.path.name}:{fingerprint}",
+                start,
+                end,
+                {"alphapulse/trigger": "archive_file_sensor", "alphapulse/archive_file": archive.path.name},
             )
         )
     if skipped:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 import duckdb
@@ -26,6 +28,20 @@ def rows_outside_window(frame: pl.DataFrame, start: datetime, end: datetime, tim
     return frame.filter((pl.col(time_column) < start) | (pl.col(time_column) >= end) | pl.col(time_column).is_null())
 
 
+Combine = Literal["replace", "keep", "min", "max", "sum", "union"]
+
+
+@dataclass(frozen=True)
+class Upsert:
+    """Rows keyed by `key`: new keys are inserted; for a key already present each column is combined with the stored
+    value by its rule (default "replace": the incoming value wins). "keep": the stored value wins; "min"/"max"/"sum"
+    ignore nulls; "union": sorted distinct elements of both lists. Incoming keys must be unique."""
+
+    frame: pl.DataFrame
+    key: tuple[str, ...]
+    combine: Mapping[str, Combine] = field(default_factory=dict)
+
+
 class Warehouse(dg.ConfigurableResource):
     """Where assets keep their tables. Writes replace a whole [start, end) window atomically, so re-running a
     range, however it is chunked, never duplicates rows and a crash never leaves half a window behind."""
@@ -41,6 +57,10 @@ class Warehouse(dg.ConfigurableResource):
     ) -> int:
         self.replace_windows({table: frame}, start, end, time_column)
         return frame.height
+
+    def upsert(self, tables: Mapping[str, Upsert]) -> None:
+        """Apply every upsert in one transaction: all of them or none."""
+        raise NotImplementedError
 
     def read_window(
         self,
@@ -120,6 +140,28 @@ class DuckDBWarehouse(Warehouse):
                 con.rollback()
                 raise
 
+    def upsert(self, tables: Mapping[str, Upsert]) -> None:
+        for table, change in tables.items():
+            _ident(table)
+            missing = [c for c in (*change.key, *change.combine) if c not in change.frame.columns]
+            if missing:
+                raise ValueError(f"{table}: upsert names columns the rows lack: {missing}")
+            duplicated = change.frame.select(change.key).is_duplicated()
+            if duplicated.any():
+                raise ValueError(
+                    f"{table}: {int(duplicated.sum())} incoming rows share a key {change.key}; merge them first"
+                )
+        with self.connect() as con:
+            con.begin()
+            try:
+                for table, change in tables.items():
+                    if change.frame.height:
+                        _upsert(con, table, change)
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+
     def read_window(
         self,
         table: str,
@@ -153,6 +195,43 @@ def _replace(
             _reconcile_columns(con, table)
         con.execute(f"DELETE FROM {name} WHERE {column} >= ? AND {column} < ?", [start, end])
         con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM incoming")
+    finally:
+        con.unregister("incoming")
+
+
+_COMBINE_SQL = {
+    "replace": "i.{c}",
+    "keep": "coalesce(t.{c}, i.{c})",
+    "min": "least(t.{c}, i.{c})",  # DuckDB's least/greatest skip nulls
+    "max": "greatest(t.{c}, i.{c})",
+    "sum": "coalesce(t.{c}, 0) + coalesce(i.{c}, 0)",
+    "union": "list_sort(list_distinct(list_concat(coalesce(t.{c}, []), coalesce(i.{c}, []))))",
+}
+
+
+def _upsert(con: duckdb.DuckDBPyConnection, table: str, change: Upsert) -> None:
+    name = _ident(table)
+    con.register("incoming", change.frame.to_arrow())
+    try:
+        if not _table_exists(con, table):
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM incoming LIMIT 0")
+        else:
+            _reconcile_columns(con, table)
+        key_join = " AND ".join(f"t.{_ident(k)} = i.{_ident(k)}" for k in change.key)
+        columns = [
+            f"{_COMBINE_SQL[change.combine.get(c, 'replace')].format(c=_ident(c))} AS {_ident(c)}"
+            if c not in change.key
+            else f"i.{_ident(c)} AS {_ident(c)}"
+            for c in change.frame.columns
+        ]
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE upserted AS SELECT {', '.join(columns)} "
+            f"FROM incoming i LEFT JOIN {name} t ON {key_join}"
+        )
+        keys = ", ".join(_ident(k) for k in change.key)
+        con.execute(f"DELETE FROM {name} WHERE ({keys}) IN (SELECT ({keys}) FROM incoming)")
+        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM upserted")
+        con.execute("DROP TABLE upserted")
     finally:
         con.unregister("incoming")
 
