@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urljoin
 
 import feedparser
 import httpx
@@ -108,7 +109,8 @@ def parse_feed(
     """
     intake = Intake(source, now)
     headers = {"content-type": content_type} if content_type else {}
-    parsed = feedparser.parse(body, response_headers=headers | {"content-location": source})
+    # No content-location: feedparser would then "resolve" relative guids into URLs too. Links are joined below.
+    parsed = feedparser.parse(body, response_headers=headers)
     problem = parsed.get("bozo_exception")
     if isinstance(problem, feedparser.CharacterEncodingOverride | feedparser.CharacterEncodingUnknown):
         intake.reject("non_utf8", f"{problem}")
@@ -128,7 +130,7 @@ def parse_feed(
             f"entry {number}",
             guid=entry.get("id"),
             title=entry.get("title"),
-            url=entry.get("link"),
+            url=urljoin(source, entry["link"]) if entry.get("link") else None,
             summary=entry.get("summary"),
             published_at=published_at,
         )
