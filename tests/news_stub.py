@@ -110,7 +110,9 @@ def rss(items: list[dict], title: str = "Test wire") -> bytes:
 
 def atom(entries: list[dict], title: str = "Test atom") -> bytes:
     """An Atom 1.0 document; each entry dict may have title, link, id, published, updated (datetimes), summary."""
-    parts = [f'<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom"><title>{title}</title>']
+    parts = [
+        f'<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom"><title>{title}</title>'
+    ]
     for entry in entries:
         parts.append("<entry>")
         if "title" in entry:

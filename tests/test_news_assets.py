@@ -1,6 +1,7 @@
 """The news assets end to end: RSS and JSONL sources land, deduplicate, tag and score headlines, and the
 sentiment reaches `features`; the drop-folder sensor asks for exactly the hours a file reaches."""
 
+import io
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -45,7 +46,7 @@ def definitions(tmp_path, newswire) -> tuple[dg.Definitions, DuckDBWarehouse]:
 
 
 def run(defs, instance, partition_range=RANGE):
-    outcome = run_job(defs, instance, "news_test_job", partition_range=partition_range, out=open("/dev/null", "w"))
+    outcome = run_job(defs, instance, "news_test_job", partition_range=partition_range, out=io.StringIO())
     assert outcome.success, outcome.error
 
 
@@ -59,7 +60,11 @@ def test_rss_and_atom_feeds_flow_through_news_sentiment_into_features(tmp_path):
                 "guid": "a-1",
                 "pubDate": at + timedelta(minutes=59, seconds=59),
             },
-            {"title": "Crypto market losses deepen", "link": "https://news.example/mkt", "pubDate": at + timedelta(hours=1)},
+            {
+                "title": "Crypto market losses deepen",
+                "link": "https://news.example/mkt",
+                "pubDate": at + timedelta(hours=1),
+            },
             {"title": "Undated rumour", "link": "https://news.example/rumour"},
         ]
     )
@@ -71,8 +76,12 @@ def test_rss_and_atom_feeds_flow_through_news_sentiment_into_features(tmp_path):
                 "id": "urn:b:1",
                 "published": at + timedelta(minutes=59, seconds=59),
             },
-            {"title": "Ether slides after exploit losses", "link": "https://b.example/eth", "id": "urn:b:2",
-             "published": at + timedelta(hours=3, minutes=5)},
+            {
+                "title": "Ether slides after exploit losses",
+                "link": "https://b.example/eth",
+                "id": "urn:b:2",
+                "published": at + timedelta(hours=3, minutes=5),
+            },
         ]
     )
     with FeedServer({"/a": Document(wire_a, etag='"a1"'), "/b": Document(wire_b, etag='"b1"')}) as server:
@@ -104,9 +113,10 @@ def test_rss_and_atom_feeds_flow_through_news_sentiment_into_features(tmp_path):
     by_hour = dict(zip(btc["ts"], btc.iter_rows(named=True), strict=True))
     assert by_hour[at]["item_count"] == 1 and by_hour[at]["sentiment_mean"] == 1.0
     assert by_hour[at - timedelta(hours=1)]["news_intensity_decayed"] == 0.0  # nothing is seen early
-    assert by_hour[at + timedelta(hours=1)]["market_item_count"] == 1 and by_hour[at + timedelta(hours=1)][
-        "sentiment_mean"
-    ] == -1.0
+    assert (
+        by_hour[at + timedelta(hours=1)]["market_item_count"] == 1
+        and by_hour[at + timedelta(hours=1)]["sentiment_mean"] == -1.0
+    )
     assert 0 < by_hour[at + timedelta(hours=2)]["news_intensity_decayed"] < by_hour[at]["news_intensity_decayed"] + 1
 
     feats = warehouse.query("SELECT * FROM features WHERE symbol = 'BTCUSDT' ORDER BY ts")
@@ -156,9 +166,17 @@ def test_a_dropped_jsonl_export_is_picked_up_by_the_sensor_and_deduplicated(tmp_
         write_jsonl(
             drop / "desk-b.jsonl",
             [
-                {"url": "https://n.example/1?utm_campaign=z", "title": "Bitcoin gains", "published": at.isoformat(),
-                 "source": "desk-b"},
-                {"url": "https://n.example/4", "title": "Market calm", "published": (at + timedelta(hours=1)).isoformat()},
+                {
+                    "url": "https://n.example/1?utm_campaign=z",
+                    "title": "Bitcoin gains",
+                    "published": at.isoformat(),
+                    "source": "desk-b",
+                },
+                {
+                    "url": "https://n.example/4",
+                    "title": "Market calm",
+                    "published": (at + timedelta(hours=1)).isoformat(),
+                },
             ],
         )
         again = news_drop_sensor(

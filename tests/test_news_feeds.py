@@ -86,8 +86,12 @@ def test_bad_items_are_rejected_one_by_one_and_the_rest_admitted():
         (b'<?xml version="1.0"?><rss version="2.0"><channel><item><title>x</channel></rss>', "malformed_xml"),
         (b"this is not xml", "malformed_xml"),
         (b'<?xml version="1.0"?><html><body>hello</body></html>', "not_a_feed"),
-        (rss([{"title": "caf\xe9 crash", "link": "https://x.example/c", "pubDate": NOW}]).replace(
-            "caf\xe9".encode(), b"caf\xe9\xff"), "non_utf8"),
+        (
+            rss([{"title": "caf\xe9 crash", "link": "https://x.example/c", "pubDate": NOW}]).replace(
+                "caf\xe9".encode(), b"caf\xe9\xff"
+            ),
+            "non_utf8",
+        ),
     ],
 )
 def test_a_broken_document_is_refused_whole_with_its_reason(body, reason):
@@ -118,8 +122,8 @@ def test_conditional_get_and_the_failures_of_polling():
     ) as server:
         with httpx.Client(timeout=0.5) as client:
 
-            def poll(path, state=FeedState(), max_bytes=1_000_000):
-                return fetch_feed(client, server.url(path), state, max_bytes, NOW)
+            def poll(path, state=None, max_bytes=1_000_000):
+                return fetch_feed(client, server.url(path), state or FeedState(), max_bytes, NOW)
 
             first = poll("/etag")
             assert first.status == "200" and first.state.etag == '"v1"' and first.body == ok

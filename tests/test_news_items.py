@@ -122,7 +122,9 @@ def test_jsonl_admits_good_lines_and_rejects_each_bad_one_with_its_line(tmp_path
         datetime.fromtimestamp(1795000000, tz=UTC),
     ]
     assert items["source"].to_list() == ["jsonl:export.jsonl", "desk"]
-    by_line = {int(d.split(" line ")[1].split(":")[0]): r for d, r in zip(rejected["detail"], rejected["reason"])}
+    by_line = {
+        int(d.split(" line ")[1].split(":")[0]): r for d, r in zip(rejected["detail"], rejected["reason"], strict=True)
+    }
     assert by_line == {
         3: "invalid_json",
         4: "non_utf8",
