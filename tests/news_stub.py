@@ -21,14 +21,21 @@ class Document:
     chunked: bool = False  # no Content-Length, so only the streamed byte count can catch an oversized body
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # Clients that give up (a timeout, an oversized body abandoned mid-stream) close the socket under us.
+        pass
+
+
 @dataclass
 class FeedServer:
     documents: dict[str, Document] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str], int]] = field(default_factory=list)  # path, headers, status sent
 
     def __post_init__(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def url(self, path: str) -> str:
