@@ -45,6 +45,19 @@ def test_history_start_formats():
         ),
         ({"ALPHAPULSE_EXTREME_MOVE_Z": "1"}, "ALPHAPULSE_EXTREME_MOVE_Z"),
         ({"ALPHAPULSE_MARKET_SOURCE": "binance_rest", "ALPHAPULSE_BINANCE_URL": "ftp://x"}, "ALPHAPULSE_BINANCE_URL"),
+        ({"ALPHAPULSE_NEWS_SOURCE": "rss"}, "ALPHAPULSE_RSS_URLS"),
+        ({"ALPHAPULSE_NEWS_SOURCE": "rss", "ALPHAPULSE_RSS_URLS": "feeds.example/rss"}, "ALPHAPULSE_RSS_URLS"),
+        ({"ALPHAPULSE_NEWS_SOURCE": "rss", "ALPHAPULSE_RSS_URLS": "http://a/x,http://a/x"}, "ALPHAPULSE_RSS_URLS"),
+        ({"ALPHAPULSE_NEWS_SOURCE": "jsonl"}, "ALPHAPULSE_NEWS_DIR"),
+        ({"ALPHAPULSE_NEWS_SOURCE": "jsonl", "ALPHAPULSE_NEWS_DIR": "/no/such/dir"}, "ALPHAPULSE_NEWS_DIR"),
+        ({"ALPHAPULSE_RSS_TIMEOUT_SECONDS": "0"}, "ALPHAPULSE_RSS_TIMEOUT_SECONDS"),
+        ({"ALPHAPULSE_RSS_MAX_BYTES": "10"}, "ALPHAPULSE_RSS_MAX_BYTES"),
+        ({"ALPHAPULSE_SYMBOL_ALIASES": "BTC=bitcoin"}, "ALPHAPULSE_SYMBOL_ALIASES"),
+        ({"ALPHAPULSE_SYMBOL_ALIASES": '["BTC"]'}, "ALPHAPULSE_SYMBOL_ALIASES"),
+        ({"ALPHAPULSE_SYMBOL_ALIASES": '{"BTCUSDT": "BTC"}'}, "ALPHAPULSE_SYMBOL_ALIASES"),
+        ({"ALPHAPULSE_SYMBOL_ALIASES": '{"btc-usd": ["BTC"]}'}, "ALPHAPULSE_SYMBOL_ALIASES"),
+        ({"ALPHAPULSE_SENTIMENT_SCORER": "finbert"}, "ALPHAPULSE_SENTIMENT_SCORER"),
+        ({"ALPHAPULSE_SENTIMENT_HALF_LIFE_HOURS": "0"}, "ALPHAPULSE_SENTIMENT_HALF_LIFE_HOURS"),
     ],
 )
 def test_bad_values_name_the_setting(env, named):
@@ -69,3 +82,18 @@ def test_archive_source_takes_any_well_formed_symbol(tmp_path):
     s = settings(ALPHAPULSE_MARKET_SOURCE="binance_archive", ALPHAPULSE_ARCHIVE_DIR=str(tmp_path),
                  ALPHAPULSE_SYMBOLS="BTCUSDT,PEPEUSDT")  # fmt: skip
     assert s.archive_dir == tmp_path and s.symbols == ("BTCUSDT", "PEPEUSDT")
+
+
+def test_news_settings(tmp_path):
+    rss = settings(ALPHAPULSE_NEWS_SOURCE="rss", ALPHAPULSE_RSS_URLS="https://a.example/rss, http://b.example/atom\n")
+    assert rss.rss_urls == ("https://a.example/rss", "http://b.example/atom")
+    assert (rss.rss_timeout_seconds, rss.rss_max_bytes, rss.sentiment_scorer) == (10.0, 5_000_000, "vader")
+    jsonl = settings(
+        ALPHAPULSE_NEWS_SOURCE="jsonl",
+        ALPHAPULSE_NEWS_DIR=str(tmp_path),
+        ALPHAPULSE_SYMBOL_ALIASES='{"SOLUSDT": ["SOL", "solana"]}',
+        ALPHAPULSE_SENTIMENT_SCORER="loughran_mcdonald",
+        ALPHAPULSE_SENTIMENT_HALF_LIFE_HOURS="2.5",
+    )
+    assert jsonl.news_dir == tmp_path and jsonl.symbol_aliases == {"SOLUSDT": ("SOL", "solana")}
+    assert (jsonl.sentiment_scorer, jsonl.sentiment_half_life_hours) == ("loughran_mcdonald", 2.5)
