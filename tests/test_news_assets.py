@@ -202,3 +202,20 @@ def test_the_sensor_skips_when_news_do_not_come_from_a_drop_folder():
         resources={"newswire": RssNewsSource(symbols=SYMBOLS, feed_urls=["http://x"]), "sentiment": SentimentModel()}
     )
     assert "not jsonl" in news_drop_sensor(context).skip_message
+
+
+def test_an_item_counted_in_two_hours_fails_the_blocking_check(tmp_path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    write_jsonl(drop / "a.jsonl", [{"url": "https://n.example/1", "title": "BTC", "published": DAY.isoformat()}])
+    defs, warehouse = definitions(tmp_path, JsonlDropFolder(symbols=SYMBOLS, news_dir=str(drop)))
+    with dg.instance_for_test() as instance:
+        first = dg.materialize([news], partition_key=RANGE[0], instance=instance, resources=defs.resources)
+        assert first.get_asset_check_evaluations()[0].passed
+        with warehouse.connect() as con:  # an older version's bug, or a hand edit, counted it in a second hour
+            con.execute("INSERT INTO news SELECT * REPLACE (ts + INTERVAL 5 HOUR AS ts) FROM news")
+        second = dg.materialize(
+            [news], partition_key=RANGE[0], instance=instance, resources=defs.resources, raise_on_error=False
+        )
+    (evaluation,) = second.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.metadata["items_in_several_rows"].value == 1
