@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
+
+from http_stub import ServedStub
 
 
 @dataclass
@@ -19,26 +20,17 @@ class Failure:
     delay: float = 0.0  # seconds before answering (a timeout when longer than the client's)
 
 
-class KlinesStub:
+class KlinesStub(ServedStub):
     def __init__(self, klines: dict[str, list[list]], page_cap: int = 1000):
         self.klines = {s: sorted(rows, key=lambda r: r[0]) for s, rows in klines.items()}
         self.page_cap = page_cap
         self.failures: deque[Failure] = deque()
         self.requests: list[dict[str, str]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._serve()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> KlinesStub:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self.base_url
 
     def _handler(self):
         stub = self

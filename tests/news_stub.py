@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from http_stub import ServedStub
 
 
 @dataclass
@@ -21,36 +22,19 @@ class Document:
     chunked: bool = False  # no Content-Length, so only the streamed byte count can catch an oversized body
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        # Clients that give up (a timeout, an oversized body abandoned mid-stream) close the socket under us.
-        pass
-
-
 @dataclass
-class FeedServer:
+class FeedServer(ServedStub):
     documents: dict[str, Document] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str], int]] = field(default_factory=list)  # path, headers, status sent
 
     def __post_init__(self) -> None:
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._serve()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+        return self.base_url + path
 
     def statuses(self, path: str) -> list[int]:
         return [status for p, _, status in self.requests if p == path]
-
-    def __enter__(self) -> FeedServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def _handler(self):
         server = self

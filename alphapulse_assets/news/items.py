@@ -26,24 +26,18 @@ _SPACE = re.compile(r"\s+")
 # A publisher's clock a little ahead of ours is not a future date; anything beyond this is.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
-RAW_ITEM_SCHEMA = {
+_ITEM_FIELDS = {
     "item_id": pl.String,
     "published_at": pl.Datetime("us", "UTC"),
     "headline": pl.String,
     "summary": pl.String,
     "url": pl.String,
     "guid": pl.String,
-    "source": pl.String,
-    "first_seen_at": pl.Datetime("us", "UTC"),
 }
+# One sighting of an item, as a source delivered it.
+RAW_ITEM_SCHEMA = _ITEM_FIELDS | {"source": pl.String, "first_seen_at": pl.Datetime("us", "UTC")}
 # The landing table `news_items`: one row per item, every source that carried it.
-LANDED_ITEM_SCHEMA = {
-    "item_id": pl.String,
-    "published_at": pl.Datetime("us", "UTC"),
-    "headline": pl.String,
-    "summary": pl.String,
-    "url": pl.String,
-    "guid": pl.String,
+LANDED_ITEM_SCHEMA = _ITEM_FIELDS | {
     "sources": pl.List(pl.String),
     "first_seen_at": pl.Datetime("us", "UTC"),
     "last_seen_at": pl.Datetime("us", "UTC"),
