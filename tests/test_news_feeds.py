@@ -67,17 +67,19 @@ def test_bad_items_are_rejected_one_by_one_and_the_rest_admitted():
             {"link": "https://x.example/6", "guid": "g6", "pubDate": NOW},
             {"title": "Nowhere", "pubDate": NOW},
             {"title": "Skewed clock", "link": "https://x.example/8", "pubDate": NOW + timedelta(minutes=3)},
+            {"link": "https://x.example/9", "pubDate": NOW},  # neither title nor guid: named by its position
         ]
     )
     items, rejected = parse_feed(body, "wire", NOW)
     assert items["headline"].to_list() == ["Good", "Skewed clock"]
     assert reasons(rejected) == sorted(
-        ["no_date", "bad_date", "future_date", "duplicate_guid", "missing_field", "missing_field"]
+        ["no_date", "bad_date", "future_date", "duplicate_guid", "missing_field", "missing_field", "missing_field"]
     )
     details = dict(zip(rejected["reason"], rejected["detail"], strict=False))
     assert "guid 'g1' already used by entry 1" in details["duplicate_guid"]
     assert "'yesterday' is not a date" in details["bad_date"]
     assert rejected["item"].null_count() == 0  # every item-level rejection names its item
+    assert "entry 9" in rejected["item"].to_list()
 
 
 @pytest.mark.parametrize(
@@ -170,4 +172,5 @@ def test_one_broken_feed_never_blocks_the_others_and_a_refused_document_is_read_
         again = source.collect(NOW, NOW, collection.ledger)
         assert server.statuses("/good") == [200, 304] and server.statuses("/broken") == [200, 200]
         assert again.items.height == 0
+        assert {row["feed_url"]: row["last_items"] for row in again.ledger.to_dicts()}[server.url("/good")] is None
         assert {r["source"]: r["status"] for r in again.report}[server.url("/good")] == "304"

@@ -167,7 +167,8 @@ class Intake:
     def admit(self, where: str, *, guid: str | None, title: str | None, label: str | None = None, **fields) -> None:
         """Admit one entry found at `where` (an entry number, a line), or record why not. `label` names the entry in
         a rejection (default: its title), and with the source and reason identifies the rejection across polls."""
-        label = label or plain_text(title)[:200] or (guid or "")[:200]
+        # Never empty: a rejection without an item is how a whole document's refusal is told apart.
+        label = label or plain_text(title)[:200] or (guid or "").strip()[:200] or where
         source = fields.pop("source", None) or self.source
         if guid and guid.strip():
             first = self._guids.get(guid.strip())

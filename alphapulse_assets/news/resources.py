@@ -101,7 +101,7 @@ class RssNewsSource(NewsSource):
                         poll = replace(poll, status=parse_rejected["reason"][0], state=previous)
                 items.append(feed_items)
                 rejected.append(feed_rejected)
-                states.append(poll.state_row(now, feed_items.height))
+                states.append(poll.state_row(now, feed_items.height if poll.body is not None else None))
                 report.append(
                     {"source": url, "status": poll.status, "items": feed_items.height, "rejected": feed_rejected.height}
                 )
