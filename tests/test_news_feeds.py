@@ -174,3 +174,14 @@ def test_one_broken_feed_never_blocks_the_others_and_a_refused_document_is_read_
         assert again.items.height == 0
         assert {row["feed_url"]: row["last_items"] for row in again.ledger.to_dicts()}[server.url("/good")] is None
         assert {r["source"]: r["status"] for r in again.report}[server.url("/good")] == "304"
+
+
+def test_an_entity_expansion_bomb_is_refused_as_malformed():
+    entities = '<!ENTITY a0 "lol">' + "".join(f'<!ENTITY a{i} "{f"&a{i - 1};" * 10}">' for i in range(1, 10))
+    body = (
+        f'<?xml version="1.0"?><!DOCTYPE rss [{entities}]><rss version="2.0"><channel><item><title>&a9;</title>'
+        "<link>https://x.example/1</link></item></channel></rss>"
+    ).encode()
+    items, rejected = parse_feed(body, "wire", NOW)
+    assert items.height == 0 and reasons(rejected) == ["malformed_xml"]
+    assert "amplification" in rejected["detail"][0]
