@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,11 +84,11 @@ def materialize(settings) -> bool:
     from alphapulse_assets.definitions import defs
     from alphapulse_assets.features.indicators import LOOKBACK_HOURS
     from alphapulse_assets.jobs import DATA_ASSETS
-    from alphapulse_assets.partitions import partition_key
+    from alphapulse_assets.partitions import last_closed_hour, partition_key
     from alphapulse_assets.runner import run_job
 
     instance = dg.DagsterInstance.get()
-    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    end = last_closed_hour()
     if settings.market_source == "binance_archive":
         from alphapulse_assets.market.binance_archive import last_covered_hour
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from alphapulse_assets.file_drops import file_fingerprint
 from alphapulse_assets.news.items import Intake
 
 MAX_LINE_BYTES = 1_000_000
@@ -31,11 +32,6 @@ NEWS_FILE_SCHEMA = {
 
 def drop_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.jsonl") if p.is_file())
-
-
-def fingerprint(path: Path) -> str:
-    stat = path.stat()
-    return f"{stat.st_mtime_ns}:{stat.st_size}"
 
 
 def parse_timestamp(value: object) -> datetime:
@@ -108,7 +104,7 @@ def parse_jsonl(path: Path, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame, 
     items, rejected = intake.frames()
     ledger = {
         "file_name": path.name,
-        "fingerprint": fingerprint(path),
+        "fingerprint": file_fingerprint(path),
         "sha256": hashlib.sha256(data).hexdigest(),
         "lines": len(lines),
         "items": items.height,

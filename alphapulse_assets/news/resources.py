@@ -11,10 +11,11 @@ import dagster as dg
 import httpx
 import polars as pl
 
+from alphapulse_assets.file_drops import file_fingerprint
 from alphapulse_assets.market.simulator import NEWSWIRE_SOURCE, SimulatedWorld
 from alphapulse_assets.news.feeds import FEED_STATE_SCHEMA, FeedState, fetch_feed, parse_feed
 from alphapulse_assets.news.items import RAW_ITEM_SCHEMA, REJECTED_SCHEMA, SymbolTagger, item_identity
-from alphapulse_assets.news.jsonl import NEWS_FILE_SCHEMA, drop_files, fingerprint, parse_jsonl
+from alphapulse_assets.news.jsonl import NEWS_FILE_SCHEMA, drop_files, parse_jsonl
 from alphapulse_assets.news.sentiment import SentimentScorer, decay_window, make_scorer
 
 
@@ -125,7 +126,7 @@ class JsonlDropFolder(NewsSource):
         read = {row["file_name"]: row["fingerprint"] for row in (ledger.to_dicts() if ledger is not None else [])}
         items, rejected, files, report = [], [], [], []
         for path in drop_files(Path(self.news_dir)):
-            if read.get(path.name) == fingerprint(path):
+            if read.get(path.name) == file_fingerprint(path):
                 continue
             file_items, file_rejected, row = parse_jsonl(path, now)
             items.append(file_items)
