@@ -2,7 +2,7 @@
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export UV_LINK_MODE ?= copy
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench docs lint clean
 
 install: .venv/.synced
 
@@ -19,6 +19,10 @@ test: install
 
 bench: install
 	$(UV) run --frozen --no-sync python bench/backfill.py
+
+# docs/features.md is generated from the feature catalog; a test fails when it is stale.
+docs: install
+	$(UV) run --frozen --no-sync python -m alphapulse_assets.features.docs
 
 lint: install
 	$(UV) run --frozen --no-sync ruff check .

@@ -82,7 +82,7 @@ def materialize(settings) -> bool:
     import dagster as dg
 
     from alphapulse_assets.definitions import defs
-    from alphapulse_assets.features.indicators import LOOKBACK_HOURS
+    from alphapulse_assets.features.catalog import WARMUP_HOURS
     from alphapulse_assets.jobs import DATA_ASSETS
     from alphapulse_assets.partitions import last_closed_hour, partition_key
     from alphapulse_assets.runner import run_job
@@ -104,7 +104,7 @@ def materialize(settings) -> bool:
             end = covered
     start = max(end - timedelta(days=settings.demo_days) + timedelta(hours=1), settings.history_start)
     retrain_hours = [end - timedelta(days=k) for k in range(RETRAIN_REPLAYS - 1, -1, -1)]
-    needed = retrain_hours[0] - timedelta(hours=settings.min_training_hours + LOOKBACK_HOURS)
+    needed = retrain_hours[0] - timedelta(hours=settings.min_training_hours + WARMUP_HOURS)
     if needed < start:
         raise SystemExit(
             f"the demo window starts {start:%Y-%m-%d %H:00} but the first retrain needs data from "

@@ -31,8 +31,14 @@ class PredictRequest(BaseModel):
 
 class PredictResponse(BaseModel):
     symbol: str
-    signal: Literal[-1, 0, 1] = Field(description="+1 long, -1 short, 0 flat")
-    probability: float = Field(description="P(next hour's close > this hour's close)")
+    signal: Literal[-1, 0, 1] = Field(description="+1 long, -1 short, 0 flat (also when abstaining)")
+    probability: float | None = Field(description="P(next hour's close > this hour's close); null when abstaining")
+    source: Literal["primary", "abstain"] = Field(
+        description="who answered: the promoted model, or nobody (flat) because the model could not be used"
+    )
+    fallback_reasons: list[str] = Field(
+        default_factory=list, description="why each source before the one that answered could not answer"
+    )
     model_version: str
     feature_timestamp: str | None = Field(
         description="Hour (UTC) the online features describe; null for given features"
@@ -113,15 +119,27 @@ def create_app(store_root: Path | None = None, poll_seconds: float = 2.0) -> Fas
         else:
             if online is None:
                 raise HTTPException(503, detail=state.errors.get("features", "no online features loaded"))
-            if online.feature_version != manifest.feature_version:
-                raise HTTPException(
-                    503,
-                    detail=f"online features are version {online.feature_version}, model {manifest.version} needs "
-                    f"{manifest.feature_version}; send features explicitly or wait for a retrain",
-                )
             row = online.rows.get(symbol)
             if row is None:
                 raise HTTPException(404, detail=f"no online features for {symbol}")
+            if online.feature_version != manifest.feature_version:
+                # Scoring features computed by other code than the model was trained on gives a wrong answer with
+                # no error: the model abstains instead, and says why.
+                return PredictResponse(
+                    symbol=symbol,
+                    signal=0,
+                    probability=None,
+                    source="abstain",
+                    fallback_reasons=[
+                        f"primary: online features are version {online.feature_version}, model {manifest.version} "
+                        f"needs {manifest.feature_version} (retrain on the current features, or send features "
+                        "explicitly)"
+                    ],
+                    model_version=manifest.version,
+                    feature_timestamp=row["ts"],
+                    feature_source="online_snapshot",
+                    feature_version=online.feature_version,
+                )
             values, feature_ts, source = row["values"], row["ts"], "online_snapshot"
         probability = float(scorer.predict_proba(scorer.vector(values))[0])
         if not math.isfinite(probability):
@@ -130,6 +148,7 @@ def create_app(store_root: Path | None = None, poll_seconds: float = 2.0) -> Fas
             symbol=symbol,
             signal=scorer.signal(probability),
             probability=probability,
+            source="primary",
             model_version=manifest.version,
             feature_timestamp=feature_ts,
             feature_source=source,

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from polars.testing import assert_frame_equal
 
 from alphapulse_assets.definitions import build_definitions
-from alphapulse_assets.features.indicators import FEATURE_NAMES
+from alphapulse_assets.features.catalog import FEATURE_NAMES
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
 from alphapulse_serving.app import create_app

@@ -10,7 +10,7 @@ import polars as pl
 from news_stub import Document, FeedServer, atom, rss
 
 from alphapulse_assets.features.assets import features
-from alphapulse_assets.features.indicators import LOOKBACK_HOURS
+from alphapulse_assets.features.catalog import HISTORY_HOURS, SENTIMENT
 from alphapulse_assets.market.assets import prices
 from alphapulse_assets.market.resources import PriceQuality, SimulatedMarket
 from alphapulse_assets.news.assets import news, news_sentiment
@@ -149,7 +149,7 @@ def test_a_dropped_jsonl_export_is_picked_up_by_the_sensor_and_deduplicated(tmp_
         context = dg.build_sensor_context(instance=instance, resources={"newswire": source, "sentiment": sentiment})
         result = news_drop_sensor(context)
         (request,) = result.run_requests
-        reach = sentiment.lookback() + timedelta(hours=LOOKBACK_HOURS)
+        reach = sentiment.lookback() + timedelta(hours=HISTORY_HOURS[SENTIMENT])
         assert request.tags["dagster/asset_partition_range_start"] == at.strftime(PARTITION_FORMAT)
         assert request.tags["dagster/asset_partition_range_end"] == (at + timedelta(hours=2) + reach).strftime(
             PARTITION_FORMAT

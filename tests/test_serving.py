@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from alphapulse_assets.features.indicators import FEATURE_NAMES, feature_version
+from alphapulse_assets.features.catalog import FEATURE_NAMES, feature_version
 from alphapulse_assets.storage.object_store import LocalObjectStore
 from alphapulse_assets.training.model import fit_xgboost
 from alphapulse_serving.app import create_app
 from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest, sha256_hex
 
 FEATURES = list(FEATURE_NAMES)
+CURRENT_VERSION = feature_version("vader", 6.0)
 
 
 def publish_model(store: LocalObjectStore, seed: int, version: str, corrupt: bool = False) -> ModelManifest:
@@ -24,7 +25,7 @@ def publish_model(store: LocalObjectStore, seed: int, version: str, corrupt: boo
         model_uri=uri,
         sha256=sha256_hex(artifact),
         feature_names=FEATURES,
-        feature_version=feature_version(),
+        feature_version=CURRENT_VERSION,
         signal_band=0.02,
         symbols=["BTCUSDT", "ETHUSDT"],
         training_window={"train_start": "2025-01-01T00:00:00+00:00"},
@@ -44,7 +45,7 @@ def publish_snapshot(store: LocalObjectStore, version: str | None = None) -> Non
         s: {"ts": "2025-01-02T10:00:00+00:00", "values": {n: (0.1 if i else None) for i, n in enumerate(FEATURES)}}
         for s in ("BTCUSDT", "ETHUSDT")
     }
-    payload = {"feature_version": version or feature_version(), "feature_names": FEATURES, "rows": rows}
+    payload = {"feature_version": version or CURRENT_VERSION, "feature_names": FEATURES, "rows": rows}
     store.put_bytes(SNAPSHOT_KEY, json.dumps(payload).encode())
 
 
@@ -113,13 +114,20 @@ def test_hot_swap_and_keep_last_good_model(served):
     assert client.get("/health").json()["model_version"] == "v2"
 
 
-def test_feature_version_mismatch_is_refused_for_online_features(served):
+def test_feature_version_mismatch_makes_the_model_abstain_and_say_why(served):
     client, store, state = served
     publish_snapshot(store, version="0000000000000000")
     state.refresh()
-    response = client.post("/predict", json={"symbol": "BTCUSDT"})
-    assert response.status_code == 503 and "version" in response.json()["detail"]
-    assert client.get("/health").json()["status"] == "degraded"
+    body = client.post("/predict", json={"symbol": "BTCUSDT"}).json()
+    assert body["source"] == "abstain" and body["signal"] == 0 and body["probability"] is None
+    assert body["feature_version"] == "0000000000000000"
+    (reason,) = body["fallback_reasons"]
+    assert reason.startswith("primary:") and "0000000000000000" in reason and CURRENT_VERSION in reason
+    health = client.get("/health").json()
+    assert health["status"] == "degraded" and any("version" in r for r in health["reasons"])
+    # Features the caller computes are the caller's responsibility: the model still answers them.
+    given = {name: 0.0 for name in FEATURE_NAMES}
+    assert client.post("/predict", json={"symbol": "BTCUSDT", "features": given}).json()["source"] == "primary"
 
 
 def test_no_model_yet(tmp_path):

@@ -1,25 +1,36 @@
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
-from alphapulse_assets.features.indicators import (
-    FEATURE_CATALOG,
+from alphapulse_assets.features.catalog import (
+    CATALOG,
     FEATURE_NAMES,
-    LOOKBACK_HOURS,
+    HISTORY_HOURS,
+    PRICES,
+    SENTIMENT,
     compute_features,
-    feature_version,
-    latest_rows,
+)
+from alphapulse_assets.features.store import (
+    FEATURE_HOURS,
+    current_feature_version,
+    feature_hours_frame,
+    publish_snapshot,
 )
 from alphapulse_assets.market.assets import prices
 from alphapulse_assets.market.resources import MarketSource
-from alphapulse_assets.metadata import partition_metadata, table_preview
+from alphapulse_assets.metadata import new_figure, partition_metadata, png_markdown, table_preview
 from alphapulse_assets.news.assets import news_sentiment
+from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import Warehouse
-from alphapulse_serving.contract import SNAPSHOT_KEY
+
+# Summary statistics and correlations need a sample: a single-hour run describes the trailing week instead.
+SUMMARY_MIN_HOURS = 168
+# Pairwise correlations cost O(features² · rows); an evenly spaced subsample of a long backfill shows the same picture.
+HEATMAP_MAX_ROWS = 5000
 
 
 @dg.asset(
@@ -30,19 +41,31 @@ from alphapulse_serving.contract import SNAPSHOT_KEY
     deps=[prices, news_sentiment],
 )
 def features(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, object_store: ObjectStore, market: MarketSource
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    object_store: ObjectStore,
+    market: MarketSource,
+    sentiment: SentimentModel,
 ) -> dg.MaterializeResult:
-    """Stationary point-in-time features per symbol-hour; also publishes the newest hour as the online snapshot."""
+    """Stationary point-in-time features per symbol-hour from the catalog; publishes the newest hour online."""
     start, end = context.partition_time_window
-    history_start = start - timedelta(hours=LOOKBACK_HOURS)
-    price_rows = warehouse.read_window("prices", history_start, end)
-    sentiment_rows = warehouse.read_window("news_sentiment", history_start, end)
+    price_rows = warehouse.read_window("prices", start - timedelta(hours=HISTORY_HOURS[PRICES]), end)
+    sentiment_rows = warehouse.read_window("news_sentiment", start - timedelta(hours=HISTORY_HOURS[SENTIMENT]), end)
     frame = compute_features(price_rows, sentiment_rows, market.symbols, start, end)
-    warehouse.replace_window("features", frame, start, end)
+    version = current_feature_version(sentiment)
+    warehouse.replace_windows(
+        {"features": frame, FEATURE_HOURS: feature_hours_frame(start, end, version, context.run.run_id)},
+        start,
+        end,
+        exact_columns=True,
+    )
+    published = publish_snapshot(object_store, frame, version)
 
-    version = feature_version()
-    published = _publish_snapshot(object_store, frame, version)
-    nulls = {name: int(frame[name].null_count()) for name in FEATURE_NAMES}
+    nulls = frame.select(pl.col(FEATURE_NAMES).null_count()).row(0, named=True)
+    sample = frame
+    if end - start < timedelta(hours=SUMMARY_MIN_HOURS):
+        sample = warehouse.read_window("features", end - timedelta(hours=SUMMARY_MIN_HOURS), end)
+    sample_span = f"{sample['ts'].min().isoformat()} .. {sample['ts'].max().isoformat()} ({sample.height} rows)"
     return dg.MaterializeResult(
         metadata=partition_metadata(
             context,
@@ -50,43 +73,77 @@ def features(
                 "dagster/row_count": frame.height,
                 "feature_version": version,
                 "feature_count": len(FEATURE_NAMES),
-                "rows_with_any_null": int(
-                    frame.select(pl.any_horizontal(pl.col(FEATURE_NAMES).is_null())).sum().item()
-                ),
+                "null_cells": int(sum(nulls.values())),
+                "rows_with_any_null": _rows_with_any_null(frame),
                 "online_snapshot": published,
             },
             heavy={
-                "null_counts": dg.MetadataValue.json(nulls),
-                "catalog": dg.MetadataValue.md(
-                    "\n".join(
-                        ["| feature | family | lookback (h) | formula |", "| --- | --- | --- | --- |"]
-                        + [f"| {f.name} | {f.family} | {f.lookback_hours} | {f.formula} |" for f in FEATURE_CATALOG]
-                    )
-                ),
-                "preview": table_preview(frame.sort("ts", descending=True)),
+                "null_counts": dg.MetadataValue.json({n: int(c) for n, c in nulls.items()}),
+                "summary_sample": sample_span,
+                "summary": dg.MetadataValue.md(_summary_markdown(feature_summary(sample), nulls)),
+                "correlation_heatmap": _correlation_heatmap(sample),
+                "preview": table_preview(frame.sort("ts", "symbol", descending=[True, False])),
             },
         )
     )
 
 
-def _publish_snapshot(object_store: ObjectStore, frame: pl.DataFrame, version: str) -> str:
-    """Write the newest row per symbol for the API, unless the snapshot already holds a newer hour (a backfill
-    of old history must not roll the online features back)."""
-    newest = latest_rows(frame)
-    newest_ts = newest["ts"].max()
-    if object_store.exists(SNAPSHOT_KEY):
-        current = json.loads(object_store.get_bytes(SNAPSHOT_KEY))
-        current_ts = max(datetime.fromisoformat(row["ts"]) for row in current["rows"].values())
-        if current_ts > newest_ts and current.get("feature_version") == version:
-            return f"kept: snapshot already at {current_ts.isoformat()}"
-    payload = {
-        "feature_version": version,
-        "feature_names": list(FEATURE_NAMES),
-        "generated_at": datetime.now(UTC).isoformat(),
-        "rows": {
-            row["symbol"]: {"ts": row["ts"].isoformat(), "values": {n: row[n] for n in FEATURE_NAMES}}
-            for row in newest.to_dicts()
-        },
+def _rows_with_any_null(frame: pl.DataFrame) -> int:
+    return int(frame.select(pl.any_horizontal(pl.col(FEATURE_NAMES).is_null()).sum()).item())
+
+
+def feature_summary(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per catalog feature: its family, unit and distribution in `frame`."""
+    values = frame.select(FEATURE_NAMES)
+    stats = {
+        "nulls": values.null_count(),
+        "mean": values.mean(),
+        "std": values.std(),
+        "min": values.min(),
+        "median": values.median(),
+        "max": values.max(),
     }
-    object_store.put_bytes(SNAPSHOT_KEY, json.dumps(payload, indent=1, allow_nan=False).encode())
-    return f"published: {newest_ts.isoformat()}"
+    return pl.DataFrame(
+        {
+            "feature": list(FEATURE_NAMES),
+            "family": [f.family for f in CATALOG],
+            "unit": [f.unit for f in CATALOG],
+            **{name: stat.cast(pl.Float64).row(0) for name, stat in stats.items()},
+        }
+    )
+
+
+def _summary_markdown(summary: pl.DataFrame, window_nulls: dict[str, int]) -> str:
+    lines = [
+        "| feature | family | unit | nulls (this run) | nulls (sample) | mean | std | min | median | max |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in summary.iter_rows(named=True):
+        stats = " | ".join("" if row[k] is None else f"{row[k]:.4g}" for k in ("mean", "std", "min", "median", "max"))
+        lines.append(
+            f"| {row['feature']} | {row['family']} | {row['unit']} | {window_nulls[row['feature']]} "
+            f"| {int(row['nulls'])} | {stats} |"
+        )
+    return "\n".join(lines)
+
+
+def _correlation_heatmap(sample: pl.DataFrame) -> dg.MetadataValue:
+    """Pairwise Pearson correlations over the rows where both features are present."""
+    step = max(1, -(-sample.height // HEATMAP_MAX_ROWS))
+    matrix = sample.gather_every(step).select(FEATURE_NAMES).cast(pl.Float64).fill_null(np.nan).to_numpy()
+    n = len(FEATURE_NAMES)
+    corr = np.full((n, n), np.nan)
+    present = ~np.isnan(matrix)
+    for i in range(n):
+        for j in range(i, n):
+            both = present[:, i] & present[:, j]
+            x, y = matrix[both, i], matrix[both, j]
+            if both.sum() > 2 and x.std() > 0 and y.std() > 0:
+                corr[i, j] = corr[j, i] = float(np.corrcoef(x, y)[0, 1])
+    figure, axis = new_figure(11, 10)
+    image = axis.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1)
+    axis.set_xticks(range(n), FEATURE_NAMES, rotation=90, fontsize=6)
+    axis.set_yticks(range(n), FEATURE_NAMES, fontsize=6)
+    axis.set_title(f"feature correlations over {len(matrix)} rows (blank: undefined)")
+    figure.colorbar(image, ax=axis, shrink=0.6)
+    return png_markdown(figure, "feature correlation heatmap")

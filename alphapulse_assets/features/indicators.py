@@ -1,140 +1,211 @@
-"""Feature definitions and their computation: pure polars, no Dagster.
+"""Indicator math over one symbol's complete hourly series. Pure numpy/TA-Lib and polars; no Dagster.
 
-Every feature at hour t uses only data up to the close of hour t (prices of hours <= t, news published before
-t + 1h), and every window is a fixed number of hours on a complete hourly grid, so a missing hour yields nulls
-rather than a window that silently reaches further back, and the value at t never depends on how a backfill was
-chunked (only on the `LOOKBACK_HOURS` before it).
+Two kinds of building blocks:
+- Row-wise polars expressions (returns, candle shapes, ratios of the hour's own values). They look back by `shift`
+  only, never by a rolling window, so evaluating them over a column that holds several symbols is exact.
+- Window functions over numpy arrays of one symbol (NaN where the hour is missing). They run sequentially in C
+  (TA-Lib), symbol by symbol and run of complete hours by run: the value at row t is a function of the rows <= t of
+  its own run only. That makes point-in-time exact to the last bit, and a missing hour null every window holding it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+import math
+from collections.abc import Callable
 
+import numpy as np
 import polars as pl
+import talib
 
-EPS = 1e-12
+LN2 = math.log(2.0)
+TWO_PI = 2.0 * math.pi
 
-
-@dataclass(frozen=True)
-class FeatureDef:
-    name: str
-    family: str
-    lookback_hours: int
-    formula: str
-
-
-FEATURE_CATALOG: tuple[FeatureDef, ...] = (
-    FeatureDef("ret_1h", "returns", 1, "log(close_t / close_{t-1})"),
-    FeatureDef("ret_4h", "returns", 4, "log(close_t / close_{t-4})"),
-    FeatureDef("ret_24h", "returns", 24, "log(close_t / close_{t-24})"),
-    FeatureDef("vol_24h", "volatility", 24, "std of ret_1h over the last 24 hours"),
-    FeatureDef("vol_ratio_6_24", "volatility", 24, "std(ret_1h, 6h) / std(ret_1h, 24h)"),
-    FeatureDef("range_log", "volatility", 0, "log(high_t / low_t)"),
-    FeatureDef(
-        "rsi_sma_14", "oscillator", 14, "100 * mean(up moves, 14h) / (mean(up, 14h) + mean(down, 14h)) (Cutler RSI)"
-    ),
-    FeatureDef("volume_z_24", "volume", 24, "z-score of log(volume_t) against the last 24 hours"),
-    FeatureDef("taker_buy_ratio", "microstructure", 0, "taker_buy_volume_t / volume_t"),
-    FeatureDef("hour_sin", "calendar", 0, "sin(2*pi*hour_of_day/24)"),
-    FeatureDef("hour_cos", "calendar", 0, "cos(2*pi*hour_of_day/24)"),
-    FeatureDef("news_count_1h", "sentiment", 0, "headlines about the symbol or the market published in hour t"),
-    FeatureDef("news_sent_mean_1h", "sentiment", 0, "mean headline sentiment of hour t (null: no headlines)"),
-    FeatureDef("news_sent_mean_prev_1h", "sentiment", 1, "news_sent_mean_1h of hour t-1"),
-    FeatureDef("news_sent_sum_6h", "sentiment", 6, "sum of headline sentiment over hours t-5..t"),
-    FeatureDef(
-        "news_sent_decayed",
-        "sentiment",
-        0,
-        "news_sentiment.sentiment_decayed: mean headline sentiment weighted by 2^-(age/half-life) (null: none)",
-    ),
-    FeatureDef("news_intensity_decayed", "sentiment", 0, "news_sentiment.news_intensity_decayed: sum of those weights"),
-)
-FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURE_CATALOG)
-# The longest window plus one hour for the first difference, with room to spare for later families.
-LOOKBACK_HOURS = 48
-# Bump when the computation changes without the catalog text changing.
-_IMPLEMENTATION_REVISION = 1
+# --- row-wise polars expressions -----------------------------------------------------------------------------------
+CLOSE, OPEN, HIGH, LOW = pl.col("close"), pl.col("open"), pl.col("high"), pl.col("low")
+LOG_CLOSE = CLOSE.log()
+LOG_RANGE = (HIGH / LOW).log()
+RANGE = HIGH - LOW
+BODY_TOP = pl.max_horizontal(OPEN, CLOSE)
+BODY_BOTTOM = pl.min_horizontal(OPEN, CLOSE)
+MARKET_LOG_CLOSE = pl.col("market_close").log()
 
 
-def feature_version() -> str:
-    """A hash of the catalog definitions: a model is only ever served features of the version it trained on."""
-    payload = json.dumps(
-        {"revision": _IMPLEMENTATION_REVISION, "features": [asdict(f) for f in FEATURE_CATALOG]}, sort_keys=True
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def log_return(hours: int, log_close: pl.Expr = LOG_CLOSE) -> pl.Expr:
+    return log_close - log_close.shift(hours)
 
 
-def hourly_grid(symbols: list[str] | tuple[str, ...], start: datetime, end: datetime) -> pl.DataFrame:
-    hours = pl.datetime_range(start, end - timedelta(hours=1), "1h", time_zone="UTC", eager=True).alias("ts")
-    return pl.DataFrame(hours).join(pl.DataFrame({"symbol": list(symbols)}), how="cross").sort("symbol", "ts")
+def ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
+    """numerator / denominator, null (not infinite) where the denominator is 0."""
+    return pl.when(denominator != 0).then(numerator / denominator)
 
 
-def compute_features(
-    prices: pl.DataFrame,
-    sentiment: pl.DataFrame,
-    symbols: list[str] | tuple[str, ...],
-    start: datetime,
-    end: datetime,
-) -> pl.DataFrame:
-    """Features for every (hour, symbol) in [start, end).
+# --- window functions over one symbol's arrays ---------------------------------------------------------------------
+Series = dict[str, np.ndarray]
+Window = Callable[[Series], np.ndarray]
 
-    `prices` and `sentiment` must cover [start - LOOKBACK_HOURS, end); hours absent from them are missing data and
-    produce nulls in every feature whose window touches them.
+
+def complete_runs(*columns: np.ndarray) -> list[tuple[int, int]]:
+    """[begin, end) of each run of consecutive rows where every column is finite."""
+    complete = np.logical_and.reduce([np.isfinite(c) for c in columns])
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], complete.astype(np.int8), [0]))))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def by_run(fn: Callable[..., np.ndarray], *columns: np.ndarray, warmup: int) -> np.ndarray:
+    """`fn` applied to each run of complete rows; NaN elsewhere and in runs no longer than `warmup`.
+
+    TA-Lib carries a NaN forward forever (through its running sums and exponential smoothings), so every TA-Lib
+    call goes through here: a missing hour restarts the computation, as at the start of a series.
     """
-    grid = hourly_grid(symbols, start - timedelta(hours=LOOKBACK_HOURS), end)
-    # Prices are exact decimals in the warehouse; features are where floats begin.
-    numeric = [c for c in ("open", "high", "low", "close", "volume", "taker_buy_volume") if c in prices.columns]
-    prices = prices.with_columns(pl.col(numeric).cast(pl.Float64))
-    frame = grid.join(prices, on=["ts", "symbol"], how="left").join(
-        sentiment.select("ts", "symbol", "item_count", "sentiment_mean", "sentiment_decayed", "news_intensity_decayed"),
-        on=["ts", "symbol"],
-        how="left",
-    )
-    log_close = pl.col("close").log()
-    ret_1h = log_close.diff()
-    price_move = pl.col("close").diff()
-    up = price_move.clip(lower_bound=0).rolling_mean(14)
-    down = (-price_move).clip(lower_bound=0).rolling_mean(14)
-    log_volume = (pl.col("volume") + EPS).log()
-    hour = pl.col("ts").dt.hour().cast(pl.Float64)
-    sentiment_sum = (
-        pl.when(pl.col("item_count") == 0).then(0.0).otherwise(pl.col("sentiment_mean") * pl.col("item_count"))
-    )
+    out = np.full(len(columns[0]), np.nan)
+    for begin, end in complete_runs(*columns):
+        if end - begin > warmup:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[begin:end] = fn(*(c[begin:end] for c in columns))
+    return out
 
-    features = frame.with_columns(
-        ret_1h.over("symbol").alias("ret_1h"),
-        (log_close - log_close.shift(4)).over("symbol").alias("ret_4h"),
-        (log_close - log_close.shift(24)).over("symbol").alias("ret_24h"),
-        ret_1h.rolling_std(24).over("symbol").alias("vol_24h"),
-        (ret_1h.rolling_std(6) / ret_1h.rolling_std(24)).over("symbol").alias("vol_ratio_6_24"),
-        (pl.col("high") / pl.col("low")).log().alias("range_log"),
-        pl.when((up + down) > 0).then(100.0 * up / (up + down)).otherwise(50.0).over("symbol").alias("rsi_sma_14"),
-        ((log_volume - log_volume.rolling_mean(24)) / log_volume.rolling_std(24)).over("symbol").alias("volume_z_24"),
-        (pl.col("taker_buy_volume") / pl.col("volume")).alias("taker_buy_ratio"),
-        (2.0 * 3.141592653589793 * hour / 24.0).sin().alias("hour_sin"),
-        (2.0 * 3.141592653589793 * hour / 24.0).cos().alias("hour_cos"),
-        pl.col("item_count").cast(pl.Float64).alias("news_count_1h"),
-        pl.col("sentiment_mean").alias("news_sent_mean_1h"),
-        pl.col("sentiment_mean").shift(1).over("symbol").alias("news_sent_mean_prev_1h"),
-        sentiment_sum.rolling_sum(6).over("symbol").alias("news_sent_sum_6h"),
-        pl.col("sentiment_decayed").alias("news_sent_decayed"),
-        pl.col("news_intensity_decayed").alias("news_intensity_decayed"),
-    )
-    # The RSI fallback of 50 only applies where the window exists; nulls in the window must stay null.
-    features = features.with_columns(
-        pl.when(up.over("symbol").is_null()).then(None).otherwise(pl.col("rsi_sma_14")).alias("rsi_sma_14")
-    )
-    return (
-        features.filter(pl.col("ts") >= start)
-        .select("ts", "symbol", *FEATURE_NAMES)
-        .with_columns(pl.col(FEATURE_NAMES).cast(pl.Float64).fill_nan(None))
-        .sort("ts", "symbol")
+
+def log_returns(close: np.ndarray) -> np.ndarray:
+    returns = np.empty_like(close)
+    returns[0] = np.nan
+    np.subtract(np.log(close[1:]), np.log(close[:-1]), out=returns[1:])
+    return returns
+
+
+def constant_window(x: np.ndarray, hours: int) -> np.ndarray:
+    """True where the last `hours` values are all equal. Decided exactly (max == min): running sums leave rounding
+    residue, so a variance computed from them is a few ulps, not 0, for a constant window."""
+    return talib.MAX(x, hours) == talib.MIN(x, hours)
+
+
+def root_mean(squares: np.ndarray, hours: int) -> np.ndarray:
+    """sqrt(mean of the last `hours` non-negative values); exactly 0 when they are all 0."""
+    return by_run(
+        lambda x: np.where(talib.MAX(x, hours) == 0.0, 0.0, np.sqrt(talib.SMA(x, hours))), squares, warmup=hours - 1
     )
 
 
-def latest_rows(features: pl.DataFrame) -> pl.DataFrame:
-    """The newest row per symbol: what the online snapshot serves."""
-    return features.sort("ts").group_by("symbol", maintain_order=True).last().sort("symbol")
+def realised_vol(close: np.ndarray, hours: int) -> np.ndarray:
+    """Root mean square of the last `hours` hourly log returns (not demeaned, not annualised)."""
+    return root_mean(log_returns(close) ** 2, hours)
+
+
+def parkinson_vol(series: Series, hours: int) -> np.ndarray:
+    """Parkinson (1980) range estimator of volatility per hour: sqrt(mean(ln(H/L)²) / (4 ln 2))."""
+    return root_mean(np.log(series["high"] / series["low"]) ** 2 / (4.0 * LN2), hours)
+
+
+def garman_klass_vol(series: Series, hours: int) -> np.ndarray:
+    """Garman–Klass (1980): sqrt(mean(0.5 ln(H/L)² - (2 ln 2 - 1) ln(C/O)²)). Each term is >= 0 because the open
+    and close lie inside the high-low range (clipped at 0 against rounding)."""
+    log_range = np.log(series["high"] / series["low"])
+    log_body = np.log(series["close"] / series["open"])
+    return root_mean(np.maximum(0.5 * log_range**2 - (2.0 * LN2 - 1.0) * log_body**2, 0.0), hours)
+
+
+def moving_zscore(values: np.ndarray, hours: int) -> np.ndarray:
+    """(x - mean) / sample standard deviation over the last `hours` values; NaN for a window with a missing hour
+    and for a constant window (no spread: the z-score is undefined, not a ratio of rounding errors)."""
+
+    def zscore(x: np.ndarray) -> np.ndarray:
+        std = np.sqrt(talib.VAR(x, hours, 1.0) * (hours / (hours - 1.0)))
+        return np.where(constant_window(x, hours), np.nan, (x - talib.SMA(x, hours)) / std)
+
+    return by_run(zscore, values, warmup=hours - 1)
+
+
+def moving_corr(x: np.ndarray, y: np.ndarray, hours: int) -> np.ndarray:
+    """Pearson correlation over the last `hours` rows (TA-Lib CORREL); NaN where the window holds a missing hour
+    or where either series is constant (TA-Lib answers 0 there, but the correlation is undefined)."""
+
+    def corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.where(constant_window(a, hours) | constant_window(b, hours), np.nan, talib.CORREL(a, b, hours))
+
+    return by_run(corr, x, y, warmup=hours - 1)
+
+
+def moving_average_gap(close: np.ndarray, hours: int) -> np.ndarray:
+    """ln(close / simple moving average of the close)."""
+    return by_run(lambda c: np.log(c / talib.SMA(c, hours)), close, warmup=hours - 1)
+
+
+def sum_ratio(numerator: np.ndarray, denominator: np.ndarray, hours: int) -> np.ndarray:
+    """sum(numerator) / sum(denominator) over the last `hours` rows; NaN where the denominator's window is all 0."""
+    return by_run(
+        lambda a, b: np.where(talib.MAX(np.abs(b), hours) == 0.0, np.nan, talib.SUM(a, hours) / talib.SUM(b, hours)),
+        numerator,
+        denominator,
+        warmup=hours - 1,
+    )
+
+
+def moving_sum(values: np.ndarray, hours: int, exact_zero_when: np.ndarray | None = None) -> np.ndarray:
+    """Sum of the last `hours` values. Where `exact_zero_when` (a non-negative series) is 0 over the whole window,
+    the sum is exactly 0 (no rounding residue from values that left the window)."""
+    if exact_zero_when is None:
+        return by_run(lambda x: talib.SUM(x, hours), values, warmup=hours - 1)
+    return by_run(
+        lambda x, z: np.where(talib.MAX(z, hours) == 0.0, 0.0, talib.SUM(x, hours)),
+        values,
+        exact_zero_when,
+        warmup=hours - 1,
+    )
+
+
+def price_position(series: Series, hours: int) -> np.ndarray:
+    """Where the close sits in the window's range: 0 at the lowest low, 1 at the highest high (Alpha158 RSV);
+    NaN for a window without range."""
+
+    def position(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
+        lowest = talib.MIN(low, hours)
+        return (close - lowest) / (talib.MAX(high, hours) - lowest)
+
+    return by_run(position, series["high"], series["low"], series["close"], warmup=hours - 1)
+
+
+def trend_slope(close: np.ndarray, hours: int) -> np.ndarray:
+    """Least-squares slope of log close on the hour index over the last `hours` hours (log return per hour).
+
+    For equally spaced x the OLS slope is a fixed weighting of the window's first differences,
+    slope = 6 / (n(n²-1)) · Σ_{j=1}^{n-1} j(n-j) · r_j, so it is one convolution of the hourly returns: exact and
+    NaN-propagating (a missing hour nulls the windows that hold it).
+    """
+    n = hours
+    j = np.arange(1, n, dtype=np.float64)
+    kernel = j * (n - j) * 6.0 / (n * (n * n - 1.0))  # symmetric, so convolution and correlation agree
+    returns = log_returns(close)
+    out = np.full_like(returns, np.nan)
+    if len(returns) >= n - 1:
+        out[n - 2 :] = np.convolve(returns, kernel, mode="valid")
+    return out
+
+
+def trend_r_squared(close: np.ndarray, hours: int) -> np.ndarray:
+    """R² of that least-squares line: slope² · Sxx / Syy with Sxx = n(n²-1)/12 and Syy = (n-1) · var(log close).
+
+    The variance of log prices within a window is tiny next to their square (ln 60,000 ≈ 11), so a running-sum
+    variance would lose about 7 digits; polars' rolling variance keeps them. NaN for a flat window.
+    """
+    sxx = hours * (hours * hours - 1) / 12.0
+    variance = by_run(lambda y: pl.Series(y).rolling_var(hours).to_numpy(), np.log(close), warmup=hours - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(variance > 0, trend_slope(close, hours) ** 2 * sxx / (variance * (hours - 1)), np.nan)
+
+
+def log_trade_size(volume: np.ndarray, trades: np.ndarray) -> np.ndarray:
+    """ln(volume / trades); NaN for an hour without trades or volume (no average trade exists)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((volume > 0) & (trades > 0), np.log(volume / trades), np.nan)
+
+
+def calendar(period_hours: int, fn: Callable[[np.ndarray], np.ndarray]) -> Window:
+    """fn(2π · phase / period) for the phase of each hour in a cycle of `period_hours` (24: the hour of day;
+    168: the hour of the week, Monday 00:00 UTC = 0, since 1970-01-01 was a Thursday)."""
+    offset = 72 if period_hours == 168 else 0
+    return lambda series: fn(TWO_PI * ((series["epoch_hour"] + offset) % period_hours) / period_hours)
+
+
+def talib_by_run(indicator: Callable[..., np.ndarray], inputs: tuple[str, ...], warmup: int) -> Window:
+    """A TA-Lib indicator on each run of consecutive complete hours: the first `warmup` hours after a missing one
+    are null (TA-Lib's own lookback), exactly as at the start of a series. Inside a run the values are TA-Lib's."""
+    return lambda series: by_run(indicator, *(series[name] for name in inputs), warmup=warmup)

@@ -4,8 +4,9 @@ import dagster as dg
 import polars as pl
 
 from alphapulse_assets.features.assets import features
-from alphapulse_assets.features.indicators import feature_version
+from alphapulse_assets.features.store import current_feature_version
 from alphapulse_assets.monitoring.drift import measure_drift, render_html
+from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, partition_hour
 from alphapulse_assets.promotion.assets import current_champion, promoted_model
 from alphapulse_assets.storage.object_store import ObjectStore
@@ -15,7 +16,11 @@ from alphapulse_assets.training.resources import ModelPolicy
 
 @dg.asset(partitions_def=HOURLY, group_name="monitoring", kinds={"html", "duckdb"}, deps=[features, promoted_model])
 def drift_report(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, object_store: ObjectStore, policy: ModelPolicy
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    object_store: ObjectStore,
+    policy: ModelPolicy,
+    sentiment: SentimentModel,
 ) -> dg.MaterializeResult:
     """Recent features against the champion's training reference: PSI and KS per feature, with an HTML report."""
     hour = partition_hour(context)
@@ -34,7 +39,8 @@ def drift_report(
         {n: current[n].cast(pl.Float64).fill_null(float("nan")).to_numpy() for n in names},
     )
     lines = [
-        f"champion {champion.version}, feature version {champion.feature_version} (features now {feature_version()})",
+        f"champion {champion.version}, feature version {champion.feature_version} "
+        f"(features now {current_feature_version(sentiment)})",
         f"reference: training window {window['train_start']} .. {window['train_end']}, {reference.height} rows",
         f"current: {current_start.isoformat()} .. {(hour + timedelta(hours=1)).isoformat()}, {current.height} rows",
     ]

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from alphapulse_assets.features.indicators import LOOKBACK_HOURS
+from alphapulse_assets.features.catalog import HISTORY_HOURS, SENTIMENT
 from alphapulse_assets.file_drops import DropScan, file_fingerprint
 from alphapulse_assets.jobs import news_job
 from alphapulse_assets.news.jsonl import drop_files, published_span
@@ -17,7 +17,7 @@ def news_drop_sensor(context: dg.SensorEvaluationContext, newswire: NewsSource, 
     if not isinstance(newswire, JsonlDropFolder):
         return dg.SkipReason("ALPHAPULSE_NEWS_SOURCE is not jsonl: no drop folder to watch")
     scan = DropScan(context.cursor, "news_drop_sensor", "alphapulse/news_file")
-    reach = sentiment.lookback() + timedelta(hours=LOOKBACK_HOURS)
+    reach = sentiment.lookback() + timedelta(hours=HISTORY_HOURS[SENTIMENT])
     for path in drop_files(Path(newswire.news_dir)):
         version = file_fingerprint(path)
         if not scan.is_new(path.name, version):

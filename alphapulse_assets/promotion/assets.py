@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
-from alphapulse_assets.features.indicators import feature_version
+from alphapulse_assets.features.store import current_feature_version
 from alphapulse_assets.market.resources import MarketSource
+from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, partition_hour
 from alphapulse_assets.promotion.gates import promotion_gates, summarize
 from alphapulse_assets.storage.object_store import ObjectStore
@@ -35,6 +36,7 @@ def promotion_decision(
     object_store: ObjectStore,
     policy: ModelPolicy,
     market: MarketSource,
+    sentiment: SentimentModel,
 ) -> dg.MaterializeResult:
     """Champion/challenger gate: promote only a challenger that beats the champion and a no-skill baseline."""
     decision = partition_hour(context)
@@ -45,10 +47,11 @@ def promotion_decision(
 
     champion = current_champion(object_store)
     champion_metrics, champion_note, overlap_hours = None, "no champion yet", 0.0
-    if champion is not None and champion.feature_version != feature_version():
+    feature_version = current_feature_version(sentiment)
+    if champion is not None and champion.feature_version != feature_version:
         champion_note = (
             f"champion {champion.version} uses feature version {champion.feature_version}, features are now "
-            f"{feature_version()}: it cannot be served any more, so only the baseline gates apply"
+            f"{feature_version}: it cannot be served any more, so only the baseline gates apply"
         )
     elif champion is not None:
         # Re-measure the champion on exactly the challenger's held-out rows. A champion decided at an earlier hour

@@ -5,7 +5,7 @@ import numpy as np
 import polars as pl
 
 from alphapulse_assets.features.assets import features
-from alphapulse_assets.features.indicators import feature_version
+from alphapulse_assets.features.store import require_feature_version
 from alphapulse_assets.metadata import partition_metadata, table_preview
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
 from alphapulse_assets.promotion.assets import current_champion, promoted_model
@@ -30,11 +30,9 @@ def predictions(
     champion = current_champion(object_store)
     if champion is None:
         raise dg.Failure("no promoted model yet: run retrain_job (or wait for the daily retrain) before predictions")
-    if champion.feature_version != feature_version():
-        raise dg.Failure(
-            f"champion {champion.version} was trained on feature version {champion.feature_version}, the features "
-            f"are now {feature_version()}: retrain before predicting"
-        )
+    require_feature_version(
+        warehouse, start, end, champion.feature_version, f"champion {champion.version} (predictions)"
+    )
     model = ScoringModel.load(champion)
     rows = score_frame(model, warehouse.read_window("features", start, end))
     validation_end = datetime.fromisoformat(champion.training_window["validation_end"])

@@ -47,15 +47,29 @@ class Warehouse(dg.ConfigurableResource):
     range, however it is chunked, never duplicates rows and a crash never leaves half a window behind."""
 
     def replace_windows(
-        self, frames: dict[str, pl.DataFrame], start: datetime, end: datetime, time_column: str = "ts"
+        self,
+        frames: dict[str, pl.DataFrame],
+        start: datetime,
+        end: datetime,
+        time_column: str = "ts",
+        exact_columns: bool = False,
     ) -> None:
-        """Replace [start, end) in every table of `frames` in one transaction: all of them or none."""
+        """Replace [start, end) in every table of `frames` in one transaction: all of them or none.
+
+        New columns are added (older rows read NULL). With `exact_columns`, columns the frames no longer carry are
+        dropped too, so the table's columns are exactly the frame's (the feature table follows its catalog)."""
         raise NotImplementedError
 
     def replace_window(
-        self, table: str, frame: pl.DataFrame, start: datetime, end: datetime, time_column: str = "ts"
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        start: datetime,
+        end: datetime,
+        time_column: str = "ts",
+        exact_columns: bool = False,
     ) -> int:
-        self.replace_windows({table: frame}, start, end, time_column)
+        self.replace_windows({table: frame}, start, end, time_column, exact_columns)
         return frame.height
 
     def upsert(self, tables: Mapping[str, Upsert]) -> None:
@@ -116,7 +130,12 @@ class DuckDBWarehouse(Warehouse):
             return _table_exists(con, table)
 
     def replace_windows(
-        self, frames: dict[str, pl.DataFrame], start: datetime, end: datetime, time_column: str = "ts"
+        self,
+        frames: dict[str, pl.DataFrame],
+        start: datetime,
+        end: datetime,
+        time_column: str = "ts",
+        exact_columns: bool = False,
     ) -> None:
         if end <= start:
             raise ValueError(f"empty or inverted window: {start.isoformat()} .. {end.isoformat()}")
@@ -134,7 +153,7 @@ class DuckDBWarehouse(Warehouse):
             con.begin()
             try:
                 for table, frame in frames.items():
-                    _replace(con, table, frame, start, end, time_column)
+                    _replace(con, table, frame, start, end, time_column, exact_columns)
                 con.commit()
             except BaseException:
                 con.rollback()
@@ -184,7 +203,13 @@ class DuckDBWarehouse(Warehouse):
 
 
 def _replace(
-    con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, start: datetime, end: datetime, time_column: str
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    frame: pl.DataFrame,
+    start: datetime,
+    end: datetime,
+    time_column: str,
+    exact_columns: bool,
 ) -> None:
     name, column = _ident(table), _ident(time_column)
     con.register("incoming", frame.to_arrow())
@@ -193,6 +218,13 @@ def _replace(
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM incoming LIMIT 0")
         else:
             _reconcile_columns(con, table)
+            if exact_columns:
+                for (stale,) in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' "
+                    "AND table_name = ? AND NOT list_contains(?, column_name)",
+                    [table, frame.columns],
+                ).fetchall():
+                    con.execute(f"ALTER TABLE {name} DROP COLUMN {_ident(stale)}")
         con.execute(f"DELETE FROM {name} WHERE {column} >= ? AND {column} < ?", [start, end])
         con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM incoming")
     finally:

@@ -8,10 +8,12 @@ import numpy as np
 import polars as pl
 
 from alphapulse_assets.features.assets import features
-from alphapulse_assets.features.indicators import FEATURE_NAMES, feature_version
+from alphapulse_assets.features.catalog import FEATURE_NAMES
+from alphapulse_assets.features.store import current_feature_version, require_feature_version
 from alphapulse_assets.market.assets import prices
 from alphapulse_assets.market.resources import MarketSource
 from alphapulse_assets.metadata import new_figure, png_markdown
+from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, partition_hour
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import Warehouse
@@ -30,10 +32,20 @@ def trained_model(
     policy: ModelPolicy,
     mlflow: MlflowTracking,
     market: MarketSource,
+    sentiment: SentimentModel,
 ) -> dg.MaterializeResult:
     """An XGBoost next-hour direction model fitted on the rolling window that ends before this hour's validation."""
     decision = partition_hour(context)
     windows = policy.windows(decision)
+    # Training and validation rows must be of the version the online features will have, or the model cannot serve.
+    feature_version = current_feature_version(sentiment)
+    require_feature_version(
+        warehouse,
+        windows.train_start,
+        windows.validation_end,
+        feature_version,
+        f"trained_model {decision:%Y-%m-%d %H:00}",
+    )
     train = load_labelled(warehouse, market.symbols, windows.train_start, windows.train_end, policy.min_label_coverage)
     x = train.select(FEATURE_NAMES).to_numpy()
     y = train["label_up"].to_numpy()
@@ -50,7 +62,7 @@ def trained_model(
             "num_boost_round": fitted.num_boost_round,
             **windows.as_dict(),
             "embargo_hours": policy.embargo_hours,
-            "feature_version": feature_version(),
+            "feature_version": feature_version,
         },
         tags={"alphapulse.version": version, "alphapulse.partition": decision.isoformat(), "alphapulse.sha256": sha},
     )
@@ -67,7 +79,7 @@ def trained_model(
             "model_uri": [model_uri],
             "sha256": [sha],
             "feature_names": [list(FEATURE_NAMES)],
-            "feature_version": [feature_version()],
+            "feature_version": [feature_version],
             "train_start": [windows.train_start],
             "train_end": [windows.train_end],
             "validation_start": [windows.validation_start],
@@ -88,7 +100,7 @@ def trained_model(
             "n_train": train.height,
             "train_base_rate": float(y.mean()),
             "training_window": dg.MetadataValue.json(windows.as_dict()),
-            "feature_version": feature_version(),
+            "feature_version": feature_version,
             "mlflow_run_id": run_id,
             "mlflow_tracking_uri": mlflow.tracking_uri,
             "feature_importance_gain": dg.MetadataValue.json(

@@ -1,0 +1,91 @@
+"""Which feature-set version the warehouse holds for which hours, and the online snapshot the API reads."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import polars as pl
+
+from alphapulse_assets.features.catalog import FEATURE_NAMES, feature_version, latest_rows
+from alphapulse_assets.news.resources import SentimentModel
+from alphapulse_assets.storage.object_store import ObjectStore
+from alphapulse_assets.storage.warehouse import Warehouse
+from alphapulse_serving.contract import SNAPSHOT_KEY
+
+# One row per materialized hour: the version of the feature rows of that hour, written in the same transaction.
+FEATURE_HOURS = "feature_hours"
+
+
+def current_feature_version(sentiment: SentimentModel) -> str:
+    """The version this code, with this sentiment configuration, computes."""
+    return feature_version(sentiment.scorer_name, sentiment.half_life_hours)
+
+
+def feature_hours_frame(start: datetime, end: datetime, version: str, run_id: str) -> pl.DataFrame:
+    hours = pl.datetime_range(start, end - timedelta(hours=1), "1h", time_zone="UTC", eager=True).alias("ts")
+    return pl.DataFrame(hours).with_columns(
+        pl.lit(version).alias("feature_version"),
+        pl.lit(datetime.now(UTC)).alias("materialized_at"),
+        pl.lit(run_id).alias("run_id"),
+    )
+
+
+def require_feature_version(warehouse: Warehouse, start: datetime, end: datetime, expected: str, purpose: str) -> None:
+    """Fail, naming the hours and the fix, unless every hour in [start, end) holds features of `expected`.
+
+    A model trained on one definition of a feature and scored on another is wrong without any error; this is the
+    guard against it.
+    """
+    span = f"[{start.isoformat()}, {end.isoformat()})"
+    hours = int((end - start) / timedelta(hours=1))
+    recorded = (
+        warehouse.read_window(FEATURE_HOURS, start, end) if warehouse.table_exists(FEATURE_HOURS) else pl.DataFrame()
+    )
+    by_version = (
+        recorded.group_by("feature_version").agg(pl.len().alias("hours"), pl.col("ts").min().alias("first"))
+        if recorded.height
+        else pl.DataFrame()
+    )
+    stale = by_version.filter(pl.col("feature_version") != expected) if by_version.height else by_version
+    missing = hours - recorded.height
+    if missing == 0 and stale.is_empty():
+        return
+    problems = []
+    if missing:
+        problems.append(f"{missing} of {hours} hours have no features (or none with a recorded version)")
+    for row in stale.iter_rows(named=True):
+        problems.append(f"{row['hours']} hours (from {row['first'].isoformat()}) hold version {row['feature_version']}")
+    raise dg.Failure(
+        description=(
+            f"{purpose} needs features of version {expected} for every hour of {span}, but "
+            + "; ".join(problems)
+            + ": materialize (backfill) the features asset over that range with the current code first"
+        ),
+        metadata={"expected_feature_version": expected, "range": span},
+    )
+
+
+def publish_snapshot(object_store: ObjectStore, frame: pl.DataFrame, version: str) -> str:
+    """Write the newest row per symbol for the API (atomically: the store writes aside, then renames), unless the
+    snapshot already holds a newer hour of the same version: a backfill of old history must not roll the online
+    features back."""
+    newest = latest_rows(frame)
+    newest_ts = newest["ts"].max()
+    if object_store.exists(SNAPSHOT_KEY):
+        current = json.loads(object_store.get_bytes(SNAPSHOT_KEY))
+        current_ts = max(datetime.fromisoformat(row["ts"]) for row in current["rows"].values())
+        if current_ts > newest_ts and current.get("feature_version") == version:
+            return f"kept: snapshot already at {current_ts.isoformat()}"
+    payload = {
+        "feature_version": version,
+        "feature_names": list(FEATURE_NAMES),
+        "generated_at": datetime.now(UTC).isoformat(),
+        "rows": {
+            row["symbol"]: {"ts": row["ts"].isoformat(), "values": {n: row[n] for n in FEATURE_NAMES}}
+            for row in newest.to_dicts()
+        },
+    }
+    object_store.put_bytes(SNAPSHOT_KEY, json.dumps(payload, indent=1, allow_nan=False).encode())
+    return f"published: {newest_ts.isoformat()}"
