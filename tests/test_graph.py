@@ -134,7 +134,7 @@ def test_retraining_the_same_hour_is_deterministic_and_not_promoted_twice(graph)
 def test_model_assets_fail_clearly_without_data(graph):
     defs, instance, _ = graph
     outcome = run_job(defs, instance, "retrain_job", partition_key="2025-03-03-00:00")
-    assert not outcome.success and "materialize prices, news, news_sentiment and features" in outcome.error
+    assert not outcome.success and "materialize (backfill) the features asset over that range" in outcome.error
 
 
 def test_training_is_logged_to_mlflow(graph):
