@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -126,7 +126,8 @@ def _trend(hours: int) -> tuple[Feature, ...]:
         ),
         Feature(
             f"trend_r2_{hours}h", "trend", "R² of that least-squares line (1: a straight line; null: a flat window)",
-            "0..1", hours - 1, (PRICES,), array=lambda series: ind.trend_r_squared(series["close"], hours),
+            "0..1", hours - 1, (PRICES,),
+            array=lambda series: ind.trend_r_squared(series["close"], series[slope], hours),
         ),
         Feature(
             f"ma_gap_{hours}h", "trend", f"ln(close_t / SMA(close, {hours}h))", "log ratio", hours - 1, (PRICES,),
@@ -291,7 +292,7 @@ CATALOG: tuple[Feature, ...] = (
     ),
     Feature(
         "is_weekend", "calendar", "1 on Saturday and Sunday (UTC), else 0", "0/1", 0, (CLOCK,),
-        array=ind.calendar(168, lambda phase: (phase >= 5 * ind.TWO_PI / 7).astype(np.float64)),
+        array=ind.calendar(168, lambda phase: (phase >= 5 * ind.TWO_PI / 7 - 1e-9).astype(np.float64)),
     ),
     Feature(
         "news_count_1h", "sentiment", "headlines about the symbol or the whole market published in hour t", "count",
@@ -393,26 +394,42 @@ def compute_features(
         )
     for feature in CATALOG:
         if feature.array is not None:
-            arrays[feature.name] = grid.per_symbol(feature.array, arrays)
+            values = grid.per_symbol(feature.array, arrays)
+            values[~np.isfinite(values)] = np.nan  # undefined is null, like missing: never NaN or infinity
+            arrays[feature.name] = values
     base = pl.DataFrame(
         [grid.ts_column(), grid.symbol_column()]
         + [pl.Series(name, values, dtype=pl.Float64, nan_to_null=True) for name, values in arrays.items()]
     )
-    # Windows run over the whole symbol-major column at once, not per symbol: a window that crosses into the previous
-    # symbol's block only ever belongs to a history row (every lookback is shorter than the history), and history
-    # rows are cut off below.
+    # The row-wise expressions run over the whole symbol-major column at once: a `shift` that crosses into the
+    # previous symbol's block only ever belongs to a history row, and history rows are cut off below.
     columns = [(pl.col(f.name) if f.expr is None else f.expr).alias(f.name) for f in CATALOG]
     computed = grid.without_history(base.lazy().select("ts", "symbol", *columns).collect(), history)
-    return _undefined_as_null(computed)
+    return _undefined_as_null(computed, [f.name for f in CATALOG if f.expr is not None])
 
 
-def _undefined_as_null(frame: pl.DataFrame) -> pl.DataFrame:
-    """Undefined values (0/0, a zero range, a constant window) are null like missing ones: never NaN or infinity.
-    The expressions guard their divisions, so infinities are not expected; they are still caught."""
-    frame = frame.with_columns(pl.col(FEATURE_NAMES).fill_nan(None))
-    infinite = [n for n, found in frame.select(pl.col(FEATURE_NAMES).is_infinite().any()).row(0, named=True).items()
-                if found]  # fmt: skip
+def _undefined_as_null(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    """Undefined values (0/0, a zero range) are null like missing ones: never NaN or infinity. The expressions guard
+    their divisions, so infinities are not expected; they are still caught."""
+    frame = frame.with_columns(pl.col(names).fill_nan(None))
+    infinite = [n for n, found in frame.select(pl.col(names).is_infinite().any()).row(0, named=True).items() if found]
     return frame.with_columns(pl.when(pl.col(n).is_finite()).then(pl.col(n)).alias(n) for n in infinite)
+
+
+class _Block(Mapping[str, np.ndarray]):
+    """One symbol's rows of the grid's arrays, sliced (without copying) when a feature asks for a column."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], begin: int, end: int):
+        self._arrays, self._begin, self._end = arrays, begin, end
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        return self._arrays[column][self._begin : self._end]
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
 
 
 class _Grid:
@@ -455,12 +472,14 @@ class _Grid:
         return np.tile(close[block : block + self.hours], len(self.symbols))
 
     def per_symbol(self, compute: Callable[[ind.Series], np.ndarray], arrays: dict[str, np.ndarray]) -> np.ndarray:
-        blocks = range(0, self.rows, self.hours)
-        return np.concatenate([compute({c: a[b : b + self.hours] for c, a in arrays.items()}) for b in blocks])
+        out = np.empty(self.rows)
+        for begin in range(0, self.rows, self.hours):
+            out[begin : begin + self.hours] = compute(_Block(arrays, begin, begin + self.hours))
+        return out
 
     def epoch_hours(self) -> np.ndarray:
         first = int(self.start.timestamp()) // 3600
-        return np.tile(np.arange(first, first + self.hours, dtype=np.float64), len(self.symbols))
+        return np.tile(np.arange(first, first + self.hours, dtype=np.int64), len(self.symbols))
 
     def ts_column(self) -> pl.Series:
         hours = pl.datetime_range(self.start, self.end - timedelta(hours=1), "1h", time_zone="UTC", eager=True)

@@ -11,7 +11,7 @@ Two kinds of building blocks:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import polars as pl
@@ -40,13 +40,15 @@ def ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
 
 
 # --- window functions over one symbol's arrays ---------------------------------------------------------------------
-Series = dict[str, np.ndarray]
+Series = Mapping[str, np.ndarray]
 Window = Callable[[Series], np.ndarray]
 
 
 def complete_runs(*columns: np.ndarray) -> list[tuple[int, int]]:
     """[begin, end) of each run of consecutive rows where every column is finite."""
     complete = np.logical_and.reduce([np.isfinite(c) for c in columns])
+    if complete.all():
+        return [(0, len(complete))]
     edges = np.flatnonzero(np.diff(np.concatenate(([0], complete.astype(np.int8), [0]))))
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
@@ -57,10 +59,13 @@ def by_run(fn: Callable[..., np.ndarray], *columns: np.ndarray, warmup: int) -> 
     TA-Lib carries a NaN forward forever (through its running sums and exponential smoothings), so every TA-Lib
     call goes through here: a missing hour restarts the computation, as at the start of a series.
     """
-    out = np.full(len(columns[0]), np.nan)
-    for begin, end in complete_runs(*columns):
-        if end - begin > warmup:
-            with np.errstate(invalid="ignore", divide="ignore"):
+    runs = complete_runs(*columns)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if runs == [(0, len(columns[0]))] and len(columns[0]) > warmup:
+            return np.asarray(fn(*columns), dtype=np.float64)
+        out = np.full(len(columns[0]), np.nan)
+        for begin, end in runs:
+            if end - begin > warmup:
                 out[begin:end] = fn(*(c[begin:end] for c in columns))
     return out
 
@@ -180,8 +185,9 @@ def trend_slope(close: np.ndarray, hours: int) -> np.ndarray:
     return out
 
 
-def trend_r_squared(close: np.ndarray, hours: int) -> np.ndarray:
-    """R² of that least-squares line: slope² · Sxx / Syy with Sxx = n(n²-1)/12 and Syy = (n-1) · var(log close).
+def trend_r_squared(close: np.ndarray, slope: np.ndarray, hours: int) -> np.ndarray:
+    """R² of the least-squares line with that `slope` (from trend_slope):
+    R² = slope² · Sxx / Syy with Sxx = n(n²-1)/12 and Syy = (n-1) · var(log close).
 
     The variance of log prices within a window is tiny next to their square (ln 60,000 ≈ 11), so a running-sum
     variance would lose about 7 digits; polars' rolling variance keeps them. NaN for a flat window.
@@ -189,7 +195,7 @@ def trend_r_squared(close: np.ndarray, hours: int) -> np.ndarray:
     sxx = hours * (hours * hours - 1) / 12.0
     variance = by_run(lambda y: pl.Series(y).rolling_var(hours).to_numpy(), np.log(close), warmup=hours - 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(variance > 0, trend_slope(close, hours) ** 2 * sxx / (variance * (hours - 1)), np.nan)
+        return np.where(variance > 0, slope**2 * sxx / (variance * (hours - 1)), np.nan)
 
 
 def log_trade_size(volume: np.ndarray, trades: np.ndarray) -> np.ndarray:
@@ -202,7 +208,8 @@ def calendar(period_hours: int, fn: Callable[[np.ndarray], np.ndarray]) -> Windo
     """fn(2π · phase / period) for the phase of each hour in a cycle of `period_hours` (24: the hour of day;
     168: the hour of the week, Monday 00:00 UTC = 0, since 1970-01-01 was a Thursday)."""
     offset = 72 if period_hours == 168 else 0
-    return lambda series: fn(TWO_PI * ((series["epoch_hour"] + offset) % period_hours) / period_hours)
+    by_phase = np.asarray(fn(TWO_PI * np.arange(period_hours) / period_hours), dtype=np.float64)
+    return lambda series: by_phase[(series["epoch_hour"] + offset) % period_hours]
 
 
 def talib_by_run(indicator: Callable[..., np.ndarray], inputs: tuple[str, ...], warmup: int) -> Window:
