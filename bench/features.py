@@ -15,8 +15,8 @@ Times are the best of `--repeat` runs (`ta`: of 2 runs, it is slow), so the figu
 """
 
 import argparse
+import gc
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -48,11 +48,18 @@ def inputs(symbols: list[str], years: float) -> tuple[pl.DataFrame, pl.DataFrame
 
 
 def best_of(repeat: int, fn) -> float:
+    """Best wall time of `repeat` calls, with the garbage collector paused as `timeit` does (a collection of the
+    inputs' Python objects would land on whichever call happens to trigger it)."""
     best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(repeat):
+            started = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - started)
+    finally:
+        gc.enable()
     return best
 
 
@@ -135,8 +142,8 @@ def catalog_against_libraries(years: float, repeat: int) -> dict:
 
 
 def peak_memory(years: float) -> dict:
-    """RSS of a fresh process that loads the inputs (written here as Parquet, so generating them does not set the
-    high-water mark) and then computes the catalog once: ru_maxrss before and after."""
+    """Resident memory of a fresh process that loads the inputs (written here as Parquet, so generating them does not
+    set the high-water mark) and then computes the catalog once: its peak (VmHWM) before and after."""
     prices, sentiment, start, end = inputs(["BTCUSDT", "ETHUSDT"], years)
     with tempfile.TemporaryDirectory() as tmp:
         prices.write_parquet(f"{tmp}/prices.parquet")
@@ -150,14 +157,21 @@ def peak_memory(years: float) -> dict:
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
+def resident_peak_mb() -> float:
+    """This process's resident-set high-water mark. Not getrusage: its ru_maxrss survives exec, so a child started
+    from a large parent would report the parent's size."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
 def measure_memory(folder: str, start: str, end: str) -> None:
     prices, sentiment = pl.read_parquet(f"{folder}/prices.parquet"), pl.read_parquet(f"{folder}/sentiment.parquet")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = resident_peak_mb()
     frame = compute_features(
         prices, sentiment, ["BTCUSDT", "ETHUSDT"], datetime.fromisoformat(start), datetime.fromisoformat(end)
     )
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    report = {"before_mb": before / 1024, "peak_mb": after / 1024, "output_mb": frame.estimated_size() / 2**20}
+    report = {"before_mb": before, "peak_mb": resident_peak_mb(), "output_mb": frame.estimated_size() / 2**20}
     print(json.dumps(report))
 
 
@@ -183,7 +197,7 @@ def main() -> None:
     parser.add_argument("--years", type=float, default=8)
     parser.add_argument("--universe", default="2,10,100")
     parser.add_argument("--universe-years", type=float, default=1)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--measure-memory", nargs=3, metavar=("FOLDER", "START", "END"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_memory:

@@ -80,7 +80,7 @@ def _returns(hours: int) -> Feature:
 def _realised_vol(hours: int) -> Feature:
     return Feature(
         f"rv_{hours}h", "volatility", f"sqrt(mean(ret_1h² over the last {hours} hours))", "log return per hour",
-        hours, (PRICES,), array=lambda series: ind.realised_vol(series["close"], hours),
+        hours, (PRICES,), array=lambda series: ind.realised_vol(series["log_return_1h"], hours),
     )  # fmt: skip
 
 
@@ -122,12 +122,13 @@ def _trend(hours: int) -> tuple[Feature, ...]:
     return (
         Feature(
             slope, "trend", f"least-squares slope of ln(close) on the hour index over the last {hours} hours",
-            "log return per hour", hours - 1, (PRICES,), array=lambda series: ind.trend_slope(series["close"], hours),
+            "log return per hour", hours - 1, (PRICES,),
+            array=lambda series: ind.trend_slope(series["log_return_1h"], hours),
         ),
         Feature(
             f"trend_r2_{hours}h", "trend", "R² of that least-squares line (1: a straight line; null: a flat window)",
             "0..1", hours - 1, (PRICES,),
-            array=lambda series: ind.trend_r_squared(series["close"], series[slope], hours),
+            array=lambda series: ind.trend_r_squared(series["log_close"], series[slope], hours),
         ),
         Feature(
             f"ma_gap_{hours}h", "trend", f"ln(close_t / SMA(close, {hours}h))", "log ratio", hours - 1, (PRICES,),
@@ -139,7 +140,7 @@ def _trend(hours: int) -> tuple[Feature, ...]:
 def _correlation_with_returns(
     other: Callable[[ind.Series], np.ndarray], hours: int
 ) -> Callable[[ind.Series], np.ndarray]:
-    return lambda series: ind.moving_corr(ind.log_returns(series["close"]), other(series), hours)
+    return lambda series: ind.moving_corr(series["log_return_1h"], other(series), hours)
 
 
 def _bollinger_percent_b(close: np.ndarray) -> np.ndarray:
@@ -173,7 +174,7 @@ CATALOG: tuple[Feature, ...] = (
     ),
     Feature(
         "rv_z_24h", "volatility", "z-score of rv_24h within its last 168 hours", "standard deviations", 24 + 167,
-        (PRICES,), array=lambda series: ind.moving_zscore(ind.realised_vol(series["close"], 24), 168),
+        (PRICES,), array=lambda series: ind.moving_zscore(ind.realised_vol(series["log_return_1h"], 24), 168),
     ),
     Feature("range_log", "volatility", "ln(high_t / low_t)", "log ratio", 0, (PRICES,), expr=ind.LOG_RANGE),
     *(_range_vol(estimator, h) for estimator in ("parkinson", "garman_klass") for h in (24, 168)),
@@ -210,7 +211,7 @@ CATALOG: tuple[Feature, ...] = (
         "corr_return_volume_change_24h", "price-volume",
         "correlation of ret_1h and ln((1 + volume_t) / (1 + volume_(t-1))) over 24 hours", "correlation", 24,
         (PRICES,),
-        array=_correlation_with_returns(lambda series: ind.log_returns(1.0 + series["volume"]), 24),
+        array=_correlation_with_returns(lambda series: ind.first_difference(np.log1p(series["volume"])), 24),
     ),
     Feature(
         "taker_buy_ratio_1h", "microstructure", "taker_buy_volume_t / volume_t (buyer-initiated share)", "0..1", 0,
@@ -274,7 +275,7 @@ CATALOG: tuple[Feature, ...] = (
     Feature(
         "market_corr_168h", "cross-asset", f"correlation of ret_1h with {MARKET_REFERENCE}'s ret_1h over 168 hours",
         "correlation", 168, (PRICES, MARKET),
-        array=_correlation_with_returns(lambda series: ind.log_returns(series["market_close"]), 168),
+        array=_correlation_with_returns(lambda series: series["market_log_return_1h"], 168),
     ),
     Feature(
         "hour_sin", "calendar", "sin(2π · hour of day / 24), UTC", "-1..1", 0, (CLOCK,), array=ind.calendar(24, np.sin)
@@ -343,6 +344,13 @@ HISTORY_HOURS: dict[str, int] = {
 WARMUP_HOURS = max(f.warmup_hours for f in CATALOG)
 _PRICE_COLUMNS = ("open", "high", "low", "close", "volume", "trades", "taker_buy_volume")
 _SENTIMENT_COLUMNS = ("item_count", "sentiment_mean", "sentiment_decayed", "news_intensity_decayed")
+# The columns the polars stage reads: the expressions' inputs and the array features it passes through.
+_BASE_COLUMNS_READ = tuple(
+    dict.fromkeys(
+        [name for f in CATALOG if f.expr is not None for name in f.expr.meta.root_names()]
+        + [f.name for f in CATALOG if f.array is not None]
+    )
+)
 
 if len(FEATURES) != len(CATALOG):
     raise ValueError("feature names in the catalog must be unique")
@@ -387,6 +395,10 @@ def compute_features(
         **grid.scatter(sentiment, "news_sentiment", _SENTIMENT_COLUMNS),
     }
     arrays["market_close"] = grid.market_reference(arrays["close"])
+    for prefix in ("", "market_"):
+        log_close = np.log(arrays[f"{prefix}close"])
+        arrays[f"{prefix}log_close"] = log_close
+        arrays[f"{prefix}log_return_1h"] = grid.first_difference(log_close)
     arrays["epoch_hour"] = grid.epoch_hours()
     with np.errstate(invalid="ignore"):
         arrays["sentiment_sum"] = np.where(
@@ -394,18 +406,22 @@ def compute_features(
         )
     for feature in CATALOG:
         if feature.array is not None:
-            values = grid.per_symbol(feature.array, arrays)
-            values[~np.isfinite(values)] = np.nan  # undefined is null, like missing: never NaN or infinity
-            arrays[feature.name] = values
+            arrays[feature.name] = grid.per_symbol(feature.array, arrays)
     base = pl.DataFrame(
-        [grid.ts_column(), grid.symbol_column()]
-        + [pl.Series(name, values, dtype=pl.Float64, nan_to_null=True) for name, values in arrays.items()]
+        [grid.ts_column(), grid.symbol_column()] + [_column(name, arrays[name]) for name in _BASE_COLUMNS_READ]
     )
     # The row-wise expressions run over the whole symbol-major column at once: a `shift` that crosses into the
     # previous symbol's block only ever belongs to a history row, and history rows are cut off below.
     columns = [(pl.col(f.name) if f.expr is None else f.expr).alias(f.name) for f in CATALOG]
     computed = grid.without_history(base.lazy().select("ts", "symbol", *columns).collect(), history)
     return _undefined_as_null(computed, [f.name for f in CATALOG if f.expr is not None])
+
+
+def _column(name: str, values: np.ndarray | list[np.ndarray]) -> pl.Series:
+    """A polars column from a grid array or from per-symbol blocks (joined without copying); NaN becomes null."""
+    if isinstance(values, list):
+        return pl.concat([pl.Series(name, v, dtype=pl.Float64, nan_to_null=True) for v in values], rechunk=False)
+    return pl.Series(name, values, dtype=pl.Float64, nan_to_null=True)
 
 
 def _undefined_as_null(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
@@ -417,13 +433,17 @@ def _undefined_as_null(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
 
 
 class _Block(Mapping[str, np.ndarray]):
-    """One symbol's rows of the grid's arrays, sliced (without copying) when a feature asks for a column."""
+    """One symbol's rows of the grid's arrays, sliced (without copying) when a feature asks for a column. Array
+    features are kept as one array per symbol (a list), so they are never copied into a grid-long array."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], begin: int, end: int):
-        self._arrays, self._begin, self._end = arrays, begin, end
+    def __init__(self, arrays: dict[str, np.ndarray | list[np.ndarray]], index: int, hours: int):
+        self._arrays, self._index, self._hours = arrays, index, hours
 
     def __getitem__(self, column: str) -> np.ndarray:
-        return self._arrays[column][self._begin : self._end]
+        values = self._arrays[column]
+        if isinstance(values, list):
+            return values[self._index]
+        return values[self._index * self._hours : (self._index + 1) * self._hours]
 
     def __iter__(self):
         return iter(self._arrays)
@@ -446,23 +466,20 @@ class _Grid:
         if missing:
             raise ValueError(f"{table} lacks the columns {missing}")
         hour_us = 3_600_000_000
-        offset = pl.col("ts").dt.epoch("us") - int(self.start.timestamp() * 1_000_000)
-        symbol_index = pl.col("symbol").replace_strict(self.symbols, range(len(self.symbols)), default=None)
-        located = frame.filter(symbol_index.is_not_null() & (offset >= 0) & (offset < self.hours * hour_us)).select(
-            (symbol_index * self.hours + offset // hour_us).alias("row"),
-            (offset % hour_us != 0).alias("misaligned"),
-            *(pl.col(c).cast(pl.Float64) for c in columns),
-        )
-        if located["misaligned"].any():
+        offset = frame["ts"].dt.epoch("us").to_numpy() - int(self.start.timestamp() * 1_000_000)
+        codes = frame["symbol"].cast(pl.Enum(self.symbols), strict=False).to_physical()
+        located = codes.is_not_null().to_numpy() & (offset >= 0) & (offset < self.hours * hour_us)
+        if (offset[located] % hour_us).any():
             raise ValueError(f"{table} has timestamps that are not on the hour")
-        rows = located["row"].to_numpy()
+        rows = codes.fill_null(0).to_numpy().astype(np.int64)[located] * self.hours + offset[located] // hour_us
         if np.bincount(rows, minlength=self.rows).max(initial=0) > 1:
             raise ValueError(f"{table} holds more than one row for some (ts, symbol)")
+        values = frame.select(pl.col(columns).cast(pl.Float64))
         out = {}
         for column in columns:
-            values = np.full(self.rows, np.nan)
-            values[rows] = located[column].fill_null(np.nan).to_numpy()
-            out[column] = values
+            grid_values = np.full(self.rows, np.nan)
+            grid_values[rows] = values[column].to_numpy()[located]
+            out[column] = grid_values
         return out
 
     def market_reference(self, close: np.ndarray) -> np.ndarray:
@@ -471,15 +488,23 @@ class _Grid:
         block = self.symbols.index(MARKET_REFERENCE) * self.hours
         return np.tile(close[block : block + self.hours], len(self.symbols))
 
-    def per_symbol(self, compute: Callable[[ind.Series], np.ndarray], arrays: dict[str, np.ndarray]) -> np.ndarray:
-        out = np.empty(self.rows)
-        for begin in range(0, self.rows, self.hours):
-            out[begin : begin + self.hours] = compute(_Block(arrays, begin, begin + self.hours))
-        return out
+    def per_symbol(self, compute: Callable[[ind.Series], np.ndarray], arrays: dict) -> list[np.ndarray]:
+        """`compute` on each symbol's block; undefined values (infinities too) become NaN, i.e. null."""
+        blocks = []
+        for index in range(len(self.symbols)):
+            values = np.asarray(compute(_Block(arrays, index, self.hours)), dtype=np.float64)
+            blocks.append(np.where(np.isfinite(values), values, np.nan))
+        return blocks
 
     def epoch_hours(self) -> np.ndarray:
         first = int(self.start.timestamp()) // 3600
         return np.tile(np.arange(first, first + self.hours, dtype=np.int64), len(self.symbols))
+
+    def first_difference(self, values: np.ndarray) -> np.ndarray:
+        """x_t - x_(t-1) within each symbol's block (NaN at a block's first row)."""
+        out = ind.first_difference(values)
+        out[:: self.hours] = np.nan
+        return out
 
     def ts_column(self) -> pl.Series:
         hours = pl.datetime_range(self.start, self.end - timedelta(hours=1), "1h", time_zone="UTC", eager=True)

@@ -30,10 +30,11 @@ generates this page and fills the `features` asset's metadata. The warehouse tab
 - **Point in time.** The row for hour `t` uses only the bars of hours `<= t` and the news published before `t + 1h`:
   what is known when hour `t` closes. Perturbing any input after `t` changes nothing at or before `t` (tested).
 - **Fixed windows, honest nulls.** Windows are a fixed number of hours on a complete hourly grid. A missing hour
-  makes every value whose window holds it null, for exactly the `lookback` hours after it; the first `warm-up` hours
-  of data are null too. Undefined values (a zero range, a constant window, an hour without headlines for a mean) are
-  null. Nothing is ever 0 for "unknown", forward-filled, NaN or infinite (tested feature by feature against the
-  declared lookback and warm-up).
+  makes every value that reads it null: a window feature for the `lookback` hours after it, a return (which reads
+  two closes) at the two hours whose endpoints it is. The first `warm-up` hours of data are null too. Undefined
+  values (a zero range, a constant window, an hour without headlines for a mean) are null. Nothing is ever 0 for
+  "unknown", forward-filled, NaN or infinite (tested feature by feature against the declared lookback and
+  warm-up).
 - **Chunk invariance.** A backfill chunked any way gives the same table, to 1e-9 (tested with single-hour and
   irregular chunks, with and without gaps).
 - **TA-Lib exactness.** The classic indicators are TA-Lib's own functions, called on each run of complete hours;

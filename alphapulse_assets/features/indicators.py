@@ -22,12 +22,13 @@ TWO_PI = 2.0 * math.pi
 
 # --- row-wise polars expressions -----------------------------------------------------------------------------------
 CLOSE, OPEN, HIGH, LOW = pl.col("close"), pl.col("open"), pl.col("high"), pl.col("low")
-LOG_CLOSE = CLOSE.log()
+# Computed once per run in numpy (polars would recompute the log in every expression that uses it).
+LOG_CLOSE = pl.col("log_close")
 LOG_RANGE = (HIGH / LOW).log()
 RANGE = HIGH - LOW
 BODY_TOP = pl.max_horizontal(OPEN, CLOSE)
 BODY_BOTTOM = pl.min_horizontal(OPEN, CLOSE)
-MARKET_LOG_CLOSE = pl.col("market_close").log()
+MARKET_LOG_CLOSE = pl.col("market_log_close")
 
 
 def log_return(hours: int, log_close: pl.Expr = LOG_CLOSE) -> pl.Expr:
@@ -70,11 +71,12 @@ def by_run(fn: Callable[..., np.ndarray], *columns: np.ndarray, warmup: int) -> 
     return out
 
 
-def log_returns(close: np.ndarray) -> np.ndarray:
-    returns = np.empty_like(close)
-    returns[0] = np.nan
-    np.subtract(np.log(close[1:]), np.log(close[:-1]), out=returns[1:])
-    return returns
+def first_difference(values: np.ndarray) -> np.ndarray:
+    """x_t - x_(t-1), NaN for the first row."""
+    out = np.empty_like(values)
+    out[0] = np.nan
+    np.subtract(values[1:], values[:-1], out=out[1:])
+    return out
 
 
 def constant_window(x: np.ndarray, hours: int) -> np.ndarray:
@@ -90,9 +92,9 @@ def root_mean(squares: np.ndarray, hours: int) -> np.ndarray:
     )
 
 
-def realised_vol(close: np.ndarray, hours: int) -> np.ndarray:
+def realised_vol(returns: np.ndarray, hours: int) -> np.ndarray:
     """Root mean square of the last `hours` hourly log returns (not demeaned, not annualised)."""
-    return root_mean(log_returns(close) ** 2, hours)
+    return root_mean(returns**2, hours)
 
 
 def parkinson_vol(series: Series, hours: int) -> np.ndarray:
@@ -168,7 +170,7 @@ def price_position(series: Series, hours: int) -> np.ndarray:
     return by_run(position, series["high"], series["low"], series["close"], warmup=hours - 1)
 
 
-def trend_slope(close: np.ndarray, hours: int) -> np.ndarray:
+def trend_slope(returns: np.ndarray, hours: int) -> np.ndarray:
     """Least-squares slope of log close on the hour index over the last `hours` hours (log return per hour).
 
     For equally spaced x the OLS slope is a fixed weighting of the window's first differences,
@@ -178,14 +180,13 @@ def trend_slope(close: np.ndarray, hours: int) -> np.ndarray:
     n = hours
     j = np.arange(1, n, dtype=np.float64)
     kernel = j * (n - j) * 6.0 / (n * (n * n - 1.0))  # symmetric, so convolution and correlation agree
-    returns = log_returns(close)
     out = np.full_like(returns, np.nan)
     if len(returns) >= n - 1:
         out[n - 2 :] = np.convolve(returns, kernel, mode="valid")
     return out
 
 
-def trend_r_squared(close: np.ndarray, slope: np.ndarray, hours: int) -> np.ndarray:
+def trend_r_squared(log_close: np.ndarray, slope: np.ndarray, hours: int) -> np.ndarray:
     """R² of the least-squares line with that `slope` (from trend_slope):
     R² = slope² · Sxx / Syy with Sxx = n(n²-1)/12 and Syy = (n-1) · var(log close).
 
@@ -193,7 +194,7 @@ def trend_r_squared(close: np.ndarray, slope: np.ndarray, hours: int) -> np.ndar
     variance would lose about 7 digits; polars' rolling variance keeps them. NaN for a flat window.
     """
     sxx = hours * (hours * hours - 1) / 12.0
-    variance = by_run(lambda y: pl.Series(y).rolling_var(hours).to_numpy(), np.log(close), warmup=hours - 1)
+    variance = by_run(lambda y: pl.Series(y).rolling_var(hours).to_numpy(), log_close, warmup=hours - 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(variance > 0, slope**2 * sxx / (variance * (hours - 1)), np.nan)
 
