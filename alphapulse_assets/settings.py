@@ -217,7 +217,7 @@ class Settings:
             history_start=history_start,
             market_source=market_source,
             news_source=news_source,
-            demo_days=_int(env, "ALPHAPULSE_DEMO_DAYS", 130, minimum=1, maximum=3650),
+            demo_days=_int(env, "ALPHAPULSE_DEMO_DAYS", 136, minimum=1, maximum=3650),
             seed=_int(env, "ALPHAPULSE_SEED", 7, minimum=0),
             news_signal_strength=_float(env, "ALPHAPULSE_NEWS_SIGNAL", 0.35, 0.0, 0.9),
             mlflow_tracking_uri=_env(env, "MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 from polars.testing import assert_frame_equal
+from test_features import TALIB_REFERENCE, talib_reference
 
 from alphapulse_assets.definitions import build_definitions
 from alphapulse_assets.features.catalog import FEATURE_NAMES, FEATURES, HISTORY_HOURS, compute_features
@@ -20,7 +21,6 @@ from alphapulse_assets.settings import Settings
 from alphapulse_assets.training.model import fit_xgboost
 from alphapulse_serving.app import create_app
 from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest, sha256_hex
-from test_features import TALIB_REFERENCE, talib_reference
 
 FIRST = datetime(2025, 3, 1, tzinfo=UTC)
 # Three runs: a long range, a short one, then a single hour. The last starts more than HISTORY_HOURS after the
