@@ -8,7 +8,7 @@ Conventions, each one tested:
   forward-filled, and undefined values (a zero range, a zero variance, no headlines) are null, never 0.
 - Chunk invariance: a value depends on its own window only, so a backfill chunked any way gives the same table.
   TA-Lib's exponential smoothings formally reach back to the start of the data; they are computed from
-  `HISTORY_HOURS` back, where the start's influence has fallen below 1e-12.
+  `EXPONENTIAL_HISTORY_HOURS` back, where the start's influence has fallen below 1e-12.
 """
 
 from __future__ import annotations
