@@ -7,7 +7,6 @@ import warnings
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import polars as pl
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from alphapulse_assets.settings import DEFAULT_HISTORY_START, parse_history_start
@@ -52,9 +51,3 @@ def range_run_request(run_key: str, first: datetime, last: datetime, tags: dict[
             **tags,
         },
     )
-
-
-def hourly_grid(symbols: list[str] | tuple[str, ...], start: datetime, end: datetime) -> pl.DataFrame:
-    """Every (symbol, hour) in [start, end), symbol-major: each symbol's hours form one contiguous block."""
-    hours = pl.datetime_range(start, end - timedelta(hours=1), "1h", time_zone="UTC", eager=True).alias("ts")
-    return pl.DataFrame({"symbol": list(symbols)}).join(pl.DataFrame(hours), how="cross").sort("symbol", "ts")

@@ -24,6 +24,7 @@ import polars as pl
 import talib
 
 from alphapulse_assets.features import indicators as ind
+from alphapulse_assets.hours import hour_range
 
 # The cross-asset reference: its returns are a feature of every symbol. Null when it is not in the universe.
 MARKET_REFERENCE = "BTCUSDT"
@@ -507,8 +508,7 @@ class _Grid:
         return out
 
     def ts_column(self) -> pl.Series:
-        hours = pl.datetime_range(self.start, self.end - timedelta(hours=1), "1h", time_zone="UTC", eager=True)
-        return pl.concat([hours] * len(self.symbols)).alias("ts")
+        return pl.concat([hour_range(self.start, self.end)] * len(self.symbols))
 
     def symbol_column(self) -> pl.Series:
         return pl.concat([pl.repeat(s, self.hours, dtype=pl.String, eager=True) for s in self.symbols]).alias("symbol")

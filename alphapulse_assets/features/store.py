@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 
 from alphapulse_assets.features.catalog import FEATURE_NAMES, feature_version, latest_rows
+from alphapulse_assets.hours import hour_range
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import Warehouse
@@ -24,8 +25,7 @@ def current_feature_version(sentiment: SentimentModel) -> str:
 
 
 def feature_hours_frame(start: datetime, end: datetime, version: str, run_id: str) -> pl.DataFrame:
-    hours = pl.datetime_range(start, end - timedelta(hours=1), "1h", time_zone="UTC", eager=True).alias("ts")
-    return pl.DataFrame(hours).with_columns(
+    return pl.DataFrame(hour_range(start, end)).with_columns(
         pl.lit(version).alias("feature_version"),
         pl.lit(datetime.now(UTC)).alias("materialized_at"),
         pl.lit(run_id).alias("run_id"),
@@ -40,22 +40,23 @@ def require_feature_version(warehouse: Warehouse, start: datetime, end: datetime
     """
     span = f"[{start.isoformat()}, {end.isoformat()})"
     hours = int((end - start) / timedelta(hours=1))
-    recorded = (
-        warehouse.read_window(FEATURE_HOURS, start, end) if warehouse.table_exists(FEATURE_HOURS) else pl.DataFrame()
+    recorded = warehouse.read_window(FEATURE_HOURS, start, end) if warehouse.table_exists(FEATURE_HOURS) else None
+    missing = hours - (0 if recorded is None else recorded.height)
+    stale = (
+        []
+        if recorded is None
+        else recorded.filter(pl.col("feature_version") != expected)
+        .group_by("feature_version")
+        .agg(pl.len().alias("hours"), pl.col("ts").min().alias("first"))
+        .sort("first")
+        .to_dicts()
     )
-    by_version = (
-        recorded.group_by("feature_version").agg(pl.len().alias("hours"), pl.col("ts").min().alias("first"))
-        if recorded.height
-        else pl.DataFrame()
-    )
-    stale = by_version.filter(pl.col("feature_version") != expected) if by_version.height else by_version
-    missing = hours - recorded.height
-    if missing == 0 and stale.is_empty():
+    if missing == 0 and not stale:
         return
     problems = []
     if missing:
         problems.append(f"{missing} of {hours} hours have no features (or none with a recorded version)")
-    for row in stale.iter_rows(named=True):
+    for row in stale:
         problems.append(f"{row['hours']} hours (from {row['first'].isoformat()}) hold version {row['feature_version']}")
     raise dg.Failure(
         description=(

@@ -10,8 +10,8 @@ from datetime import datetime
 
 import polars as pl
 
+from alphapulse_assets.hours import hourly_grid
 from alphapulse_assets.market.binance_archive import REJECTED_SCHEMA
-from alphapulse_assets.partitions import hourly_grid
 
 _PRICES = ("open", "high", "low", "close")
 _VOLUMES = ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume")

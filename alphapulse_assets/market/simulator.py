@@ -26,6 +26,8 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 
+from alphapulse_assets.hours import hour_range
+
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 BLOCK_HOURS = 168
 HOURS_PER_YEAR = 24 * 365
@@ -293,7 +295,7 @@ class SimulatedWorld:
             frames.append(
                 pl.DataFrame(
                     {
-                        "ts": pl.datetime_range(start, end - timedelta(hours=1), "1h", time_zone="UTC", eager=True),
+                        "ts": hour_range(start, end),
                         "symbol": [symbol] * (stop - first),
                         "open": path.open[window],
                         "high": path.high[window],

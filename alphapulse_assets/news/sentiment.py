@@ -13,6 +13,8 @@ from typing import Protocol
 
 import polars as pl
 
+from alphapulse_assets.hours import hour_range
+
 
 class SentimentScorer(Protocol):
     """Maps texts to scores in [-1, 1]. A transformer model installed locally can stand in for the lexicons: give
@@ -149,9 +151,7 @@ def aggregate_sentiment(
     weighted mean (null when the window holds no items); `news_intensity_decayed` is the sum of the weights.
     """
     symbol_frame = pl.DataFrame({"symbol": list(symbols)}, schema={"symbol": pl.String})
-    grid = pl.DataFrame(
-        pl.datetime_range(start, end - timedelta(hours=1), "1h", time_zone="UTC", eager=True).alias("ts")
-    ).join(symbol_frame, how="cross")
+    grid = pl.DataFrame(hour_range(start, end)).join(symbol_frame, how="cross")
     news = scored_news.select(
         pl.col("published_at").cast(pl.Datetime("us", "UTC")),
         pl.col("symbols").cast(pl.List(pl.String)),

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from alphapulse_assets.partitions import hourly_grid
+from alphapulse_assets.hours import hourly_grid
 
 
 @dataclass(frozen=True)
