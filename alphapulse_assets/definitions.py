@@ -83,10 +83,21 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             cost_bps=settings.cost_bps,
             seed=settings.seed,
             drift_window_hours=settings.drift_window_hours,
+            horizon_hours=settings.label_horizon_hours,
+            dead_band_bps=settings.label_dead_band_bps,
+            cv_folds=settings.cv_folds,
+            cv_window=settings.cv_window,
+            tuning_trials=settings.tuning_trials,
+            model_families=list(settings.model_families),
+            placebo_runs=settings.placebo_runs,
+            device=settings.training_device,
+            threads=settings.training_threads,
         ),
         "price_quality": PriceQuality(extreme_move_z=settings.extreme_move_z),
         "mlflow": MlflowTracking(
-            tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.home / "mlartifacts")
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_root=str(settings.home / "mlartifacts"),
+            registered_model_name=settings.mlflow_model_name,
         ),
     }
 

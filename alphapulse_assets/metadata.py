@@ -23,15 +23,24 @@ def _cell(value) -> str:
     return str(value).replace("|", "\\|")
 
 
-def png_markdown(figure, alt: str) -> dg.MetadataValue:
-    """A matplotlib figure embedded as a PNG in markdown metadata (the UI renders it inline)."""
+def figure_png(figure) -> bytes:
+    """A matplotlib figure as PNG bytes; the figure is closed."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
     plt.close(figure)
-    encoded = base64.b64encode(buffer.getvalue()).decode()
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+    return buffer.getvalue()
+
+
+def png_bytes_markdown(png: bytes, alt: str) -> dg.MetadataValue:
+    """PNG bytes embedded in markdown metadata (the UI renders them inline)."""
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def png_markdown(figure, alt: str) -> dg.MetadataValue:
+    """A matplotlib figure embedded as a PNG in markdown metadata."""
+    return png_bytes_markdown(figure_png(figure), alt)
 
 
 def new_figure(width: float = 8.0, height: float = 3.0):

@@ -18,6 +18,9 @@ from alphapulse_assets.market.simulator import SYMBOL_CATALOG
 SUPPORTED_MARKET_SOURCES = ("simulated", "binance_archive", "binance_rest")
 SUPPORTED_NEWS_SOURCES = ("simulated", "rss", "jsonl")
 SUPPORTED_SENTIMENT_SCORERS = ("vader", "loughran_mcdonald")
+SUPPORTED_MODEL_FAMILIES = ("xgboost", "catboost", "logistic")
+SUPPORTED_CV_WINDOWS = ("expanding", "sliding")
+SUPPORTED_DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_HISTORY_START = "2025-01-01"
 _SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
 
@@ -92,6 +95,24 @@ def parse_aliases(raw: str, name: str = "ALPHAPULSE_SYMBOL_ALIASES") -> dict[str
     return aliases
 
 
+def parse_families(raw: str, name: str = "ALPHAPULSE_MODEL_FAMILIES") -> tuple[str, ...]:
+    families: list[str] = []
+    for part in raw.split(","):
+        family = part.strip().lower()
+        if not family:
+            continue
+        if family not in SUPPORTED_MODEL_FAMILIES:
+            raise ConfigError(
+                f"{name}: {family!r} is not a model family; supported: {', '.join(SUPPORTED_MODEL_FAMILIES)}"
+            )
+        if family in families:
+            raise ConfigError(f"{name}: {family} is listed twice")
+        families.append(family)
+    if not families:
+        raise ConfigError(f"{name}={raw!r}: at least one model family is required")
+    return tuple(families)
+
+
 def _env(env: dict[str, str], name: str, default: str) -> str:
     value = env.get(name)
     return default if value is None or value.strip() == "" else value.strip()
@@ -153,6 +174,16 @@ class Settings:
     symbol_aliases: dict[str, tuple[str, ...]] | None = None
     sentiment_scorer: str = "vader"
     sentiment_half_life_hours: float = 6.0
+    label_horizon_hours: int = 1
+    label_dead_band_bps: float = 0.0
+    cv_folds: int = 5
+    cv_window: str = "expanding"
+    tuning_trials: int = 30
+    model_families: tuple[str, ...] = SUPPORTED_MODEL_FAMILIES
+    placebo_runs: int = 5
+    training_device: str = "auto"
+    training_threads: int = 2
+    mlflow_model_name: str = "alphapulse-direction"
 
     @property
     def dagster_home(self) -> Path:
@@ -168,8 +199,8 @@ class Settings:
 
     @property
     def min_training_hours(self) -> int:
-        """Hours of labelled features one retrain needs: training, embargo and validation windows."""
-        return (self.train_days + self.validation_days) * 24 + self.embargo_hours
+        """Hours of labelled features one retrain needs: training, purge, embargo and validation windows."""
+        return (self.train_days + self.validation_days) * 24 + self.embargo_hours + self.label_horizon_hours
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -236,5 +267,15 @@ class Settings:
             symbol_aliases=parse_aliases(_env(env, "ALPHAPULSE_SYMBOL_ALIASES", "")),
             sentiment_scorer=_choice(env, "ALPHAPULSE_SENTIMENT_SCORER", "vader", SUPPORTED_SENTIMENT_SCORERS),
             sentiment_half_life_hours=_float(env, "ALPHAPULSE_SENTIMENT_HALF_LIFE_HOURS", 6.0, 0.25, 72.0),
+            label_horizon_hours=_int(env, "ALPHAPULSE_LABEL_HORIZON_HOURS", 1, minimum=1, maximum=168),
+            label_dead_band_bps=_float(env, "ALPHAPULSE_LABEL_DEAD_BAND_BPS", 0.0, 0.0, 1000.0),
+            cv_folds=_int(env, "ALPHAPULSE_CV_FOLDS", 5, minimum=2, maximum=20),
+            cv_window=_choice(env, "ALPHAPULSE_CV_WINDOW", "expanding", SUPPORTED_CV_WINDOWS),
+            tuning_trials=_int(env, "ALPHAPULSE_TUNING_TRIALS", 30, minimum=1, maximum=10_000),
+            model_families=parse_families(_env(env, "ALPHAPULSE_MODEL_FAMILIES", ",".join(SUPPORTED_MODEL_FAMILIES))),
+            placebo_runs=_int(env, "ALPHAPULSE_PLACEBO_RUNS", 5, minimum=2, maximum=100),
+            training_device=_choice(env, "ALPHAPULSE_TRAINING_DEVICE", "auto", SUPPORTED_DEVICES),
+            training_threads=_int(env, "ALPHAPULSE_TRAINING_THREADS", 2, minimum=1, maximum=256),
+            mlflow_model_name=_env(env, "ALPHAPULSE_MLFLOW_MODEL_NAME", "alphapulse-direction"),
         )
         return settings

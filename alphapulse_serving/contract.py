@@ -17,12 +17,12 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from alphapulse_serving.predictors import MODEL_FORMATS, XGBOOST_UBJ, ArtifactError, Predictor, load_predictor
+
+__all__ = ["ArtifactError", "MODEL_FORMATS", "ModelManifest", "ScoringModel", "read_uri", "sha256_hex"]
+
 MANIFEST_KEY = "serving/promoted_model.json"
 SNAPSHOT_KEY = "serving/online_features.json"
-
-
-class ArtifactError(RuntimeError):
-    """A manifest, snapshot or model artifact is missing, malformed or fails its checksum."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -65,7 +65,7 @@ class ModelManifest:
     promoted_at: str
     decision_partition: str
     mlflow_run_id: str | None = None
-    model_format: str = "xgboost-ubj"
+    model_format: str = XGBOOST_UBJ
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
@@ -92,8 +92,8 @@ class ModelManifest:
 class ScoringModel:
     """A verified, loaded model: P(next hour up) from a feature vector in `feature_names` order."""
 
-    def __init__(self, booster, feature_names: list[str], signal_band: float, version: str):
-        self.booster = booster
+    def __init__(self, predictor: Predictor, feature_names: list[str], signal_band: float, version: str):
+        self.predictor = predictor
         self.feature_names = list(feature_names)
         self.signal_band = signal_band
         self.version = version
@@ -101,40 +101,40 @@ class ScoringModel:
 
     @classmethod
     def load(cls, manifest: ModelManifest) -> ScoringModel:
-        if manifest.model_format != "xgboost-ubj":
-            raise ArtifactError(f"model {manifest.version}: unsupported format {manifest.model_format!r}")
         return cls.from_artifact(
             read_uri(manifest.model_uri),
             manifest.sha256,
             manifest.feature_names,
             manifest.signal_band,
             manifest.version,
+            manifest.model_format,
         )
 
     @classmethod
     def from_artifact(
-        cls, data: bytes, expected_sha256: str, feature_names: list[str], signal_band: float, version: str
+        cls,
+        data: bytes,
+        expected_sha256: str,
+        feature_names: list[str],
+        signal_band: float,
+        version: str,
+        model_format: str = XGBOOST_UBJ,
     ) -> ScoringModel:
         digest = sha256_hex(data)
         if digest != expected_sha256:
             raise ArtifactError(f"model {version}: artifact sha256 is {digest}, expected {expected_sha256}")
-        import xgboost as xgb
-
-        booster = xgb.Booster()
         try:
-            booster.load_model(bytearray(data))
-        except xgb.core.XGBoostError as exc:
-            raise ArtifactError(f"model {version}: xgboost cannot load the artifact: {exc}") from exc
-        if booster.num_features() != len(feature_names):
+            predictor = load_predictor(model_format, data)
+        except ArtifactError as exc:
+            raise ArtifactError(f"model {version}: {exc}") from exc
+        if predictor.n_features != len(feature_names):
             raise ArtifactError(
-                f"model {version}: artifact expects {booster.num_features()} features, {len(feature_names)} are listed"
+                f"model {version}: artifact expects {predictor.n_features} features, {len(feature_names)} are listed"
             )
-        # One thread per prediction: the API serves many small requests, not one large batch.
-        booster.set_param({"nthread": 1})
-        return cls(booster, feature_names, signal_band, version)
+        return cls(predictor, feature_names, signal_band, version)
 
     def vector(self, values: dict[str, float | None]) -> np.ndarray:
-        """A feature dict as a row in model order; None and NaN mean missing (the trees route them)."""
+        """A feature dict as a row in model order; None and NaN mean missing (every family handles them)."""
         row = np.full((1, len(self.feature_names)), np.nan, dtype=np.float64)
         for name, value in values.items():
             i = self._index.get(name)
@@ -143,7 +143,7 @@ class ScoringModel:
         return row
 
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
-        return np.asarray(self.booster.inplace_predict(matrix), dtype=np.float64)
+        return self.predictor.predict_proba(matrix)
 
     def signal(self, probability: float) -> int:
         return signal_from_probability(probability, self.signal_band)

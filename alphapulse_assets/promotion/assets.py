@@ -9,11 +9,12 @@ from alphapulse_assets.features.store import current_feature_version
 from alphapulse_assets.market.resources import MarketSource
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, partition_hour
-from alphapulse_assets.promotion.gates import promotion_gates, summarize
+from alphapulse_assets.promotion.gates import promotion_gates
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import Warehouse
-from alphapulse_assets.training.assets import model_evaluation, score_frame, trained_model
+from alphapulse_assets.training.assets import evaluation_gate_list, model_evaluation, score_frame, trained_model
 from alphapulse_assets.training.data import load_labelled, single_row
+from alphapulse_assets.training.gates import gates_table, summarize
 from alphapulse_assets.training.metrics import evaluate_predictions
 from alphapulse_assets.training.resources import ModelPolicy
 from alphapulse_serving.contract import MANIFEST_KEY, ModelManifest, ScoringModel
@@ -38,12 +39,11 @@ def promotion_decision(
     market: MarketSource,
     sentiment: SentimentModel,
 ) -> dg.MaterializeResult:
-    """Champion/challenger gate: promote only a challenger that beats the champion and a no-skill baseline."""
+    """Champion/challenger gate: promote only a challenger that passed every evaluation gate and beats the champion."""
     decision = partition_hour(context)
     trained = single_row(warehouse, "trained_model", decision, "trained_model")
     evaluation = single_row(warehouse, "model_evaluation", decision, "model_evaluation")
     challenger = _metrics_from_row(evaluation, "oos_")
-    baseline = _metrics_from_row(evaluation, "baseline_")
 
     champion = current_champion(object_store)
     champion_metrics, champion_note, overlap_hours = None, "no champion yet", 0.0
@@ -51,14 +51,20 @@ def promotion_decision(
     if champion is not None and champion.feature_version != feature_version:
         champion_note = (
             f"champion {champion.version} uses feature version {champion.feature_version}, features are now "
-            f"{feature_version}: it cannot be served any more, so only the baseline gates apply"
+            f"{feature_version}: it cannot be served any more, so only its evaluation gates apply"
         )
     elif champion is not None:
         # Re-measure the champion on exactly the challenger's held-out rows. A champion decided at an earlier hour
         # with the same windows stopped training a validation window + embargo before that hour, so these rows are
         # out of sample for both models; when they are not (an older hour retrained), the overlap gate voids it.
         holdout = load_labelled(
-            warehouse, market.symbols, trained["validation_start"], trained["validation_end"], policy.min_label_coverage
+            warehouse,
+            market.symbols,
+            trained["validation_start"],
+            trained["validation_end"],
+            policy.min_label_coverage,
+            policy.horizon_hours,
+            policy.dead_band,
         )
         scored = score_frame(ScoringModel.load(champion), holdout)
         champion_metrics, _ = evaluate_predictions(scored, policy.signal_band, policy.cost_bps)
@@ -67,16 +73,10 @@ def promotion_decision(
         champion_note = f"champion {champion.version} re-scored on the challenger's held-out window"
 
     gates = promotion_gates(
-        challenger,
-        baseline,
-        champion_metrics,
-        policy.min_oos_rows,
-        policy.champion_log_loss_margin,
-        overlap_hours,
-        policy.min_log_loss_gain_t,
+        evaluation_gate_list(evaluation), challenger, champion_metrics, policy.champion_log_loss_margin, overlap_hours
     )
     promote = all(g.passed for g in gates)
-    summary = summarize(gates)
+    summary = summarize(gates, verb="promote") if promote else "keep champion: " + summarize(gates)
     row = pl.DataFrame(
         {
             "ts": [decision],
@@ -92,10 +92,6 @@ def promotion_decision(
     )
     warehouse.replace_window("promotion_decision", row, decision, context.partition_time_window.end)
     context.log.info(summary)
-    table = ["| gate | passed | value | threshold | what |", "| --- | --- | --- | --- | --- |"] + [
-        f"| {g.name} | {'yes' if g.passed else '**no**'} | {g.value:.4g} | {g.threshold:.4g} | {g.detail} |"
-        for g in gates
-    ]
     return dg.MaterializeResult(
         metadata={
             "promote": promote,
@@ -103,7 +99,7 @@ def promotion_decision(
             "challenger_version": trained["model_version"],
             "champion_version": champion.version if champion else "none",
             "champion_note": champion_note,
-            "gates": dg.MetadataValue.md("\n".join(table)),
+            "gates": dg.MetadataValue.md(gates_table(gates)),
         }
     )
 
@@ -151,6 +147,11 @@ def promoted_model(
         promoted_at=datetime.now(UTC).isoformat(),
         decision_partition=decision.isoformat(),
         mlflow_run_id=trained["mlflow_run_id"],
+        model_format=trained["model_format"],
+        extra={
+            "family": trained["family"],
+            "registered_model": f"models:/{trained['registered_model']}/{trained['registered_version']}",
+        },
     )
     # Load it exactly as the API will before pointing the API at it.
     ScoringModel.load(manifest)

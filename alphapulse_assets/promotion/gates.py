@@ -1,69 +1,25 @@
-"""The champion/challenger gate. Pure: metrics in, a list of recorded comparisons out."""
+"""The champion/challenger comparison. Pure: metrics in, a list of recorded comparisons out."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
-
-
-@dataclass(frozen=True)
-class Gate:
-    name: str
-    passed: bool
-    value: float | None
-    threshold: float | None
-    detail: str
-
-    def as_dict(self) -> dict:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+from alphapulse_assets.training.gates import Gate
 
 
 def promotion_gates(
+    evaluation: list[Gate],
     challenger: dict[str, float],
-    baseline: dict[str, float],
     champion: dict[str, float] | None,
-    min_oos_rows: int,
     champion_log_loss_margin: float,
     champion_overlap_hours: float = 0.0,
-    min_log_loss_gain_t: float = 1.645,
 ) -> list[Gate]:
-    """Every comparison the decision rests on, all measured out of sample on the challenger's held-out window.
+    """The challenger's own evaluation gates (all must have passed), then the comparisons with the champion.
 
-    `champion` holds the current champion's metrics re-measured on that same window (None: no champion yet);
-    `champion_overlap_hours` is how far the champion's training reaches into that window (a champion trained
-    later than the challenger, e.g. when an old hour is retrained). Any overlap flatters the champion, so the
-    comparison is void and the challenger is refused.
+    `champion` holds the current champion's metrics re-measured on the challenger's out-of-sample window (None: no
+    champion yet); `champion_overlap_hours` is how far the champion's training reaches into that window (a
+    champion trained later than the challenger, e.g. when an old hour is retrained). Any overlap flatters the
+    champion, so the comparison is void and the challenger is refused.
     """
-    gates = [
-        Gate(
-            "enough_oos_rows",
-            challenger["n"] >= min_oos_rows,
-            challenger["n"],
-            float(min_oos_rows),
-            "held-out rows the comparison rests on",
-        ),
-        Gate(
-            "beats_baseline_log_loss",
-            challenger["log_loss"] < baseline["log_loss"],
-            challenger["log_loss"],
-            baseline["log_loss"],
-            "log loss below the no-skill predictor (training base rate)",
-        ),
-        Gate(
-            "log_loss_gain_significant",
-            challenger.get("log_loss_gain_t", float("nan")) >= min_log_loss_gain_t,
-            challenger.get("log_loss_gain_t", float("nan")),
-            min_log_loss_gain_t,
-            "paired t-statistic of the per-row log-loss gain over the baseline (a real gain, not a few lucky rows)",
-        ),
-        Gate(
-            "positive_sharpe_after_costs",
-            challenger["sharpe"] > 0.0,
-            challenger["sharpe"],
-            0.0,
-            "annualised Sharpe of the signal after costs",
-        ),
-    ]
+    gates = list(evaluation)
     if champion is not None:
         gates += [
             Gate(
@@ -89,14 +45,3 @@ def promotion_gates(
             ),
         ]
     return gates
-
-
-def summarize(gates: list[Gate]) -> str:
-    failed = [g for g in gates if not g.passed]
-    if not failed:
-        return "promote: " + ", ".join(g.name for g in gates)
-    return "keep champion: failed " + "; ".join(f"{g.name} ({_fmt(g.value)} vs {_fmt(g.threshold)})" for g in failed)
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"

@@ -1,7 +1,6 @@
 import json
-import tempfile
+import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -12,19 +11,39 @@ from alphapulse_assets.features.catalog import FEATURE_NAMES
 from alphapulse_assets.features.store import current_feature_version, require_feature_version
 from alphapulse_assets.market.assets import prices
 from alphapulse_assets.market.resources import MarketSource
-from alphapulse_assets.metadata import new_figure, png_markdown
+from alphapulse_assets.metadata import figure_png, new_figure, png_bytes_markdown, table_preview
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, partition_hour
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import Warehouse
 from alphapulse_assets.training.data import load_labelled, single_row
-from alphapulse_assets.training.metrics import evaluate_predictions, log_loss_gain_t
-from alphapulse_assets.training.model import fit_xgboost
+from alphapulse_assets.training.evaluation import ChosenModel, evaluate_model
+from alphapulse_assets.training.gates import Gate, gates_table
+from alphapulse_assets.training.metrics import HOURS_PER_YEAR
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
+from alphapulse_assets.training.tuning import TrainingSet, TuningResult, fit_final, tune
 from alphapulse_serving.contract import ScoringModel, sha256_hex
+from alphapulse_serving.predictors import CATBOOST_CBM, LOGISTIC_JSON, XGBOOST_UBJ
+
+ARTIFACT_EXTENSIONS = {XGBOOST_UBJ: "ubj", CATBOOST_CBM: "cbm", LOGISTIC_JSON: "json"}
 
 
-@dg.asset(partitions_def=HOURLY, group_name="training", kinds={"xgboost", "mlflow"}, deps=[features, prices])
+def artifact_key(model_version: str, model_format: str) -> str:
+    return f"models/{model_version}/model.{ARTIFACT_EXTENSIONS[model_format]}"
+
+
+def _load_window(warehouse: Warehouse, market: MarketSource, policy: ModelPolicy, start, end) -> pl.DataFrame:
+    return load_labelled(
+        warehouse, market.symbols, start, end, policy.min_label_coverage, policy.horizon_hours, policy.dead_band
+    )
+
+
+@dg.asset(
+    partitions_def=HOURLY,
+    group_name="training",
+    kinds={"xgboost", "catboost", "optuna", "mlflow"},
+    deps=[features, prices],
+)
 def trained_model(
     context: dg.AssetExecutionContext,
     warehouse: Warehouse,
@@ -34,7 +53,7 @@ def trained_model(
     market: MarketSource,
     sentiment: SentimentModel,
 ) -> dg.MaterializeResult:
-    """An XGBoost next-hour direction model fitted on the rolling window that ends before this hour's validation."""
+    """The best of XGBoost, CatBoost and logistic regression, tuned by Optuna on purged walk-forward folds."""
     decision = partition_hour(context)
     windows = policy.windows(decision)
     # Training and validation rows must be of the version the online features will have, or the model cannot serve.
@@ -46,79 +65,182 @@ def trained_model(
         feature_version,
         f"trained_model {decision:%Y-%m-%d %H:00}",
     )
-    train = load_labelled(warehouse, market.symbols, windows.train_start, windows.train_end, policy.min_label_coverage)
-    x = train.select(FEATURE_NAMES).to_numpy()
-    y = train["label_up"].to_numpy()
-    fitted = fit_xgboost(x, y, list(FEATURE_NAMES), seed=policy.seed)
-    sha = sha256_hex(fitted.artifact)
+    train = _load_window(warehouse, market, policy, windows.train_start, windows.train_end)
+    data = TrainingSet.from_frame(train, list(FEATURE_NAMES))
+    config = policy.tuning()
+    try:
+        result = tune(data, config)
+    except ValueError as exc:  # folds that cannot be formed or trained: a data or configuration problem
+        raise dg.Failure(f"trained_model {decision:%Y-%m-%d %H:00}: {exc}") from exc
+    best = result.best
+    refit_started = time.perf_counter()
+    model = fit_final(data, best.family, best.params, config.trainer)
+    refit_seconds = time.perf_counter() - refit_started
+    artifact = model.artifact()
+    sha = sha256_hex(artifact)
     version = f"{decision:%Y%m%d%H}-{sha[:10]}"
-    model_key = f"models/{version}/model.ubj"
-    model_uri = object_store.put_bytes(model_key, fitted.artifact)
+    model_uri = object_store.put_bytes(artifact_key(version, model.model_format), artifact)
+    importance = model.importance(list(FEATURE_NAMES))
+    labelled = data.label[data.label >= 0]
+    fold_layout = [_fold_layout(fold) for fold in result.folds]
+    fold_scores = [score.__dict__ | {"gain": score.gain} for score in best.folds]
 
     run_id = mlflow.start_run(
         run_name=f"trained_model {decision:%Y-%m-%d %H:00}",
         params={
-            **fitted.params,
-            "num_boost_round": fitted.num_boost_round,
+            "family": best.family,
+            **{f"model.{k}": v for k, v in best.params.items()},
             **windows.as_dict(),
+            "horizon_hours": policy.horizon_hours,
+            "dead_band_bps": policy.dead_band_bps,
             "embargo_hours": policy.embargo_hours,
+            "cv_folds": policy.cv_folds,
+            "cv_window": policy.cv_window,
+            "trials_per_family": policy.tuning_trials,
+            "families": ",".join(policy.model_families),
+            "seed": config.trainer.seed,
+            "threads": config.trainer.threads,
+            "device": config.trainer.device,
             "feature_version": feature_version,
         },
         tags={"alphapulse.version": version, "alphapulse.partition": decision.isoformat(), "alphapulse.sha256": sha},
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / "model.ubj"
-        local.write_bytes(fitted.artifact)
-        mlflow.log_artifact(run_id, str(local), "model")
+    for score in best.folds:
+        mlflow.log_metrics(
+            run_id,
+            {
+                "cv_val_log_loss": score.val_log_loss,
+                "cv_val_auc": score.val_auc,
+                "cv_train_auc": score.train_auc,
+                "cv_baseline_log_loss": score.baseline_log_loss,
+            },
+            step=score.fold,
+        )
+    mlflow.log_metrics(
+        run_id,
+        {
+            "cv_log_loss": best.cv_log_loss,
+            "cv_auc": best.cv_auc,
+            "n_trials": result.n_trials,
+            "n_completed_trials": result.n_completed,
+            "tuning_seconds": sum(result.seconds_by_family.values()),
+        },
+    )
+    mlflow.log_json(run_id, [t.as_row() | {"params": t.params} for t in result.trials], "tuning/trials.json")
+    mlflow.log_json(run_id, fold_layout, "tuning/folds.json")
+    description = {
+        "version": version,
+        "sha256": sha,
+        "model_format": model.model_format,
+        "family": best.family,
+        "feature_names": list(FEATURE_NAMES),
+        "feature_version": feature_version,
+    }
+    registered_name, registered_version = mlflow.log_model(run_id, artifact, description, best.family)
 
-    importance = fitted.booster.get_score(importance_type="gain")
     record = pl.DataFrame(
         {
             "ts": [decision],
             "model_version": [version],
             "model_uri": [model_uri],
             "sha256": [sha],
+            "model_format": [model.model_format],
+            "family": [best.family],
+            "params": [json.dumps(best.params, sort_keys=True)],
             "feature_names": [list(FEATURE_NAMES)],
             "feature_version": [feature_version],
             "train_start": [windows.train_start],
             "train_end": [windows.train_end],
             "validation_start": [windows.validation_start],
             "validation_end": [windows.validation_end],
-            "n_train": [train.height],
-            "train_base_rate": [float(y.mean())],
-            "params": [json.dumps(fitted.params, sort_keys=True)],
+            "horizon_hours": [policy.horizon_hours],
+            "dead_band_bps": [policy.dead_band_bps],
+            "n_train": [len(labelled)],
+            "train_base_rate": [float(labelled.mean())],
+            "cv_log_loss": [best.cv_log_loss],
+            "cv_auc": [best.cv_auc],
+            "train_auc": [best.train_auc],
+            "n_trials": [result.n_trials],
+            "n_completed_trials": [result.n_completed],
+            "trial_sharpe_variance": [result.trial_sharpe_variance],
+            "fold_scores": [json.dumps(fold_scores)],
+            "folds": [json.dumps(fold_layout)],
+            "importance": [json.dumps(importance, sort_keys=True)],
             "mlflow_run_id": [run_id],
+            "registered_model": [registered_name],
+            "registered_version": [registered_version],
+            "tuning_seconds": [sum(result.seconds_by_family.values())],
             "trained_at": [datetime.now(UTC)],
         }
     )
-    warehouse.replace_window("trained_model", record, decision, context.partition_time_window.end)
+    trials = pl.DataFrame(
+        [{"ts": decision, **t.as_row(), "params": json.dumps(t.params, sort_keys=True)} for t in result.trials]
+    )
+    window_end = context.partition_time_window.end
+    warehouse.replace_window("trained_model", record, decision, window_end)
+    warehouse.replace_window("tuning_trials", trials, decision, window_end)
     return dg.MaterializeResult(
         metadata={
             "model_version": version,
+            "family": best.family,
             "model_uri": dg.MetadataValue.url(model_uri),
             "sha256": sha,
-            "n_train": train.height,
-            "train_base_rate": float(y.mean()),
+            "params": dg.MetadataValue.json(best.params),
+            "cv_log_loss": best.cv_log_loss,
+            "cv_auc": best.cv_auc,
+            "n_train": len(labelled),
+            "train_base_rate": float(labelled.mean()),
+            "n_trials": result.n_trials,
+            "n_pruned_trials": result.n_trials - result.n_completed,
+            "best_by_family": _best_by_family_table(result),
+            "folds": table_preview(pl.DataFrame(fold_layout), rows=len(fold_layout)),
+            "tuning_seconds": dg.MetadataValue.json(
+                {**{k: round(v, 2) for k, v in result.seconds_by_family.items()}, "refit": round(refit_seconds, 2)}
+            ),
             "training_window": dg.MetadataValue.json(windows.as_dict()),
             "feature_version": feature_version,
             "mlflow_run_id": run_id,
             "mlflow_tracking_uri": mlflow.tracking_uri,
-            "feature_importance_gain": dg.MetadataValue.json(
-                dict(sorted(importance.items(), key=lambda kv: -kv[1])[:10])
-            ),
+            "registered_model": f"models:/{registered_name}/{registered_version}",
         }
     )
 
 
+def _fold_layout(fold) -> dict:
+    """A fold's boundaries as timestamps, for people."""
+    layout = fold.as_dict()
+    for key in ("test_start", "test_end"):
+        layout[key] = datetime.fromtimestamp(layout[key] * 3600, UTC).isoformat()
+    return layout
+
+
+def _best_by_family_table(result: TuningResult) -> dg.MetadataValue:
+    rows = [
+        {
+            "family": name,
+            "trial": trial.number,
+            "cv_log_loss": trial.cv_log_loss,
+            "cv_auc": trial.cv_auc,
+            "train_auc": trial.train_auc,
+            "trials": sum(t.family == name for t in result.trials),
+            "pruned": sum(t.family == name and t.state == "pruned" for t in result.trials),
+            "seconds": result.seconds_by_family[name],
+            "chosen": trial is result.best,
+        }
+        for name, trial in result.best_by_family().items()
+    ]
+    return table_preview(pl.DataFrame(rows), rows=len(rows))
+
+
 def load_model(object_store: ObjectStore, record: dict, signal_band: float) -> ScoringModel:
     """A model from its `trained_model` row, its artifact checked against the recorded sha256."""
-    key = f"models/{record['model_version']}/model.ubj"
     return ScoringModel.from_artifact(
-        object_store.get_bytes(key),
+        object_store.get_bytes(artifact_key(record["model_version"], record["model_format"])),
         record["sha256"],
         list(record["feature_names"]),
         signal_band,
         record["model_version"],
+        record["model_format"],
     )
 
 
@@ -127,7 +249,7 @@ def score_frame(model: ScoringModel, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.Series("probability", model.predict_proba(matrix)))
 
 
-@dg.asset(partitions_def=HOURLY, group_name="training", kinds={"xgboost", "mlflow"}, deps=[trained_model])
+@dg.asset(partitions_def=HOURLY, group_name="training", kinds={"python", "mlflow"}, deps=[trained_model])
 def model_evaluation(
     context: dg.AssetExecutionContext,
     warehouse: Warehouse,
@@ -136,56 +258,135 @@ def model_evaluation(
     mlflow: MlflowTracking,
     market: MarketSource,
 ) -> dg.MaterializeResult:
-    """Out-of-sample metrics of this hour's model on its held-out window, beside a no-skill baseline."""
+    """This hour's model on its final out-of-sample segment: backtest, deflated Sharpe, placebo twin and gates."""
     decision = partition_hour(context)
     record = single_row(warehouse, "trained_model", decision, "trained_model")
     model = load_model(object_store, record, policy.signal_band)
-    holdout = load_labelled(
-        warehouse, market.symbols, record["validation_start"], record["validation_end"], policy.min_label_coverage
+    holdout = _load_window(warehouse, market, policy, record["validation_start"], record["validation_end"])
+    train = _load_window(warehouse, market, policy, record["train_start"], record["train_end"])
+    chosen = ChosenModel(
+        family=record["family"],
+        params=json.loads(record["params"]),
+        feature_names=list(record["feature_names"]),
+        train_base_rate=record["train_base_rate"],
+        fold_scores=json.loads(record["fold_scores"]),
+        n_trials=record["n_trials"],
+        trial_sharpe_variance=record["trial_sharpe_variance"],
     )
-    scored = score_frame(model, holdout)
-    metrics, result = evaluate_predictions(scored, policy.signal_band, policy.cost_bps)
-    # No skill: always predict the training base rate. Beating it is the least a model must do.
-    baseline_scored = holdout.with_columns(pl.lit(record["train_base_rate"]).alias("probability"))
-    baseline, baseline_result = evaluate_predictions(baseline_scored, policy.signal_band, policy.cost_bps)
+    # Scored through the artifact as the API loads it, not the in-memory model tuning produced.
+    probability = model.predict_proba(holdout.select(model.feature_names).to_numpy().astype(np.float64))
+    report = evaluate_model(probability, holdout, train, chosen, policy.trainer(), policy.evaluation())
+    metrics, baseline, gates, placebo = report.metrics, report.baseline, report.gates, report.placebo
+    gain_t, sharpe_stats, gates_passed, summary = (
+        report.log_loss_gain_t,
+        report.sharpe,
+        report.gates_passed,
+        report.summary,
+    )
 
-    metrics["log_loss_gain_t"] = log_loss_gain_t(
-        holdout["label_up"].to_numpy(), scored["probability"].to_numpy(), baseline_scored["probability"].to_numpy()
-    )
-    row = {"ts": decision, "model_version": record["model_version"], "n_oos": int(metrics["n"])}
-    row |= {f"oos_{k}": v for k, v in metrics.items() if k != "n"}
-    row |= {f"baseline_{k}": v for k, v in baseline.items() if k != "n"}
-    row |= {"cost_bps": policy.cost_bps, "signal_band": policy.signal_band, "evaluated_at": datetime.now(UTC)}
+    row = {"ts": decision, "model_version": record["model_version"], "family": record["family"]}
+    row |= {"n_oos": int(metrics["n"]), "n_oos_directional": int(metrics["n_directional"])}
+    row |= {f"oos_{k}": v for k, v in metrics.items() if k not in ("n", "n_directional")}
+    row |= {"oos_log_loss_gain_t": gain_t}
+    row |= {f"baseline_{k}": v for k, v in baseline.items() if k not in ("n", "n_directional")}
+    row |= sharpe_stats | {"n_trials": record["n_trials"], "trial_sharpe_variance": record["trial_sharpe_variance"]}
+    row |= {
+        "placebo_accuracy": placebo.accuracy,
+        "placebo_accuracy_band": placebo.accuracy_band,
+        "placebo_accuracies": json.dumps(placebo.accuracies),
+        "placebo_log_loss": float(np.mean(placebo.log_losses)),
+        "gates": json.dumps([g.as_dict() for g in gates]),
+        "gates_passed": gates_passed,
+        "summary": summary,
+        "cost_bps": policy.cost_bps,
+        "signal_band": policy.signal_band,
+        "evaluated_at": datetime.now(UTC),
+    }
     warehouse.replace_window("model_evaluation", pl.DataFrame([row]), decision, context.partition_time_window.end)
-    mlflow.log_metrics(record["mlflow_run_id"], {f"oos_{k}": v for k, v in metrics.items()}, finish=True)
+
+    importance = json.loads(record["importance"])
+    equity_png, equity_md = _equity_plot(report.backtest.hourly, report.scored)
+    importance_png, importance_md = _importance_plot(importance, record["family"])
+    run_id = record["mlflow_run_id"]
+    mlflow.log_metrics(
+        run_id,
+        {f"oos_{k}": v for k, v in metrics.items()}
+        | {"oos_log_loss_gain_t": gain_t, "psr": sharpe_stats["psr"], "dsr": sharpe_stats["dsr"]}
+        | {"placebo_accuracy": placebo.accuracy, "placebo_accuracy_band": placebo.accuracy_band}
+        | {f"baseline_{k}": v for k, v in baseline.items()}
+        | {f"gate.{g.name}": float(g.passed) for g in gates}
+        | {"gates_passed": float(gates_passed)},
+    )
+    mlflow.log_json(run_id, [g.as_dict() for g in gates], "evaluation/gates.json")
+    mlflow.log_bytes(run_id, equity_png, "plots/equity_curve.png")
+    mlflow.log_bytes(run_id, importance_png, "plots/feature_importance.png")
+    mlflow.tag_model_version(
+        record["registered_model"],
+        record["registered_version"],
+        {"gates_passed": str(gates_passed).lower(), "alphapulse.version": record["model_version"]},
+    )
+    mlflow.log_metrics(run_id, {}, finish=True)
+    context.log.info(summary)
 
     return dg.MaterializeResult(
         metadata={
             "model_version": record["model_version"],
+            "family": record["family"],
             "oos_accuracy": metrics["accuracy"],
             "oos_auc": metrics["auc"],
             "oos_log_loss": metrics["log_loss"],
+            "oos_ic": metrics["ic"],
+            "oos_rank_ic": metrics["rank_ic"],
             "oos_sharpe": metrics["sharpe"],
+            "oos_sortino": metrics["sortino"],
             "oos_max_drawdown": metrics["max_drawdown"],
             "oos_turnover": metrics["turnover"],
             "oos_hit_rate": metrics["hit_rate"],
+            "oos_log_loss_gain_t": gain_t,
+            "psr": sharpe_stats["psr"],
+            "dsr": sharpe_stats["dsr"],
+            "n_trials": record["n_trials"],
             "n_oos": int(metrics["n"]),
-            "oos_log_loss_gain_t": metrics["log_loss_gain_t"],
+            "placebo_accuracy": placebo.accuracy,
+            "placebo_accuracy_band": placebo.accuracy_band,
             "baseline_log_loss": baseline["log_loss"],
             "baseline_accuracy": baseline["accuracy"],
+            "gates_passed": gates_passed,
+            "gates": dg.MetadataValue.md(gates_table(gates)),
+            "summary": summary,
             "oos_window": f"{record['validation_start'].isoformat()} .. {record['validation_end'].isoformat()}",
             "cost_bps": policy.cost_bps,
-            "equity_curve": _equity_plot(result.hourly, scored),
+            "equity_curve": equity_md,
+            "feature_importance": importance_md,
+            "registered_model": f"models:/{record['registered_model']}/{record['registered_version']}",
         }
     )
 
 
-def _equity_plot(hourly: pl.DataFrame, scored: pl.DataFrame) -> dg.MetadataValue:
+def evaluation_gate_list(evaluation: dict) -> list[Gate]:
+    return [Gate.from_dict(g) for g in json.loads(evaluation["gates"])]
+
+
+def _equity_plot(hourly: pl.DataFrame, scored: pl.DataFrame) -> tuple[bytes, dg.MetadataValue]:
     figure, axis = new_figure()
     axis.plot(hourly["ts"].to_list(), np.exp(np.cumsum(hourly["net"].to_numpy())), label="signal, after costs")
     hold = scored.group_by("ts").agg(pl.col("next_return").mean()).sort("ts")
     axis.plot(hold["ts"].to_list(), np.exp(np.cumsum(hold["next_return"].to_numpy())), label="buy and hold", alpha=0.7)
     axis.set_ylabel("equity (start = 1)")
-    axis.set_title("out-of-sample equity curve")
+    axis.set_title(f"out-of-sample equity curve ({HOURS_PER_YEAR} h a year)")
     axis.legend(loc="upper left")
-    return png_markdown(figure, "equity curve")
+    return _figure_png_and_markdown(figure, "equity curve")
+
+
+def _importance_plot(importance: dict[str, float], family_name: str) -> tuple[bytes, dg.MetadataValue]:
+    top = sorted(importance.items(), key=lambda kv: -kv[1])[:20][::-1]
+    figure, axis = new_figure(8.0, 5.0)
+    axis.barh([name for name, _ in top], [share for _, share in top])
+    axis.set_xlabel("share of importance")
+    axis.set_title(f"top {len(top)} features ({family_name})")
+    return _figure_png_and_markdown(figure, "feature importance")
+
+
+def _figure_png_and_markdown(figure, alt: str) -> tuple[bytes, dg.MetadataValue]:
+    png = figure_png(figure)
+    return png, png_bytes_markdown(png, alt)

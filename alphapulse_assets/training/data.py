@@ -8,20 +8,29 @@ import dagster as dg
 import polars as pl
 
 from alphapulse_assets.storage.warehouse import Warehouse
-from alphapulse_assets.training.dataset import labelled_frame, next_hour_returns
+from alphapulse_assets.training.dataset import forward_returns, labelled_frame
 
 
 def load_labelled(
-    warehouse: Warehouse, symbols: list[str], start: datetime, end: datetime, min_coverage: float
+    warehouse: Warehouse,
+    symbols: list[str],
+    start: datetime,
+    end: datetime,
+    min_coverage: float,
+    horizon_hours: int = 1,
+    dead_band: float = 0.0,
 ) -> pl.DataFrame:
-    """Feature rows in [start, end) with their next-hour label; fails clearly when too few hours are there.
+    """Feature rows in [start, end) with their returns and direction label; fails clearly when too few hours are
+    there.
 
-    Rows whose label is unknown (the next hour's price is missing) are left out and counted in the error.
+    Rows whose returns are unknown (a price the label needs is missing) are left out and counted in the error.
+    Rows inside the dead band stay, with a null `label_up`: they are traded in a backtest but are not labels.
     """
     features = warehouse.read_window("features", start, end)
-    prices = warehouse.read_window("prices", start, end + timedelta(hours=1))
-    frame = labelled_frame(features, next_hour_returns(prices, symbols, start, end)).filter(
-        pl.col("next_return").is_not_null() & pl.col("next_return").is_not_nan()
+    prices = warehouse.read_window("prices", start, end + timedelta(hours=horizon_hours))
+    returns = forward_returns(prices, symbols, start, end, horizon_hours)
+    frame = labelled_frame(features, returns, dead_band).filter(
+        pl.all_horizontal(pl.col(c).is_not_null() & pl.col(c).is_not_nan() for c in ("next_return", "forward_return"))
     )
     expected = int((end - start) / timedelta(hours=1)) * len(symbols)
     if expected == 0 or frame.height < min_coverage * expected:

@@ -26,23 +26,39 @@ def accuracy(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean((p > 0.5).astype(int) == y))
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]]))
+    ends = np.concatenate([starts[1:], [len(values)]])
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat((starts + ends - 1) / 2.0 + 1.0, ends - starts)
+    return ranks
+
+
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
     """Mann-Whitney AUC with average ranks for ties; NaN when only one class is present."""
     y = np.asarray(y).astype(bool)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    order = np.argsort(p, kind="mergesort")
-    ranks = np.empty(len(p))
-    sorted_p = np.asarray(p)[order]
-    i = 0
-    while i < len(p):  # average ranks over ties
-        j = i
-        while j + 1 < len(p) and sorted_p[j + 1] == sorted_p[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
+    ranks = average_ranks(p)
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def information_coefficient(score: np.ndarray, realised: np.ndarray) -> float:
+    """Pearson correlation of a score with the realised return; NaN when either is constant."""
+    score, realised = np.asarray(score, dtype=np.float64), np.asarray(realised, dtype=np.float64)
+    if len(score) < 2 or np.std(score) == 0 or np.std(realised) == 0:
+        return float("nan")
+    return float(np.corrcoef(score, realised)[0, 1])
+
+
+def rank_information_coefficient(score: np.ndarray, realised: np.ndarray) -> float:
+    """Spearman correlation: the IC of the ranks, robust to a few extreme returns."""
+    return information_coefficient(average_ranks(score), average_ranks(realised))
 
 
 def log_loss_gain_t(y: np.ndarray, p_model: np.ndarray, p_base: np.ndarray) -> float:
@@ -66,7 +82,8 @@ def signal_from_probability(p: np.ndarray, band: float) -> np.ndarray:
 @dataclass(frozen=True)
 class Backtest:
     hourly: pl.DataFrame  # ts, gross, cost, net (portfolio, equal weight across symbols)
-    sharpe: float
+    sharpe: float  # annualised for 24 x 365 hours
+    sortino: float  # annualised; downside deviation of net hourly returns below zero
     max_drawdown: float
     turnover: float  # mean absolute position change per symbol-hour
     hit_rate: float  # share of non-flat positions that made money before costs
@@ -97,6 +114,8 @@ def backtest(frame: pl.DataFrame, band: float, cost_bps: float) -> Backtest:
     net = hourly["net"].to_numpy()
     std = float(np.std(net, ddof=1)) if len(net) > 1 else 0.0
     sharpe = float(np.mean(net) / std * math.sqrt(HOURS_PER_YEAR)) if std > 0 else 0.0
+    downside = float(np.sqrt(np.mean(np.minimum(net, 0.0) ** 2))) if len(net) else 0.0
+    sortino = float(np.mean(net) / downside * math.sqrt(HOURS_PER_YEAR)) if downside > 0 else 0.0
     equity = np.exp(np.cumsum(net))
     peak = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
     max_drawdown = float(np.max(1.0 - equity / peak)) if len(equity) else 0.0
@@ -105,6 +124,7 @@ def backtest(frame: pl.DataFrame, band: float, cost_bps: float) -> Backtest:
     return Backtest(
         hourly=hourly,
         sharpe=sharpe,
+        sortino=sortino,
         max_drawdown=max_drawdown,
         turnover=float(ordered["trade"].mean()),
         hit_rate=hit_rate,
@@ -113,19 +133,29 @@ def backtest(frame: pl.DataFrame, band: float, cost_bps: float) -> Backtest:
 
 
 def evaluate_predictions(frame: pl.DataFrame, band: float, cost_bps: float) -> tuple[dict[str, float], Backtest]:
-    """Classification and trading metrics of `probability` against `label_up` / `next_return`."""
-    y = frame["label_up"].to_numpy()
-    p = frame["probability"].to_numpy()
+    """Classification, ranking and trading metrics of `probability`.
+
+    Classification metrics (accuracy, AUC, log loss) are over rows with a direction (`label_up` not null: outside
+    the dead band); IC, rank IC and the backtest are over every row, since the signal trades every hour.
+    """
+    directional = frame.filter(pl.col("label_up").is_not_null())
+    y = directional["label_up"].to_numpy()
+    p = directional["probability"].to_numpy()
     result = backtest(frame, band, cost_bps)
+    score, realised = frame["probability"].to_numpy(), frame["forward_return"].to_numpy()
     metrics = {
-        "accuracy": accuracy(y, p),
+        "accuracy": accuracy(y, p) if len(y) else float("nan"),
         "auc": roc_auc(y, p),
-        "log_loss": log_loss(y, p),
+        "log_loss": log_loss(y, p) if len(y) else float("nan"),
+        "ic": information_coefficient(score, realised),
+        "rank_ic": rank_information_coefficient(score, realised),
         "sharpe": result.sharpe,
+        "sortino": result.sortino,
         "max_drawdown": result.max_drawdown,
         "turnover": result.turnover,
         "hit_rate": result.hit_rate,
         "exposure": result.exposure,
-        "n": float(len(y)),
+        "n": float(frame.height),
+        "n_directional": float(len(y)),
     }
     return metrics, result

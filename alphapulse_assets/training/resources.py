@@ -2,33 +2,94 @@
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 
 import dagster as dg
 
 from alphapulse_assets.training.dataset import TrainingWindows, training_windows
+from alphapulse_assets.training.evaluation import EvaluationConfig
+from alphapulse_assets.training.families import Trainer, resolve_device
+from alphapulse_assets.training.gates import GateThresholds
+from alphapulse_assets.training.tuning import TuningConfig
+
+SERVING_PACKAGE = Path(__file__).resolve().parents[2] / "alphapulse_serving"
+# The libraries each family's logged MLflow model needs beyond MLflow itself.
+FAMILY_REQUIREMENTS = {"xgboost": ["xgboost"], "catboost": ["catboost"], "logistic": []}
 
 
 class ModelPolicy(dg.ConfigurableResource):
-    """Windows, costs and promotion margins shared by training, evaluation, promotion and drift monitoring."""
+    """Labels, validation layout, tuning budget, costs and gate thresholds shared by training, evaluation,
+    promotion and drift monitoring."""
 
     train_days: int
-    validation_days: int
+    validation_days: int  # the final out-of-sample segment
     embargo_hours: int
     cost_bps: float
     seed: int
     drift_window_hours: int
+    horizon_hours: int = 1
+    dead_band_bps: float = 0.0
+    cv_folds: int = 5
+    cv_window: str = "expanding"
+    tuning_trials: int = 30
+    model_families: list[str] = ["xgboost", "catboost", "logistic"]
+    placebo_runs: int = 5
+    placebo_block_hours: int = 24
+    device: str = "auto"
+    threads: int = 2
     signal_band: float = 0.02
     # A window with less than this share of its (symbol, hour) rows labelled is a data problem, not a model.
     min_label_coverage: float = 0.9
     min_oos_rows: int = 100
+    max_train_validation_gap: float = 0.10
+    min_psr: float = 0.95
+    min_dsr: float = 0.95
     champion_log_loss_margin: float = 0.0
-    # A challenger's log-loss gain over the baseline must be positive at one-sided 95% confidence (t >= 1.645).
-    min_log_loss_gain_t: float = 1.645
+
+    @property
+    def dead_band(self) -> float:
+        """The dead band as a log return."""
+        return self.dead_band_bps / 10_000.0
 
     def windows(self, decision_hour: datetime) -> TrainingWindows:
-        return training_windows(decision_hour, self.train_days, self.validation_days, self.embargo_hours)
+        return training_windows(
+            decision_hour, self.train_days, self.validation_days, self.embargo_hours, self.horizon_hours
+        )
+
+    def trainer(self) -> Trainer:
+        return Trainer(seed=self.seed, threads=self.threads, device=resolve_device(self.device))
+
+    def tuning(self) -> TuningConfig:
+        return TuningConfig(
+            families=tuple(self.model_families),
+            n_trials=self.tuning_trials,
+            n_folds=self.cv_folds,
+            window=self.cv_window,
+            horizon_hours=self.horizon_hours,
+            embargo_hours=self.embargo_hours,
+            signal_band=self.signal_band,
+            cost_bps=self.cost_bps,
+            trainer=self.trainer(),
+        )
+
+    def evaluation(self) -> EvaluationConfig:
+        return EvaluationConfig(
+            signal_band=self.signal_band,
+            cost_bps=self.cost_bps,
+            placebo_runs=self.placebo_runs,
+            placebo_block_hours=self.placebo_block_hours,
+            thresholds=GateThresholds(
+                min_oos_rows=self.min_oos_rows,
+                max_train_validation_gap=self.max_train_validation_gap,
+                min_psr=self.min_psr,
+                min_dsr=self.min_dsr,
+            ),
+        )
 
 
 class MlflowTracking(dg.ConfigurableResource):
@@ -42,8 +103,11 @@ class MlflowTracking(dg.ConfigurableResource):
     tracking_uri: str
     artifact_root: str
     experiment_name: str = "alphapulse"
+    registered_model_name: str = "alphapulse-direction"
 
     def _client(self):
+        # A progress bar per artifact download fills the run logs with carriage returns.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         import mlflow  # ~2 s to import: only runs that train pay for it
 
         return mlflow.MlflowClient(tracking_uri=self.tracking_uri)
@@ -72,15 +136,78 @@ class MlflowTracking(dg.ConfigurableResource):
     def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
         self._client().log_artifact(run_id, local_path, artifact_path)
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float], finish: bool = False) -> None:
+    def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> None:
+        """`artifact_file` is a path inside the run's artifacts, e.g. "plots/equity_curve.png"."""
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / Path(artifact_file).name
+            local.write_bytes(data)
+            parent = str(Path(artifact_file).parent)
+            self._client().log_artifact(run_id, str(local), None if parent == "." else parent)
+
+    def log_json(self, run_id: str, payload: object, artifact_file: str) -> None:
+        self.log_bytes(run_id, json.dumps(payload, indent=2, sort_keys=True, default=str).encode(), artifact_file)
+
+    def log_metrics(
+        self, run_id: str, metrics: dict[str, float], finish: bool = False, step: int = 0, status: str = "FINISHED"
+    ) -> None:
         import math
         import time
 
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        finite = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and math.isfinite(v)]
+        finite = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and math.isfinite(v)]
         client = self._client()
-        client.log_batch(run_id, metrics=finite)
+        for start in range(0, len(finite), 1000):  # MLflow's batch limit
+            client.log_batch(run_id, metrics=finite[start : start + 1000])
         if finish:
-            client.set_terminated(run_id)
+            client.set_terminated(run_id, status=status)
+
+    def log_model(
+        self, run_id: str, artifact: bytes, description: dict[str, object], family_name: str
+    ) -> tuple[str, str]:
+        """Log the artifact as an MLflow pyfunc model and register it; returns (registered name, version).
+
+        The logged model is code (alphapulse_serving/mlflow_model.py) plus the exact artifact bytes, so that
+        `mlflow models serve -m models:/<name>/<version>` serves what the graph evaluated, verified by sha256.
+        """
+        import mlflow.pyfunc
+        from mlflow.exceptions import MlflowException
+        from mlflow.models.signature import ModelSignature
+        from mlflow.types.schema import ColSpec, Schema
+
+        names = list(description["feature_names"])
+        signature = ModelSignature(
+            inputs=Schema([ColSpec("double", name, required=False) for name in names]),
+            outputs=Schema([ColSpec("double", "probability_up")]),
+        )
+        requirements = [f"{p}=={version(p)}" for p in ("mlflow", "numpy", "pandas", *FAMILY_REQUIREMENTS[family_name])]
+        client = self._client()
+        with tempfile.TemporaryDirectory() as tmp:
+            artifact_path = Path(tmp) / "model.bin"
+            artifact_path.write_bytes(artifact)
+            description_path = Path(tmp) / "description.json"
+            description_path.write_text(json.dumps(description, indent=2, sort_keys=True))
+            mlflow.pyfunc.save_model(
+                str(Path(tmp) / "model"),
+                python_model=str(SERVING_PACKAGE / "mlflow_model.py"),
+                artifacts={"model": str(artifact_path), "description": str(description_path)},
+                code_paths=[str(SERVING_PACKAGE)],
+                pip_requirements=requirements,
+                signature=signature,
+            )
+            client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
+        try:
+            client.create_registered_model(self.registered_model_name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        model_version = client.create_model_version(
+            self.registered_model_name, source=f"runs:/{run_id}/model", run_id=run_id
+        )
+        return self.registered_model_name, str(model_version.version)
+
+    def tag_model_version(self, name: str, model_version: str, tags: dict[str, str]) -> None:
+        client = self._client()
+        for key, value in tags.items():
+            client.set_model_version_tag(name, model_version, key, value)

@@ -1,0 +1,7 @@
+"""MLflow "model from code": the logged model is this file, not a pickled object (see AlphaPulsePyfunc)."""
+
+import mlflow.models
+
+from alphapulse_serving.mlflow_pyfunc import AlphaPulsePyfunc
+
+mlflow.models.set_model(AlphaPulsePyfunc())
