@@ -92,6 +92,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             placebo_runs=settings.placebo_runs,
             device=settings.training_device,
             threads=settings.training_threads,
+            gate_thresholds=dict(settings.gates or {}),
         ),
         "price_quality": PriceQuality(extreme_move_z=settings.extreme_move_z),
         "mlflow": MlflowTracking(

@@ -7,6 +7,7 @@ any run starts and before anything is written.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -113,6 +114,27 @@ def parse_families(raw: str, name: str = "ALPHAPULSE_MODEL_FAMILIES") -> tuple[s
     return tuple(families)
 
 
+def parse_gates(raw: str, name: str = "ALPHAPULSE_GATES") -> dict[str, float]:
+    """A JSON object overriding gate thresholds by name, e.g. {"min_dsr": 0.99}; unknown names are errors."""
+    from alphapulse_assets.training.gates import GateThresholds
+
+    if not raw.strip():
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{name}: not valid JSON ({exc})") from None
+    known = GateThresholds.__dataclass_fields__
+    if not isinstance(parsed, dict):
+        raise ConfigError(f'{name}: expected a JSON object like {{"min_dsr": 0.99}}')
+    for key, value in parsed.items():
+        if key not in known:
+            raise ConfigError(f"{name}: unknown threshold {key!r}; known: {', '.join(known)}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError(f"{name}: {key} must be a finite number")
+    return {k: float(v) for k, v in parsed.items()}
+
+
 def _env(env: dict[str, str], name: str, default: str) -> str:
     value = env.get(name)
     return default if value is None or value.strip() == "" else value.strip()
@@ -184,6 +206,7 @@ class Settings:
     training_device: str = "auto"
     training_threads: int = 2
     mlflow_model_name: str = "alphapulse-direction"
+    gates: dict[str, float] | None = None
 
     @property
     def dagster_home(self) -> Path:
@@ -277,5 +300,6 @@ class Settings:
             training_device=_choice(env, "ALPHAPULSE_TRAINING_DEVICE", "auto", SUPPORTED_DEVICES),
             training_threads=_int(env, "ALPHAPULSE_TRAINING_THREADS", 2, minimum=1, maximum=256),
             mlflow_model_name=_env(env, "ALPHAPULSE_MLFLOW_MODEL_NAME", "alphapulse-direction"),
+            gates=parse_gates(_env(env, "ALPHAPULSE_GATES", "")),
         )
         return settings

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
+from models import xgboost_artifact
 from polars.testing import assert_frame_equal
 from test_features import TALIB_REFERENCE, talib_reference
 
@@ -18,7 +19,6 @@ from alphapulse_assets.features.catalog import FEATURE_NAMES, FEATURES, HISTORY_
 from alphapulse_assets.features.store import FEATURE_HOURS, current_feature_version, require_feature_version
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
-from alphapulse_assets.training.model import fit_xgboost
 from alphapulse_serving.app import create_app
 from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest, sha256_hex
 
@@ -73,9 +73,7 @@ def test_classic_indicators_equal_ta_lib_through_the_asset(store):
 def test_chunked_materializations_equal_one_computation_over_the_whole_range(store):
     defs, _, settings = store
     whole = compute_features(table(defs, "prices"), table(defs, "news_sentiment"), settings.symbols, FIRST, END)
-    assert_frame_equal(
-        table(defs, "features"), whole.sort("ts", "symbol"), check_exact=False, rel_tol=0, abs_tol=1e-9
-    )
+    assert_frame_equal(table(defs, "features"), whole.sort("ts", "symbol"), check_exact=False, rel_tol=0, abs_tol=1e-9)
 
 
 def test_every_hour_records_its_feature_version_and_the_guard_names_stale_hours(store):
@@ -139,7 +137,7 @@ def test_the_api_serves_its_own_version_and_abstains_on_another(store):
     object_store, version = defs.resources["object_store"], current_feature_version(defs.resources["sentiment"])
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, len(FEATURE_NAMES)))
-    artifact = fit_xgboost(x, (x[:, 0] > 0).astype(int), list(FEATURE_NAMES), seed=0, num_boost_round=5).artifact
+    artifact = xgboost_artifact(x, (x[:, 0] > 0).astype(int), seed=0, rounds=5)
 
     def promote(model_version: str, feature_version: str) -> None:
         uri = object_store.put_bytes(f"models/{model_version}/model.ubj", artifact)

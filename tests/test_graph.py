@@ -137,7 +137,7 @@ def test_model_assets_fail_clearly_without_data(graph):
     assert not outcome.success and "materialize (backfill) the features asset over that range" in outcome.error
 
 
-def test_training_is_logged_to_mlflow(graph):
+def test_training_is_an_mlflow_run_with_a_registered_model(graph):
     import mlflow
 
     defs, _, settings = graph
@@ -146,8 +146,82 @@ def test_training_is_logged_to_mlflow(graph):
     run = client.get_run(trained["mlflow_run_id"])
     assert run.data.tags["alphapulse.version"] == trained["model_version"]
     assert run.data.tags["alphapulse.sha256"] == trained["sha256"]
-    assert {"oos_auc", "oos_log_loss", "oos_sharpe"} <= set(run.data.metrics)
+    assert run.data.params["family"] == trained["family"] and run.data.params["cv_folds"] == "3"
     assert run.data.params["feature_version"] == trained["feature_version"]
+    expected = {"oos_auc", "oos_log_loss", "oos_sharpe", "oos_ic", "psr", "dsr", "placebo_accuracy", "gates_passed"}
+    assert expected <= set(run.data.metrics)
+    assert any(name.startswith("gate.") for name in run.data.metrics)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "cv_val_log_loss")] == [1, 2, 3]
     assert run.info.status == "FINISHED"
-    assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/model.ubj"]
+    artifacts = {
+        a.path for folder in ("plots", "evaluation", "tuning") for a in client.list_artifacts(run.info.run_id, folder)
+    }
+    assert {"plots/equity_curve.png", "plots/feature_importance.png", "evaluation/gates.json"} <= artifacts
+    assert {"tuning/trials.json", "tuning/folds.json"} <= artifacts
+    version = client.get_model_version(trained["registered_model"], trained["registered_version"])
+    assert version.run_id == run.info.run_id and version.tags["alphapulse.version"] == trained["model_version"]
+    evaluation = table(defs, "model_evaluation").row(0, named=True)
+    assert version.tags["gates_passed"] == str(evaluation["gates_passed"]).lower()
     assert settings.mlflow_tracking_uri.startswith("sqlite:///") and str(settings.home) in settings.mlflow_tracking_uri
+
+
+def test_the_registered_model_is_what_the_api_serves(graph, monkeypatch):
+    """`models:/<name>/<version>` loads through MLflow and predicts exactly what `predictions` recorded."""
+    import mlflow.pyfunc
+
+    defs, _, settings = graph
+    trained = table(defs, "trained_model").row(0, named=True)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{trained['registered_model']}/{trained['registered_version']}")
+    rows = table(defs, "features").filter(pl.col("ts") == LAST_HOUR).sort("symbol")
+    served = model.predict(rows.select(FEATURE_NAMES).to_pandas())["probability_up"].to_numpy()
+    recorded = table(defs, "predictions").filter(pl.col("ts") == LAST_HOUR).sort("symbol")["probability_up"]
+    assert served == pytest.approx(recorded.to_numpy(), abs=1e-12)
+
+
+def test_mlflow_models_serve_serves_the_registered_model(graph, tmp_path):
+    """The command the issue names, with the local environment (no network to build one here)."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    defs, _, settings = graph
+    trained = table(defs, "trained_model").row(0, named=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"models:/{trained['registered_model']}/{trained['registered_version']}"
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    # MLflow execs `uvicorn` by name: the environment's bin directory must be on PATH, as under `uv run`.
+    path = f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri, "PATH": path}
+    command = [str(mlflow_cli), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1"]
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen([*command, "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        rows = table(defs, "features").filter(pl.col("ts") == LAST_HOUR).sort("symbol").select(FEATURE_NAMES)
+        body = json.dumps({"dataframe_split": {"columns": rows.columns, "data": rows.rows()}}).encode()
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"}
+                )
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    answer = json.loads(response.read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+                time.sleep(1.0)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    served = [row["probability_up"] for row in answer["predictions"]]
+    recorded = table(defs, "predictions").filter(pl.col("ts") == LAST_HOUR).sort("symbol")["probability_up"]
+    assert served == pytest.approx(recorded.to_list(), abs=1e-12)

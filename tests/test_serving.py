@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from models import xgboost_artifact
 
 from alphapulse_assets.features.catalog import FEATURE_NAMES, feature_version
 from alphapulse_assets.storage.object_store import LocalObjectStore
-from alphapulse_assets.training.model import fit_xgboost
 from alphapulse_serving.app import create_app
 from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest, sha256_hex
 
@@ -18,7 +18,7 @@ def publish_model(store: LocalObjectStore, seed: int, version: str, corrupt: boo
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((400, len(FEATURES)))
     y = (x[:, 0] + 0.5 * rng.standard_normal(400) > 0).astype(int)
-    artifact = fit_xgboost(x, y, FEATURES, seed=seed, num_boost_round=20).artifact
+    artifact = xgboost_artifact(x, y, seed=seed, rounds=20)
     uri = store.put_bytes(f"models/{version}/model.ubj", artifact)
     manifest = ModelManifest(
         version=version,

@@ -136,7 +136,8 @@ def trained_model(
         "feature_names": list(FEATURE_NAMES),
         "feature_version": feature_version,
     }
-    registered_name, registered_version = mlflow.log_model(run_id, artifact, description, best.family)
+    example = train.select(FEATURE_NAMES).row(train.height - 1, named=True)  # the newest training row
+    registered_name, registered_version = mlflow.log_model(run_id, artifact, description, best.family, example)
 
     record = pl.DataFrame(
         {

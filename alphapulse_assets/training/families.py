@@ -121,8 +121,9 @@ class _XGBoostModel(TrainedModel):
         return bytes(self.booster.save_raw(raw_format="ubj"))
 
     def importance(self, feature_names: list[str]) -> dict[str, float]:
+        # Trained on unnamed columns: XGBoost calls them f0, f1, ... in column order.
         gain = self.booster.get_score(importance_type="total_gain")
-        return _shares({name: float(gain.get(name, 0.0)) for name in feature_names})
+        return _shares({name: float(gain.get(f"f{i}", 0.0)) for i, name in enumerate(feature_names)})
 
 
 class XGBoostFamily(ModelFamily):

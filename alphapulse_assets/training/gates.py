@@ -31,8 +31,10 @@ class Gate:
 @dataclass(frozen=True)
 class GateThresholds:
     min_oos_rows: int = 100
-    # Train AUC minus fold AUC, averaged over folds: beyond this the model memorises more than it learns.
-    max_train_validation_gap: float = 0.10
+    # Train AUC minus fold AUC, averaged over folds: beyond this the model memorises more than it learns. Boosted
+    # trees' in-sample AUC is optimistic by construction (0.12-0.18 above the fold AUC on a real planted signal,
+    # docs/training.md), so the bar sits above that and below what pure memorisation of noise reaches.
+    max_train_validation_gap: float = 0.20
     # Folds where the model beats the fold's no-skill baseline, as a share of all folds.
     min_positive_fold_share: float = 0.6
     # No single fold may contribute more than this share of the summed log-loss gain.

@@ -45,10 +45,8 @@ class ModelPolicy(dg.ConfigurableResource):
     signal_band: float = 0.02
     # A window with less than this share of its (symbol, hour) rows labelled is a data problem, not a model.
     min_label_coverage: float = 0.9
-    min_oos_rows: int = 100
-    max_train_validation_gap: float = 0.10
-    min_psr: float = 0.95
-    min_dsr: float = 0.95
+    # Gate thresholds by GateThresholds field name (ALPHAPULSE_GATES); the rest keep their defaults.
+    gate_thresholds: dict[str, float] = {}
     champion_log_loss_margin: float = 0.0
 
     @property
@@ -83,12 +81,7 @@ class ModelPolicy(dg.ConfigurableResource):
             cost_bps=self.cost_bps,
             placebo_runs=self.placebo_runs,
             placebo_block_hours=self.placebo_block_hours,
-            thresholds=GateThresholds(
-                min_oos_rows=self.min_oos_rows,
-                max_train_validation_gap=self.max_train_validation_gap,
-                min_psr=self.min_psr,
-                min_dsr=self.min_dsr,
-            ),
+            thresholds=GateThresholds(**self.gate_thresholds),
         )
 
 
@@ -164,7 +157,12 @@ class MlflowTracking(dg.ConfigurableResource):
             client.set_terminated(run_id, status=status)
 
     def log_model(
-        self, run_id: str, artifact: bytes, description: dict[str, object], family_name: str
+        self,
+        run_id: str,
+        artifact: bytes,
+        description: dict[str, object],
+        family_name: str,
+        example: dict[str, float | None],
     ) -> tuple[str, str]:
         """Log the artifact as an MLflow pyfunc model and register it; returns (registered name, version).
 
@@ -172,6 +170,7 @@ class MlflowTracking(dg.ConfigurableResource):
         `mlflow models serve -m models:/<name>/<version>` serves what the graph evaluated, verified by sha256.
         """
         import mlflow.pyfunc
+        import pandas as pd
         from mlflow.exceptions import MlflowException
         from mlflow.models.signature import ModelSignature
         from mlflow.types.schema import ColSpec, Schema
@@ -195,6 +194,7 @@ class MlflowTracking(dg.ConfigurableResource):
                 code_paths=[str(SERVING_PACKAGE)],
                 pip_requirements=requirements,
                 signature=signature,
+                input_example=pd.DataFrame([example], columns=names).astype("float64"),
             )
             client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
         try:
