@@ -153,7 +153,7 @@ def test_every_evaluation_gate_passes_on_a_clear_signal_and_is_recorded_with_its
     ("override", "failing"),
     [
         ({"n_oos": 40}, "enough_oos_rows"),
-        ({"train_validation_gap": 0.2}, "train_validation_gap"),
+        ({"train_validation_gap": 0.3}, "train_validation_gap"),
         ({"fold_gains": [0.01, -0.01, -0.002, 0.01, -0.001]}, "folds_beat_baseline"),
         ({"fold_gains": [0.001, 0.001, 0.05, 0.002, 0.001]}, "no_single_fold_carries"),
         ({"oos_log_loss": 0.70, "log_loss_gain_t": 3.1}, "beats_baseline_log_loss"),

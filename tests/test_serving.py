@@ -73,7 +73,7 @@ def test_predict_with_given_features_matches_the_offline_model(served):
     client, store, state = served
     values = {n: 0.5 for n in FEATURES}
     body = client.post("/predict", json={"symbol": "ETHUSDT", "features": values}).json()
-    offline = float(state.model.booster.inplace_predict(np.array([[0.5] * len(FEATURES)]))[0])
+    offline = float(state.model.predictor.booster.inplace_predict(np.array([[0.5] * len(FEATURES)]))[0])
     assert body["probability"] == pytest.approx(offline, abs=1e-12)
     assert body["feature_source"] == "request" and body["feature_timestamp"] is None
 

@@ -16,6 +16,24 @@ def test_defaults():
     assert s.market_source == s.news_source == "simulated"
     assert s.mlflow_tracking_uri == "sqlite:////tmp/alphapulse-settings-test/mlflow.db"
     assert s.warehouse_path.name == "warehouse.duckdb"
+    assert (s.label_horizon_hours, s.cv_folds, s.cv_window, s.tuning_trials) == (1, 5, "expanding", 30)
+    assert s.model_families == ("xgboost", "catboost", "logistic") and s.gates == {}
+
+
+def test_training_settings_reach_the_policy():
+    from alphapulse_assets.definitions import build_resources
+
+    s = settings(
+        ALPHAPULSE_MODEL_FAMILIES="logistic, xgboost",
+        ALPHAPULSE_GATES='{"min_dsr": 0.99, "min_oos_rows": 500}',
+        ALPHAPULSE_LABEL_HORIZON_HOURS="4",
+        ALPHAPULSE_TRAINING_DEVICE="cpu",
+    )
+    policy = build_resources(s)["policy"]
+    assert policy.model_families == ["logistic", "xgboost"] and policy.horizon_hours == 4
+    thresholds = policy.evaluation().thresholds
+    assert thresholds.min_dsr == 0.99 and thresholds.min_oos_rows == 500 and thresholds.min_psr == 0.95
+    assert policy.tuning().trainer.device == "cpu"
 
 
 def test_history_start_formats():
@@ -58,6 +76,18 @@ def test_history_start_formats():
         ({"ALPHAPULSE_SYMBOL_ALIASES": '{"btc-usd": ["BTC"]}'}, "ALPHAPULSE_SYMBOL_ALIASES"),
         ({"ALPHAPULSE_SENTIMENT_SCORER": "finbert"}, "ALPHAPULSE_SENTIMENT_SCORER"),
         ({"ALPHAPULSE_SENTIMENT_HALF_LIFE_HOURS": "0"}, "ALPHAPULSE_SENTIMENT_HALF_LIFE_HOURS"),
+        ({"ALPHAPULSE_LABEL_HORIZON_HOURS": "0"}, "ALPHAPULSE_LABEL_HORIZON_HOURS"),
+        ({"ALPHAPULSE_LABEL_DEAD_BAND_BPS": "-1"}, "ALPHAPULSE_LABEL_DEAD_BAND_BPS"),
+        ({"ALPHAPULSE_CV_FOLDS": "1"}, "ALPHAPULSE_CV_FOLDS"),
+        ({"ALPHAPULSE_CV_WINDOW": "rolling"}, "ALPHAPULSE_CV_WINDOW"),
+        ({"ALPHAPULSE_TUNING_TRIALS": "0"}, "ALPHAPULSE_TUNING_TRIALS"),
+        ({"ALPHAPULSE_MODEL_FAMILIES": "xgboost,lightgbm"}, "ALPHAPULSE_MODEL_FAMILIES"),
+        ({"ALPHAPULSE_MODEL_FAMILIES": "xgboost,xgboost"}, "ALPHAPULSE_MODEL_FAMILIES"),
+        ({"ALPHAPULSE_PLACEBO_RUNS": "1"}, "ALPHAPULSE_PLACEBO_RUNS"),
+        ({"ALPHAPULSE_TRAINING_DEVICE": "tpu"}, "ALPHAPULSE_TRAINING_DEVICE"),
+        ({"ALPHAPULSE_GATES": '{"min_sharpe": 1}'}, "ALPHAPULSE_GATES"),
+        ({"ALPHAPULSE_GATES": '{"min_dsr": "high"}'}, "ALPHAPULSE_GATES"),
+        ({"ALPHAPULSE_GATES": "min_dsr=0.9"}, "ALPHAPULSE_GATES"),
     ],
 )
 def test_bad_values_name_the_setting(env, named):
