@@ -20,7 +20,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-RETRAIN_REPLAYS = 7
+# Each retrain tunes three families (~50 s on 2 cores with the default 30 trials each): three replays show a
+# first promotion and the champion being challenged without making the demo wait minutes more.
+RETRAIN_REPLAYS = 3
 
 
 def say(message: str) -> None:

@@ -44,20 +44,32 @@ def parse_history_start(raw: str, name: str = "ALPHAPULSE_HISTORY_START") -> dat
     raise ConfigError(f"{name}={raw!r}: expected YYYY-MM-DD or YYYY-MM-DD-HH:MM (UTC)")
 
 
-def parse_symbols(raw: str, name: str = "ALPHAPULSE_SYMBOLS") -> tuple[str, ...]:
-    symbols: list[str] = []
+def _unique_list(raw: str, name: str, normalise, problem, what: str) -> tuple[str, ...]:
+    """Comma-separated values, normalised, each checked by `problem` (a message, or None when fine), no repeats."""
+    values: list[str] = []
     for part in raw.split(","):
-        symbol = part.strip().upper()
-        if not symbol:
+        value = normalise(part.strip())
+        if not value:
             continue
-        if not _SYMBOL_PATTERN.match(symbol):
-            raise ConfigError(f"{name}: {part.strip()!r} is not a symbol (letters and digits, like BTCUSDT)")
-        if symbol in symbols:
-            raise ConfigError(f"{name}: {symbol} is listed twice")
-        symbols.append(symbol)
-    if not symbols:
-        raise ConfigError(f"{name}={raw!r}: at least one symbol is required")
-    return tuple(symbols)
+        message = problem(value)
+        if message:
+            raise ConfigError(f"{name}: {message}")
+        if value in values:
+            raise ConfigError(f"{name}: {value} is listed twice")
+        values.append(value)
+    if not values:
+        raise ConfigError(f"{name}={raw!r}: at least one {what} is required")
+    return tuple(values)
+
+
+def parse_symbols(raw: str, name: str = "ALPHAPULSE_SYMBOLS") -> tuple[str, ...]:
+    return _unique_list(
+        raw,
+        name,
+        str.upper,
+        lambda s: None if _SYMBOL_PATTERN.match(s) else f"{s!r} is not a symbol (letters and digits, like BTCUSDT)",
+        "symbol",
+    )
 
 
 def parse_rss_urls(raw: str, name: str = "ALPHAPULSE_RSS_URLS") -> tuple[str, ...]:
@@ -97,21 +109,14 @@ def parse_aliases(raw: str, name: str = "ALPHAPULSE_SYMBOL_ALIASES") -> dict[str
 
 
 def parse_families(raw: str, name: str = "ALPHAPULSE_MODEL_FAMILIES") -> tuple[str, ...]:
-    families: list[str] = []
-    for part in raw.split(","):
-        family = part.strip().lower()
-        if not family:
-            continue
-        if family not in SUPPORTED_MODEL_FAMILIES:
-            raise ConfigError(
-                f"{name}: {family!r} is not a model family; supported: {', '.join(SUPPORTED_MODEL_FAMILIES)}"
-            )
-        if family in families:
-            raise ConfigError(f"{name}: {family} is listed twice")
-        families.append(family)
-    if not families:
-        raise ConfigError(f"{name}={raw!r}: at least one model family is required")
-    return tuple(families)
+    supported = ", ".join(SUPPORTED_MODEL_FAMILIES)
+    return _unique_list(
+        raw,
+        name,
+        str.lower,
+        lambda f: None if f in SUPPORTED_MODEL_FAMILIES else f"{f!r} is not a model family; supported: {supported}",
+        "model family",
+    )
 
 
 def parse_gates(raw: str, name: str = "ALPHAPULSE_GATES") -> dict[str, float]:
