@@ -44,10 +44,10 @@ def parse_history_start(raw: str, name: str = "ALPHAPULSE_HISTORY_START") -> dat
     raise ConfigError(f"{name}={raw!r}: expected YYYY-MM-DD or YYYY-MM-DD-HH:MM (UTC)")
 
 
-def _unique_list(raw: str, name: str, normalise, problem, what: str) -> tuple[str, ...]:
-    """Comma-separated values, normalised, each checked by `problem` (a message, or None when fine), no repeats."""
+def _unique_list(raw: str, name: str, normalise, problem, what: str, separators: str = ",") -> tuple[str, ...]:
+    """Separated values, normalised, each checked by `problem` (a message, or None when fine), no repeats."""
     values: list[str] = []
-    for part in raw.split(","):
+    for part in re.split(f"[{separators}]+", raw):
         value = normalise(part.strip())
         if not value:
             continue
@@ -73,23 +73,18 @@ def parse_symbols(raw: str, name: str = "ALPHAPULSE_SYMBOLS") -> tuple[str, ...]
 
 
 def parse_rss_urls(raw: str, name: str = "ALPHAPULSE_RSS_URLS") -> tuple[str, ...]:
-    urls: list[str] = []
-    for part in re.split(r"[,\s]+", raw):
-        if not part:
-            continue
-        if not re.match(r"^https?://[^/\s]+", part):
-            raise ConfigError(f"{name}: {part!r} is not an http:// or https:// URL")
-        if part in urls:
-            raise ConfigError(f"{name}: {part} is listed twice")
-        urls.append(part)
-    if not urls:
-        raise ConfigError(f"{name}: at least one feed URL is required when ALPHAPULSE_NEWS_SOURCE=rss")
-    return tuple(urls)
+    return _unique_list(
+        raw,
+        name,
+        lambda part: part,
+        lambda url: None if re.match(r"^https?://[^/\s]+", url) else f"{url!r} is not an http:// or https:// URL",
+        "feed URL (required when ALPHAPULSE_NEWS_SOURCE=rss)",
+        separators=r",\s",
+    )
 
 
-def parse_aliases(raw: str, name: str = "ALPHAPULSE_SYMBOL_ALIASES") -> dict[str, tuple[str, ...]]:
-    """A JSON object from symbol to its aliases, e.g. {"SOLUSDT": ["SOL", "solana"]}; it replaces that symbol's
-    default aliases."""
+def _json_object(raw: str, name: str, example: str) -> dict:
+    """A JSON object from the environment ({} when unset), or an error naming the variable and showing `example`."""
     if not raw.strip():
         return {}
     try:
@@ -97,7 +92,14 @@ def parse_aliases(raw: str, name: str = "ALPHAPULSE_SYMBOL_ALIASES") -> dict[str
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{name}: not valid JSON ({exc})") from None
     if not isinstance(parsed, dict):
-        raise ConfigError(f'{name}: expected a JSON object like {{"BTCUSDT": ["BTC", "bitcoin"]}}')
+        raise ConfigError(f"{name}: expected a JSON object like {example}")
+    return parsed
+
+
+def parse_aliases(raw: str, name: str = "ALPHAPULSE_SYMBOL_ALIASES") -> dict[str, tuple[str, ...]]:
+    """A JSON object from symbol to its aliases, e.g. {"SOLUSDT": ["SOL", "solana"]}; it replaces that symbol's
+    default aliases."""
+    parsed = _json_object(raw, name, '{"BTCUSDT": ["BTC", "bitcoin"]}')
     aliases = {}
     for symbol, names in parsed.items():
         if not _SYMBOL_PATTERN.match(str(symbol)):
@@ -123,15 +125,8 @@ def parse_gates(raw: str, name: str = "ALPHAPULSE_GATES") -> dict[str, float]:
     """A JSON object overriding gate thresholds by name, e.g. {"min_dsr": 0.99}; unknown names are errors."""
     from alphapulse_assets.training.gates import GateThresholds
 
-    if not raw.strip():
-        return {}
-    try:
-        parsed = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{name}: not valid JSON ({exc})") from None
+    parsed = _json_object(raw, name, '{"min_dsr": 0.99}')
     known = GateThresholds.__dataclass_fields__
-    if not isinstance(parsed, dict):
-        raise ConfigError(f'{name}: expected a JSON object like {{"min_dsr": 0.99}}')
     for key, value in parsed.items():
         if key not in known:
             raise ConfigError(f"{name}: unknown threshold {key!r}; known: {', '.join(known)}")
