@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from alphapulse_assets.features.catalog import FEATURE_NAMES
+from alphapulse_assets.training.dataset import labelled_rows
 from alphapulse_assets.training.families import FAMILIES, Trainer, family, resolve_device
-from alphapulse_assets.training.pipeline import labelled_window
 from alphapulse_assets.training.synthetic import lead_lag_market
 from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, fit_final, tune
 from alphapulse_serving.contract import sha256_hex
@@ -94,9 +94,7 @@ def test_the_device_is_the_cpu_without_a_gpu():
 def training_set():
     start = datetime(2024, 1, 1, tzinfo=UTC)
     prices, features = lead_lag_market(start, 40 * 24, seed=11)
-    frame = labelled_window(
-        features, prices, ["BTCUSDT", "ETHUSDT"], start, start + timedelta(days=40), horizon=1, dead_band=0.0
-    )
+    frame = labelled_rows(features, prices, ["BTCUSDT", "ETHUSDT"], start, start + timedelta(days=40), 1, 0.0)
     return TrainingSet.from_frame(frame, list(FEATURE_NAMES))
 
 

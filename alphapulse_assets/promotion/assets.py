@@ -12,8 +12,14 @@ from alphapulse_assets.partitions import HOURLY, partition_hour
 from alphapulse_assets.promotion.gates import promotion_gates
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import Warehouse
-from alphapulse_assets.training.assets import evaluation_gate_list, model_evaluation, score_frame, trained_model
-from alphapulse_assets.training.data import load_labelled, single_row
+from alphapulse_assets.training.assets import (
+    evaluation_gate_list,
+    load_window,
+    model_evaluation,
+    score_frame,
+    trained_model,
+)
+from alphapulse_assets.training.data import single_row
 from alphapulse_assets.training.gates import gates_table, summarize
 from alphapulse_assets.training.metrics import evaluate_predictions
 from alphapulse_assets.training.resources import ModelPolicy
@@ -57,15 +63,7 @@ def promotion_decision(
         # Re-measure the champion on exactly the challenger's held-out rows. A champion decided at an earlier hour
         # with the same windows stopped training a validation window + embargo before that hour, so these rows are
         # out of sample for both models; when they are not (an older hour retrained), the overlap gate voids it.
-        holdout = load_labelled(
-            warehouse,
-            market.symbols,
-            trained["validation_start"],
-            trained["validation_end"],
-            policy.min_label_coverage,
-            policy.horizon_hours,
-            policy.dead_band,
-        )
+        holdout = load_window(warehouse, market, policy, trained["validation_start"], trained["validation_end"])
         scored = score_frame(ScoringModel.load(champion), holdout)
         champion_metrics, _ = evaluate_predictions(scored, policy.signal_band, policy.cost_bps)
         champion_train_end = datetime.fromisoformat(champion.training_window["train_end"])

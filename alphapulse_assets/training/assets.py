@@ -32,7 +32,8 @@ def artifact_key(model_version: str, model_format: str) -> str:
     return f"models/{model_version}/model.{ARTIFACT_EXTENSIONS[model_format]}"
 
 
-def _load_window(warehouse: Warehouse, market: MarketSource, policy: ModelPolicy, start, end) -> pl.DataFrame:
+def load_window(warehouse: Warehouse, market: MarketSource, policy: ModelPolicy, start, end) -> pl.DataFrame:
+    """Labelled rows in [start, end) with the policy's horizon, dead band and coverage."""
     return load_labelled(
         warehouse, market.symbols, start, end, policy.min_label_coverage, policy.horizon_hours, policy.dead_band
     )
@@ -65,7 +66,7 @@ def trained_model(
         feature_version,
         f"trained_model {decision:%Y-%m-%d %H:00}",
     )
-    train = _load_window(warehouse, market, policy, windows.train_start, windows.train_end)
+    train = load_window(warehouse, market, policy, windows.train_start, windows.train_end)
     data = TrainingSet.from_frame(train, list(FEATURE_NAMES))
     config = policy.tuning()
     try:
@@ -81,9 +82,8 @@ def trained_model(
     version = f"{decision:%Y%m%d%H}-{sha[:10]}"
     model_uri = object_store.put_bytes(artifact_key(version, model.model_format), artifact)
     importance = model.importance(list(FEATURE_NAMES))
-    labelled = data.label[data.label >= 0]
     fold_layout = [_fold_layout(fold) for fold in result.folds]
-    fold_scores = [score.__dict__ | {"gain": score.gain} for score in best.folds]
+    fold_scores = [score.as_dict() for score in best.folds]
 
     run_id = mlflow.start_run(
         run_name=f"trained_model {decision:%Y-%m-%d %H:00}",
@@ -156,8 +156,8 @@ def trained_model(
             "validation_end": [windows.validation_end],
             "horizon_hours": [policy.horizon_hours],
             "dead_band_bps": [policy.dead_band_bps],
-            "n_train": [len(labelled)],
-            "train_base_rate": [float(labelled.mean())],
+            "n_train": [int(data.labelled.sum())],
+            "train_base_rate": [data.base_rate],
             "cv_log_loss": [best.cv_log_loss],
             "cv_auc": [best.cv_auc],
             "train_auc": [best.train_auc],
@@ -189,8 +189,8 @@ def trained_model(
             "params": dg.MetadataValue.json(best.params),
             "cv_log_loss": best.cv_log_loss,
             "cv_auc": best.cv_auc,
-            "n_train": len(labelled),
-            "train_base_rate": float(labelled.mean()),
+            "n_train": int(data.labelled.sum()),
+            "train_base_rate": data.base_rate,
             "n_trials": result.n_trials,
             "n_pruned_trials": result.n_trials - result.n_completed,
             "best_by_family": _best_by_family_table(result),
@@ -263,8 +263,8 @@ def model_evaluation(
     decision = partition_hour(context)
     record = single_row(warehouse, "trained_model", decision, "trained_model")
     model = load_model(object_store, record, policy.signal_band)
-    holdout = _load_window(warehouse, market, policy, record["validation_start"], record["validation_end"])
-    train = _load_window(warehouse, market, policy, record["train_start"], record["train_end"])
+    holdout = load_window(warehouse, market, policy, record["validation_start"], record["validation_end"])
+    train = load_window(warehouse, market, policy, record["train_start"], record["train_end"])
     chosen = ChosenModel(
         family=record["family"],
         params=json.loads(record["params"]),
@@ -326,7 +326,7 @@ def model_evaluation(
         record["registered_version"],
         {"gates_passed": str(gates_passed).lower(), "alphapulse.version": record["model_version"]},
     )
-    mlflow.log_metrics(run_id, {}, finish=True)
+    mlflow.finish(run_id)
     context.log.info(summary)
 
     return dg.MaterializeResult(

@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 
 from alphapulse_assets.storage.warehouse import Warehouse
-from alphapulse_assets.training.dataset import forward_returns, labelled_frame
+from alphapulse_assets.training.dataset import labelled_rows
 
 
 def load_labelled(
@@ -20,18 +20,11 @@ def load_labelled(
     horizon_hours: int = 1,
     dead_band: float = 0.0,
 ) -> pl.DataFrame:
-    """Feature rows in [start, end) with their returns and direction label; fails clearly when too few hours are
-    there.
-
-    Rows whose returns are unknown (a price the label needs is missing) are left out and counted in the error.
-    Rows inside the dead band stay, with a null `label_up`: they are traded in a backtest but are not labels.
-    """
+    """`labelled_rows` of the warehouse's features and prices; fails clearly when too few hours are there (rows
+    whose returns are unknown count as missing)."""
     features = warehouse.read_window("features", start, end)
     prices = warehouse.read_window("prices", start, end + timedelta(hours=horizon_hours))
-    returns = forward_returns(prices, symbols, start, end, horizon_hours)
-    frame = labelled_frame(features, returns, dead_band).filter(
-        pl.all_horizontal(pl.col(c).is_not_null() & pl.col(c).is_not_nan() for c in ("next_return", "forward_return"))
-    )
+    frame = labelled_rows(features, prices, symbols, start, end, horizon_hours, dead_band)
     expected = int((end - start) / timedelta(hours=1)) * len(symbols)
     if expected == 0 or frame.height < min_coverage * expected:
         raise dg.Failure(
@@ -41,7 +34,7 @@ def load_labelled(
                 f"for that range first (e.g. a backfill), or shorten ALPHAPULSE_TRAIN_DAYS / ALPHAPULSE_VALIDATION_DAYS"
             )
         )
-    return frame.sort("ts", "symbol")
+    return frame
 
 
 def single_row(warehouse: Warehouse, table: str, hour: datetime, what: str) -> dict:

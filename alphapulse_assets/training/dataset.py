@@ -85,3 +85,24 @@ def labelled_frame(features: pl.DataFrame, labels: pl.DataFrame, dead_band: floa
     return features.join(labels, on=["ts", "symbol"], how="inner").with_columns(
         direction_labels(pl.col("forward_return"), dead_band).alias("label_up")
     )
+
+
+def labelled_rows(
+    features: pl.DataFrame,
+    prices: pl.DataFrame,
+    symbols: list[str] | tuple[str, ...],
+    start: datetime,
+    end: datetime,
+    horizon_hours: int,
+    dead_band: float,
+) -> pl.DataFrame:
+    """Feature rows in [start, end) whose returns are known, with their label, ordered by hour then symbol.
+
+    Rows whose returns are unknown (a price the label needs is missing) are left out; rows inside the dead band
+    stay, with a null `label_up`: they are traded in a backtest but are not labels.
+    """
+    returns = forward_returns(prices, symbols, start, end, horizon_hours)
+    known = pl.all_horizontal(
+        pl.col(c).is_not_null() & pl.col(c).is_not_nan() for c in ("next_return", "forward_return")
+    )
+    return labelled_frame(features, returns, dead_band).filter(known).sort("ts", "symbol")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from alphapulse_assets.training.dataset import TrainingWindows, forward_returns, labelled_frame
+from alphapulse_assets.training.dataset import TrainingWindows, labelled_rows
 from alphapulse_assets.training.evaluation import ChosenModel, Evaluation, EvaluationConfig, evaluate_model
 from alphapulse_assets.training.families import TrainedModel
 from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, TuningResult, fit_final, tune
@@ -24,18 +24,6 @@ class PipelineResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def labelled_window(
-    features: pl.DataFrame, prices: pl.DataFrame, symbols: list[str], start, end, horizon: int, dead_band: float
-) -> pl.DataFrame:
-    window = features.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
-    returns = forward_returns(prices, symbols, start, end, horizon)
-    return (
-        labelled_frame(window, returns, dead_band)
-        .filter(pl.col("next_return").is_not_null() & pl.col("forward_return").is_not_null())
-        .sort("ts", "symbol")
-    )
-
-
 def train_and_evaluate(
     features: pl.DataFrame,
     prices: pl.DataFrame,
@@ -48,10 +36,10 @@ def train_and_evaluate(
 ) -> PipelineResult:
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    train = labelled_window(
+    train = labelled_rows(
         features, prices, symbols, windows.train_start, windows.train_end, tuning.horizon_hours, dead_band
     )
-    holdout = labelled_window(
+    holdout = labelled_rows(
         features, prices, symbols, windows.validation_start, windows.validation_end, tuning.horizon_hours, dead_band
     )
     data = TrainingSet.from_frame(train, feature_names)
@@ -65,13 +53,12 @@ def train_and_evaluate(
     predictor = load_predictor(model.model_format, model.artifact())
     probability = predictor.predict_proba(holdout.select(feature_names).to_numpy().astype(np.float64))
     seconds["refit"] = time.perf_counter() - started
-    labelled = data.label[data.label >= 0]
     chosen = ChosenModel(
         family=best.family,
         params=best.params,
         feature_names=feature_names,
-        train_base_rate=float(labelled.mean()),
-        fold_scores=[s.__dict__ | {"gain": s.gain} for s in best.folds],
+        train_base_rate=data.base_rate,
+        fold_scores=[s.as_dict() for s in best.folds],
         n_trials=result.n_trials,
         trial_sharpe_variance=result.trial_sharpe_variance,
     )

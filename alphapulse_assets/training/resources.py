@@ -140,9 +140,7 @@ class MlflowTracking(dg.ConfigurableResource):
     def log_json(self, run_id: str, payload: object, artifact_file: str) -> None:
         self.log_bytes(run_id, json.dumps(payload, indent=2, sort_keys=True, default=str).encode(), artifact_file)
 
-    def log_metrics(
-        self, run_id: str, metrics: dict[str, float], finish: bool = False, step: int = 0, status: str = "FINISHED"
-    ) -> None:
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         import math
         import time
 
@@ -153,8 +151,10 @@ class MlflowTracking(dg.ConfigurableResource):
         client = self._client()
         for start in range(0, len(finite), 1000):  # MLflow's batch limit
             client.log_batch(run_id, metrics=finite[start : start + 1000])
-        if finish:
-            client.set_terminated(run_id, status=status)
+
+    def finish(self, run_id: str) -> None:
+        """Mark the run finished: its evaluation, the last writer, is done."""
+        self._client().set_terminated(run_id, status="FINISHED")
 
     def log_model(
         self,

@@ -58,6 +58,16 @@ class TrainingSet:
             frame=ordered.select("ts", "symbol", "next_return"),
         )
 
+    @property
+    def labelled(self) -> np.ndarray:
+        """Rows with a direction (outside the dead band): the rows models are fitted on."""
+        return self.label >= 0
+
+    @property
+    def base_rate(self) -> float:
+        """Share of up labels among the labelled rows: what the no-skill baseline predicts."""
+        return float(self.label[self.labelled].mean())
+
 
 @dataclass(frozen=True)
 class FoldScore:
@@ -74,6 +84,10 @@ class FoldScore:
     def gain(self) -> float:
         """Log-loss improvement over the no-skill baseline on this fold (positive: the model is better)."""
         return self.baseline_log_loss - self.val_log_loss
+
+    def as_dict(self) -> dict[str, float]:
+        """The fold's record, gain included: what the gates read back (`ChosenModel.fold_scores`)."""
+        return {**self.__dict__, "gain": self.gain}
 
 
 @dataclass
@@ -168,8 +182,7 @@ def make_folds(data: TrainingSet, config: TuningConfig) -> list[Fold]:
 
 
 def _fold_arrays(data: TrainingSet, fold: Fold) -> tuple[np.ndarray, np.ndarray]:
-    train = fold.train[data.label[fold.train] >= 0]
-    return train, fold.test
+    return fold.train[data.labelled[fold.train]], fold.test
 
 
 def tune(data: TrainingSet, config: TuningConfig) -> TuningResult:
@@ -253,5 +266,5 @@ def score_fold(
 def fit_final(data: TrainingSet, family_name: str, params: dict[str, Any], trainer: Trainer) -> TrainedModel:
     """The chosen configuration fitted on every labelled row of the cross-validation region."""
     model_family = family(family_name)
-    labelled = data.label >= 0
+    labelled = data.labelled
     return model_family.fit(model_family.prepare(data.x[labelled], data.label[labelled]), params, trainer)
