@@ -1,6 +1,22 @@
 import numpy as np
+import pytest
 
-from alphapulse_assets.monitoring.drift import ks_statistic, measure_drift, psi, render_html
+from alphapulse_assets.monitoring.drift import (
+    DriftThresholds,
+    effective_rows,
+    ks_p_value,
+    ks_statistic,
+    lag1_autocorrelation,
+    measure_drift,
+    psi,
+    render_html,
+)
+from alphapulse_assets.monitoring.performance import Record, performance_drift, sharpe_standard_error
+
+N_FEATURES = 70  # the catalog's size
+REFERENCE_ROWS = 90 * 24 * 2  # the default training window, two symbols
+CURRENT_ROWS = 72 * 2  # the default drift window, two symbols
+TRIALS = 100
 
 
 def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift():
@@ -18,20 +34,112 @@ def test_psi_counts_missing_values_as_drift():
     assert psi(reference, current) > 0.25
 
 
-def test_ks_statistic():
+def test_ks_statistic_and_p_value():
     assert ks_statistic(np.arange(100.0), np.arange(100.0)) == 0.0
     assert ks_statistic(np.zeros(10), np.ones(10)) == 1.0
+    assert ks_p_value(0.0, 100, 100) == pytest.approx(1.0)
+    assert ks_p_value(0.3, 1000, 1000) < 1e-30
+    # Fewer independent rows: the same distance is weaker evidence.
+    assert ks_p_value(0.2, 3000, 20) > ks_p_value(0.2, 3000, 140)
 
 
-def test_summary_levels_and_insufficient_data():
+def test_autocorrelation_shrinks_the_effective_sample():
+    rng = np.random.default_rng(4)
+    assert lag1_autocorrelation(rng.standard_normal(5000)) == pytest.approx(0.0, abs=0.03)
+    assert lag1_autocorrelation(_ar1(rng, 5000, 1, 0.9)[:, 0]) == pytest.approx(0.9, abs=0.03)
+    assert effective_rows(144, 0.0) == 144
+    assert effective_rows(144, 0.9) == pytest.approx(144 * 0.1 / 1.9)
+
+
+def _ar1(rng: np.random.Generator, rows: int, columns: int, rho: float, heavy_tails: bool = False) -> np.ndarray:
+    noise = rng.standard_t(4, size=(rows, columns)) / np.sqrt(2.0) if heavy_tails else rng.normal(size=(rows, columns))
+    series = np.empty_like(noise)
+    series[0] = noise[0]
+    for t in range(1, rows):
+        series[t] = rho * series[t - 1] + np.sqrt(1 - rho**2) * noise[t]
+    return series
+
+
+def _trial(seed: int, shift: float, rho: float = 0.0, heavy_tails: bool = False):
+    rng = np.random.default_rng(seed)
+    reference = _ar1(rng, REFERENCE_ROWS, N_FEATURES, rho, heavy_tails)
+    current = _ar1(rng, CURRENT_ROWS, N_FEATURES, rho, heavy_tails)
+    current[:, :3] += shift  # "a few features": three of seventy
+    names = [f"f{i}" for i in range(N_FEATURES)]
+    return measure_drift(
+        {n: reference[:, i] for i, n in enumerate(names)}, {n: current[:, i] for i, n in enumerate(names)}
+    )
+
+
+@pytest.mark.parametrize("heavy_tails", [False, True], ids=["normal", "student-t4"])
+def test_a_half_sigma_shift_in_three_features_is_detected_in_95_percent_of_trials(heavy_tails):
+    detected = [_trial(seed, 0.5, heavy_tails=heavy_tails) for seed in range(TRIALS)]
+    rate = np.mean([s.detected for s in detected])
+    assert rate >= 0.95, rate
+    # What is flagged is what moved: an unshifted feature is flagged in at most the false-alarm rate of trials.
+    bystanders = np.mean([any(f.feature not in ("f0", "f1", "f2") for f in s.top(N_FEATURES)) for s in detected])
+    assert bystanders <= 0.05, bystanders
+
+
+@pytest.mark.parametrize(
+    "rho, heavy_tails", [(0.0, False), (0.0, True), (0.9, False)], ids=["normal", "student-t4", "autocorrelated"]
+)
+def test_no_shift_raises_at_most_5_percent_false_alarms(rho, heavy_tails):
+    """Also for slowly moving features (AR(1), rho 0.9): counted as independent rows they would alarm constantly."""
+    alarms = np.mean([_trial(1000 + seed, 0.0, rho, heavy_tails).detected for seed in range(TRIALS)])
+    assert alarms <= 0.05, alarms
+
+
+def test_too_little_data_is_reported_not_computed():
     rng = np.random.default_rng(3)
     reference = {f"f{i}": rng.standard_normal(1000) for i in range(5)}
-    same = {k: rng.standard_normal(1000) for k in reference}
+    thin = measure_drift(reference, {k: rng.standard_normal(10) + 3.0 for k in reference})
+    assert thin.status == "insufficient_data" and "10 current rows" in thin.reason and thin.features == []
+    assert not thin.detected
+    # Enough rows, but a feature so autocorrelated that they hold fewer independent observations than a test needs.
+    slow = {"slow": _ar1(rng, 2000, 1, 0.99)[:, 0]}
+    summary = measure_drift(slow, {"slow": slow["slow"][:100] + 5.0}, DriftThresholds(min_current_rows=48))
+    assert summary.status == "insufficient_data" and "effective" in summary.reason
+    assert summary.features[0].level == "insufficient_data"
+
+
+def test_summary_levels_shares_and_report():
+    rng = np.random.default_rng(3)
+    reference = {f"f{i}": rng.standard_normal(1000) for i in range(5)}
+    same = {k: rng.standard_normal(500) for k in reference}
     assert measure_drift(reference, same).status == "ok"
     shifted = {k: v + (2.0 if k in ("f0", "f1") else 0.0) for k, v in same.items()}
     summary = measure_drift(reference, shifted)
     assert summary.status == "critical" and summary.drifted_share == 0.4
-    assert {f.feature for f in summary.features[:2]} == {"f0", "f1"}
-    thin = measure_drift(reference, {k: v[:10] for k, v in same.items()})
-    assert thin.status == "insufficient_data" and "10 current rows" in thin.reason
-    assert "critical" in render_html(summary, "t", ["line"])
+    assert [f.feature for f in summary.top()] in (["f0", "f1"], ["f1", "f0"])
+    gone = {k: (np.full(500, np.nan) if k == "f4" else v) for k, v in same.items()}
+    missing = measure_drift(reference, gone)
+    assert missing.top()[0].feature == "f4" and missing.top()[0].level == "drift"  # a feature going null is drift
+    page = render_html(summary, "t", ["line"])
+    assert "critical" in page and page.count("<tr") == 6
+
+
+PROMISE = Record(accuracy=0.56, n_directional=1440, sharpe=2.0, hours=720)
+
+
+def test_performance_as_promised_is_ok_and_a_collapse_is_critical():
+    as_promised = performance_drift(Record(0.55, 300, 1.8, 150), PROMISE, min_live_hours=48, critical_z=2.33)
+    assert as_promised.status == "ok"
+    accuracy = as_promised.shortfall("accuracy")
+    assert accuracy.band_low < 0.55 < accuracy.band_high and accuracy.band_high - accuracy.band_low == pytest.approx(
+        2 * 1.96 * np.sqrt(0.55 * 0.45 / 300), rel=1e-3
+    )
+    collapsed = performance_drift(Record(0.42, 300, -6.0, 150), PROMISE, min_live_hours=48, critical_z=2.33)
+    assert collapsed.status == "critical" and collapsed.shortfall("accuracy").z < -2.33
+    slipping = performance_drift(Record(0.50, 300, 1.5, 150), PROMISE, min_live_hours=48, critical_z=2.33)
+    assert slipping.status == "warning"
+
+
+def test_performance_needs_enough_live_hours():
+    early = performance_drift(Record(0.2, 40, -9.0, 20), PROMISE, min_live_hours=48, critical_z=2.33)
+    assert early.status == "insufficient_data" and early.shortfalls == [] and "20 live hours" in early.reason
+
+
+def test_sharpe_standard_error_shrinks_with_hours():
+    assert sharpe_standard_error(1.0, 8760) == pytest.approx(np.sqrt(1 + 0.5 / 8760), rel=1e-6)
+    assert sharpe_standard_error(1.0, 100) > sharpe_standard_error(1.0, 1000)

@@ -1,11 +1,18 @@
-"""Feature drift: population stability index and Kolmogorov-Smirnov per feature. Pure numpy."""
+"""Drift: is recent data different from what the champion learned on, and is the champion still as good as promised?
+
+Pure numpy and scipy. PSI and the KS statistic say how large a difference is; tests on effective sample sizes say
+whether it is more than noise. Both must agree before a feature counts as drifted.
+"""
 
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
+from scipy.special import kolmogorov
 
 PSI_WARNING = 0.1
 PSI_DRIFT = 0.25
@@ -44,11 +51,62 @@ def ks_statistic(reference: np.ndarray, current: np.ndarray) -> float:
     )
 
 
+def lag1_autocorrelation(values: np.ndarray) -> float:
+    """Lag-1 autocorrelation of a series in time order (0 for a constant series), clipped to [0, 0.99]."""
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if x.size < 3:
+        return 0.0
+    centred = x - x.mean()
+    denominator = float(centred @ centred)
+    if denominator == 0.0:
+        return 0.0
+    return float(np.clip((centred[1:] @ centred[:-1]) / denominator, 0.0, 0.99))
+
+
+def effective_rows(n: int, autocorrelation: float) -> float:
+    """How many independent rows n rows of an AR(1)-like series are worth for a test of their mean.
+
+    A rolling feature (24-hour volatility, say) moves slowly: 72 hourly rows of it hold a handful of independent
+    observations, and a test that counted 72 would raise false alarms on noise.
+    """
+    return n * (1.0 - autocorrelation) / (1.0 + autocorrelation)
+
+
+def ks_p_value(statistic: float, n_reference: float, n_current: float) -> float:
+    """Two-sample Kolmogorov-Smirnov p-value (asymptotic, with Stephens' small-sample correction)."""
+    if not np.isfinite(statistic) or n_reference <= 0 or n_current <= 0:
+        return float("nan")
+    n = n_reference * n_current / (n_reference + n_current)
+    return float(kolmogorov((math.sqrt(n) + 0.12 + 0.11 / math.sqrt(n)) * statistic))
+
+
+def _two_sided_normal_p(z: float) -> float:
+    return float(math.erfc(abs(z) / math.sqrt(2.0))) if np.isfinite(z) else float("nan")
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    """When a comparison counts as evidence. `alpha` is the false-alarm rate of a whole report (all features):
+    each feature is tested at alpha / features (Bonferroni), since one report tests every feature at once."""
+
+    alpha: float = 0.05
+    min_reference_rows: int = 200
+    min_current_rows: int = 48
+    # Below this many effective (independent) current rows a feature is not tested: the report says so.
+    min_effective_rows: float = 20.0
+    critical_share: float = 0.3
+
+
 @dataclass(frozen=True)
 class FeatureDrift:
     feature: str
     psi: float
     ks: float
+    p_value: float  # smallest of the mean-shift, KS and missing-share tests, Bonferroni-corrected over those run
+    significant: bool
+    tested: bool  # enough effective rows for the tests on values (the missing-share test always runs)
+    effective_rows: float
     reference_mean: float
     current_mean: float
     reference_null_share: float
@@ -56,11 +114,13 @@ class FeatureDrift:
 
     @property
     def level(self) -> str:
-        if not np.isfinite(self.psi):
-            return "unknown"
-        if self.psi >= PSI_DRIFT:
+        """drift: significant and PSI >= 0.25; warning: significant and PSI >= 0.1; ok otherwise; insufficient_data
+        when too few effective rows were there to test. A PSI that is not significant is noise, not drift."""
+        if self.significant and self.psi >= PSI_DRIFT:
             return "drift"
-        return "warning" if self.psi >= PSI_WARNING else "ok"
+        if self.significant and self.psi >= PSI_WARNING:
+            return "warning"
+        return "ok" if self.tested else "insufficient_data"
 
 
 @dataclass(frozen=True)
@@ -71,53 +131,105 @@ class DriftSummary:
     max_psi: float
     features: list[FeatureDrift]
 
+    @property
+    def detected(self) -> bool:
+        return self.status in ("warning", "critical")
+
+    def top(self, n: int = 5) -> list[FeatureDrift]:
+        return [f for f in self.features if f.level in ("drift", "warning")][:n]
+
 
 def _mean(values: np.ndarray) -> float:
     finite = values[~np.isnan(values)]
     return float(finite.mean()) if finite.size else float("nan")
 
 
+def compare_feature(
+    name: str, reference: np.ndarray, current: np.ndarray, alpha: float, min_effective_rows: float
+) -> FeatureDrift:
+    """One feature: PSI and KS as magnitudes; a mean-shift z-test, the KS test and a missing-share test, on
+    effective sample sizes, decide whether the difference is more than noise at level `alpha`."""
+    reference = np.asarray(reference, dtype=float)
+    current = np.asarray(current, dtype=float)
+    ref_ok, cur_ok = reference[~np.isnan(reference)], current[~np.isnan(current)]
+    # Estimated on the long reference series, where it is stable; the current window is assumed to move alike.
+    rho = lag1_autocorrelation(reference)
+    n_ref, n_cur = effective_rows(ref_ok.size, rho), effective_rows(cur_ok.size, rho)
+    ks = ks_statistic(reference, current)
+    drift = partial(
+        FeatureDrift,
+        feature=name,
+        psi=psi(reference, current),
+        ks=ks,
+        effective_rows=n_cur,
+        reference_mean=_mean(reference),
+        current_mean=_mean(current),
+        reference_null_share=float(np.isnan(reference).mean()) if reference.size else float("nan"),
+        current_null_share=float(np.isnan(current).mean()) if current.size else float("nan"),
+    )
+    # A feature going missing is drift whatever its values do, so the missing-share test always runs.
+    p_ref, p_cur = np.isnan(reference).mean(), np.isnan(current).mean()
+    pooled = (p_ref * reference.size + p_cur * current.size) / (reference.size + current.size)
+    null_spread = math.sqrt(pooled * (1 - pooled) * (1.0 / reference.size + 1.0 / current.size))
+    p_values = [_two_sided_normal_p((p_cur - p_ref) / null_spread if null_spread > 0 else 0.0)]
+    tested = n_cur >= min_effective_rows and n_ref >= min_effective_rows
+    if tested:
+        spread = float(np.std(ref_ok, ddof=1))
+        mean_z = (cur_ok.mean() - ref_ok.mean()) / (spread * math.sqrt(1.0 / n_ref + 1.0 / n_cur)) if spread else 0.0
+        p_values += [_two_sided_normal_p(mean_z), ks_p_value(ks, n_ref, n_cur)]
+    p_value = min(1.0, len(p_values) * min(p_values))
+    return drift(p_value=p_value, significant=p_value < alpha, tested=tested)
+
+
 def measure_drift(
     reference: dict[str, np.ndarray],
     current: dict[str, np.ndarray],
-    min_reference_rows: int = 200,
-    min_current_rows: int = 30,
-    critical_share: float = 0.3,
+    thresholds: DriftThresholds = DriftThresholds(),
 ) -> DriftSummary:
-    """Compare each feature's current window with the champion's training reference."""
+    """Compare each feature's current window with the champion's training reference.
+
+    Arrays are in time order (per symbol, symbols one after another), so autocorrelation can be estimated.
+    """
     n_ref = min((v.size for v in reference.values()), default=0)
     n_cur = min((v.size for v in current.values()), default=0)
-    if n_ref < min_reference_rows or n_cur < min_current_rows:
+    if n_ref < thresholds.min_reference_rows or n_cur < thresholds.min_current_rows:
         return DriftSummary(
             "insufficient_data",
-            f"{n_ref} reference and {n_cur} current rows; at least {min_reference_rows} and {min_current_rows} "
-            "are needed for a PSI that is not noise",
+            f"{n_ref} reference and {n_cur} current rows; at least {thresholds.min_reference_rows} and "
+            f"{thresholds.min_current_rows} are needed for a test that is not noise",
             float("nan"),
             float("nan"),
             [],
         )
+    per_feature_alpha = thresholds.alpha / max(len(reference), 1)
     rows = [
-        FeatureDrift(
-            name,
-            psi(reference[name], current[name]),
-            ks_statistic(reference[name], current[name]),
-            _mean(reference[name]),
-            _mean(current[name]),
-            float(np.isnan(reference[name]).mean()),
-            float(np.isnan(current[name]).mean()),
-        )
+        compare_feature(name, reference[name], current[name], per_feature_alpha, thresholds.min_effective_rows)
         for name in reference
     ]
-    rows.sort(key=lambda r: -r.psi if np.isfinite(r.psi) else 0.0)
-    drifted = sum(r.level == "drift" for r in rows)
-    share = drifted / len(rows)
-    if share >= critical_share:
-        status, reason = "critical", f"{drifted} of {len(rows)} features have PSI >= {PSI_DRIFT}"
-    elif any(r.level in ("drift", "warning") for r in rows):
-        status, reason = "warning", f"{drifted} features drifted, others within PSI {PSI_WARNING}..{PSI_DRIFT}"
+    rows.sort(key=lambda r: (r.level not in ("drift", "warning"), -r.psi if np.isfinite(r.psi) else 0.0))
+    tested = [r for r in rows if r.level != "insufficient_data"]
+    if not tested:
+        return DriftSummary(
+            "insufficient_data",
+            f"no feature has {thresholds.min_effective_rows:g} effective current rows (autocorrelated features "
+            "hold few independent observations): widen ALPHAPULSE_DRIFT_WINDOW_HOURS",
+            float("nan"),
+            max((r.psi for r in rows if np.isfinite(r.psi)), default=float("nan")),
+            rows,
+        )
+    drifted = sum(r.level == "drift" for r in tested)
+    warned = sum(r.level == "warning" for r in tested)
+    share = drifted / len(tested)
+    untested = len(rows) - len(tested)
+    scope = f" ({untested} not tested: too few effective rows)" if untested else ""
+    if share >= thresholds.critical_share:
+        status, reason = "critical", f"{drifted} of {len(tested)} features drifted (PSI >= {PSI_DRIFT}){scope}"
+    elif drifted or warned:
+        status = "warning"
+        reason = f"{drifted} drifted and {warned} shifted of {len(tested)} features{scope}"
     else:
-        status, reason = "ok", f"every feature has PSI < {PSI_WARNING}"
-    return DriftSummary(status, reason, share, max(r.psi for r in rows), rows)
+        status, reason = "ok", f"no significant shift in {len(tested)} features{scope}"
+    return DriftSummary(status, reason, share, max(r.psi for r in tested), rows)
 
 
 _STYLE = (
@@ -127,10 +239,11 @@ _STYLE = (
 
 
 def render_html(summary: DriftSummary, title: str, context_lines: list[str]) -> str:
-    colours = {"drift": "#f8d7da", "warning": "#fff3cd", "ok": "#d1e7dd", "unknown": "#e2e3e5"}
+    colours = {"drift": "#f8d7da", "warning": "#fff3cd", "ok": "#d1e7dd", "insufficient_data": "#e2e3e5"}
     body = "".join(
         f"<tr style='background:{colours[r.level]}'><td>{html.escape(r.feature)}</td><td>{r.level}</td>"
-        f"<td>{r.psi:.4f}</td><td>{r.ks:.4f}</td><td>{r.reference_mean:.5g}</td><td>{r.current_mean:.5g}</td>"
+        f"<td>{r.psi:.4f}</td><td>{r.ks:.4f}</td><td>{r.p_value:.2g}</td><td>{r.effective_rows:.0f}</td>"
+        f"<td>{r.reference_mean:.5g}</td><td>{r.current_mean:.5g}</td>"
         f"<td>{r.reference_null_share:.1%}</td><td>{r.current_null_share:.1%}</td></tr>"
         for r in summary.features
     )
@@ -139,7 +252,9 @@ def render_html(summary: DriftSummary, title: str, context_lines: list[str]) -> 
 <style>{_STYLE}</style>
 </head><body><h1>{html.escape(title)}</h1>
 <p><b>Status: {summary.status}</b> &mdash; {html.escape(summary.reason)}</p><ul>{details}</ul>
-<p>PSI thresholds: &lt; {PSI_WARNING} stable, {PSI_WARNING}&ndash;{PSI_DRIFT} moderate shift, &ge; {PSI_DRIFT} drift.
-Bins are reference deciles plus one bin for missing values.</p>
-<table><tr><th>feature</th><th>level</th><th>PSI</th><th>KS</th><th>reference mean</th><th>current mean</th>
-<th>reference nulls</th><th>current nulls</th></tr>{body}</table></body></html>"""
+<p>PSI thresholds: &lt; {PSI_WARNING} stable, {PSI_WARNING}&ndash;{PSI_DRIFT} moderate shift, &ge; {PSI_DRIFT} drift;
+a feature counts only when its shift is also significant (mean-shift, KS and missing-share tests on effective
+sample sizes, Bonferroni-corrected over features). Bins are reference deciles plus one bin for missing values.</p>
+<table><tr><th>feature</th><th>level</th><th>PSI</th><th>KS</th><th>p-value</th><th>effective rows</th>
+<th>reference mean</th><th>current mean</th><th>reference nulls</th><th>current nulls</th></tr>{body}</table>
+</body></html>"""
