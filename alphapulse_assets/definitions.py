@@ -8,8 +8,15 @@ import os
 
 import dagster as dg
 
-from alphapulse_assets.jobs import DATA_ASSETS, MODEL_ASSETS, data_job, hourly_job, news_job, retrain_job
-from alphapulse_assets.market.checks import freshness_checks_sensor, prices_freshness_checks
+from alphapulse_assets.jobs import (
+    DATA_ASSETS,
+    MODEL_ASSETS,
+    data_job,
+    hourly_job,
+    news_job,
+    retrain_job,
+    rollback_job,
+)
 from alphapulse_assets.market.resources import (
     BinanceArchiveMarket,
     BinanceRestMarket,
@@ -19,7 +26,9 @@ from alphapulse_assets.market.resources import (
 )
 from alphapulse_assets.market.sensors import archive_file_sensor
 from alphapulse_assets.monitoring.assets import drift_report
-from alphapulse_assets.monitoring.sensors import drift_retrain_sensor
+from alphapulse_assets.monitoring.checks import freshness_checks_sensor, hourly_freshness_checks
+from alphapulse_assets.monitoring.resources import DriftPolicy
+from alphapulse_assets.monitoring.sensors import drift_retrain_sensor, live_performance_sensor, run_failure_alert_sensor
 from alphapulse_assets.news.resources import (
     JsonlDropFolder,
     NewsSource,
@@ -30,7 +39,7 @@ from alphapulse_assets.news.resources import (
 from alphapulse_assets.news.sensors import news_drop_sensor
 from alphapulse_assets.schedules import daily_retrain_schedule, hourly_schedule
 from alphapulse_assets.settings import Settings
-from alphapulse_assets.signals.assets import predictions
+from alphapulse_assets.signals.assets import predictions, shadow_predictions
 from alphapulse_assets.storage.object_store import LocalObjectStore
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
@@ -82,7 +91,6 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             embargo_hours=settings.embargo_hours,
             cost_bps=settings.cost_bps,
             seed=settings.seed,
-            drift_window_hours=settings.drift_window_hours,
             horizon_hours=settings.label_horizon_hours,
             dead_band_bps=settings.label_dead_band_bps,
             cv_folds=settings.cv_folds,
@@ -93,6 +101,18 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             device=settings.training_device,
             threads=settings.training_threads,
             gate_thresholds=dict(settings.gates or {}),
+            promotion_log_loss_margin=settings.promotion_log_loss_margin,
+            promotion_sharpe_margin=settings.promotion_sharpe_margin,
+            min_shadow_hours=settings.min_shadow_hours,
+        ),
+        "drift": DriftPolicy(
+            window_hours=settings.drift_window_hours,
+            alpha=settings.drift_alpha,
+            critical_share=settings.drift_critical_share,
+            performance_window_hours=settings.performance_window_hours,
+            min_live_hours=settings.min_live_hours,
+            rollback_z=settings.rollback_z,
+            evidently_every_hours=settings.evidently_every_hours,
         ),
         "price_quality": PriceQuality(extreme_move_z=settings.extreme_move_z),
         "mlflow": MlflowTracking(
@@ -103,16 +123,32 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     }
 
 
-ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, drift_report, predictions]
+ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, drift_report, predictions, shadow_predictions]
+
+# Evaluates shadow_predictions' AutomationCondition: the challenger's shadow follows the champion's predictions.
+shadow_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "shadow_automation_sensor",
+    target=dg.AssetSelection.assets(shadow_predictions),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
-        jobs=[data_job, hourly_job, retrain_job, news_job],
+        jobs=[data_job, hourly_job, retrain_job, rollback_job, news_job],
         schedules=[hourly_schedule, daily_retrain_schedule],
-        asset_checks=prices_freshness_checks,
-        sensors=[drift_retrain_sensor, archive_file_sensor, news_drop_sensor, freshness_checks_sensor],
+        asset_checks=hourly_freshness_checks,
+        sensors=[
+            drift_retrain_sensor,
+            live_performance_sensor,
+            run_failure_alert_sensor,
+            shadow_automation_sensor,
+            archive_file_sensor,
+            news_drop_sensor,
+            freshness_checks_sensor,
+        ],
         resources=build_resources(settings),
         # Steps share one DuckDB file that admits one writer process; in-process execution also spares each step
         # a fresh interpreter importing the whole stack.

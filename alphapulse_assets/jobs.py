@@ -35,5 +35,14 @@ hourly_job = dg.define_asset_job(
 retrain_job = dg.define_asset_job(
     "retrain_job",
     selection=dg.AssetSelection.assets(*MODEL_ASSETS),
-    description="Train a challenger at this hour, evaluate it out of sample, and promote it if it passes the gate.",
+    description=(
+        "Train a model at this hour, evaluate it out of sample, and decide: promote it, promote the challenger in "
+        "shadow on its live record, or keep the champion."
+    ),
+)
+rollback_job = dg.define_asset_job(
+    "rollback_job",
+    selection=dg.AssetSelection.assets(promotion_decision, promoted_model),
+    description="Restore the previous champion at this hour (the live-performance sensor's remedy), as a decision.",
+    config={"ops": {"promotion_decision": {"config": {"action": "rollback", "reason": "requested from the UI"}}}},
 )

@@ -207,6 +207,15 @@ class Settings:
     training_threads: int = 2
     mlflow_model_name: str = "alphapulse-direction"
     gates: dict[str, float] | None = None
+    drift_alpha: float = 0.05
+    drift_critical_share: float = 0.3
+    performance_window_hours: int = 168
+    min_live_hours: int = 48
+    rollback_z: float = 2.33
+    evidently_every_hours: int = 24
+    promotion_log_loss_margin: float = 0.0005
+    promotion_sharpe_margin: float = 0.1
+    min_shadow_hours: int = 24
 
     @property
     def dagster_home(self) -> Path:
@@ -301,5 +310,14 @@ class Settings:
             training_threads=_int(env, "ALPHAPULSE_TRAINING_THREADS", 2, minimum=1, maximum=256),
             mlflow_model_name=_env(env, "ALPHAPULSE_MLFLOW_MODEL_NAME", "alphapulse-direction"),
             gates=parse_gates(_env(env, "ALPHAPULSE_GATES", "")),
+            drift_alpha=_float(env, "ALPHAPULSE_DRIFT_ALPHA", 0.05, 1e-6, 0.5),
+            drift_critical_share=_float(env, "ALPHAPULSE_DRIFT_CRITICAL_SHARE", 0.3, 0.01, 1.0),
+            performance_window_hours=_int(env, "ALPHAPULSE_PERFORMANCE_WINDOW_HOURS", 168, minimum=2),
+            min_live_hours=_int(env, "ALPHAPULSE_MIN_LIVE_HOURS", 48, minimum=2),
+            rollback_z=_float(env, "ALPHAPULSE_ROLLBACK_Z", 2.33, 0.5, 10.0),
+            evidently_every_hours=_int(env, "ALPHAPULSE_EVIDENTLY_EVERY_HOURS", 24, minimum=0, maximum=24 * 365),
+            promotion_log_loss_margin=_float(env, "ALPHAPULSE_PROMOTION_LOG_LOSS_MARGIN", 0.0005, 0.0, 1.0),
+            promotion_sharpe_margin=_float(env, "ALPHAPULSE_PROMOTION_SHARPE_MARGIN", 0.1, 0.0, 100.0),
+            min_shadow_hours=_int(env, "ALPHAPULSE_MIN_SHADOW_HOURS", 24, minimum=1),
         )
         return settings

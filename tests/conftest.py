@@ -9,6 +9,8 @@ TEST_ENV = {
     "ALPHAPULSE_EMBARGO_HOURS": "6",
     "ALPHAPULSE_NEWS_SIGNAL": "0.7",
     "ALPHAPULSE_DRIFT_WINDOW_HOURS": "48",
+    # Every drift report writes its Evidently page, so the tests see one.
+    "ALPHAPULSE_EVIDENTLY_EVERY_HOURS": "1",
     # The graph tests check the wiring on 13 days; tests/test_honesty.py holds the default gates to account on
     # markets with a known answer. Eight training days cannot pass the default overfitting, fold-concentration,
     # significance and deflated-Sharpe bars, so these are lowered here, and only here; the remaining gates

@@ -81,17 +81,24 @@ def test_bad_ranges_are_refused_before_anything_is_written(defs, tmp_path, bad_r
 
 
 def test_freshness_check_flags_a_stale_source(defs):
-    from alphapulse_assets.market.assets import prices
-    from alphapulse_assets.market.checks import freshness_checks_sensor, prices_freshness_checks
+    from alphapulse_assets.monitoring.checks import HOURLY_ASSETS, freshness_checks_sensor, hourly_freshness_checks
 
     assert defs.resolve_sensor_def(freshness_checks_sensor.name) is not None
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [*prices_freshness_checks, prices],
-            selection=dg.AssetSelection.checks(*prices_freshness_checks),
+            [*hourly_freshness_checks, *HOURLY_ASSETS],
+            selection=dg.AssetSelection.checks(*hourly_freshness_checks),
             instance=instance,
             resources=defs.resources,
         )
         evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 1 and not evaluations[0].passed  # nothing materialized: the source is stale
-    assert evaluations[0].asset_check_key.asset_key == dg.AssetKey("prices")
+    # Nothing materialized: every hourly asset is stale, each with its own failed check.
+    assert {e.asset_check_key.asset_key.to_user_string() for e in evaluations} == {
+        "prices",
+        "news",
+        "news_sentiment",
+        "features",
+        "predictions",
+        "drift_report",
+    }
+    assert not any(e.passed for e in evaluations)

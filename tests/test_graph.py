@@ -77,7 +77,7 @@ def test_every_asset_is_materialized_and_checks_pass(graph):
 
 def test_promotion_published_a_loadable_manifest(graph):
     defs, _, settings = graph
-    decision = table(defs, "promotion_decision").row(0, named=True)
+    decision = table(defs, "promotion_decisions").row(0, named=True)
     assert decision["promote"], decision["summary"]
     store = defs.resources["object_store"]
     manifest = ModelManifest.from_json(store.get_bytes(MANIFEST_KEY))
@@ -126,7 +126,7 @@ def test_retraining_the_same_hour_is_deterministic_and_not_promoted_twice(graph)
     assert run_job(defs, instance, "retrain_job", partition_key=LAST).success
     again = table(defs, "trained_model").row(0, named=True)
     assert again["sha256"] == first["sha256"]
-    decision = table(defs, "promotion_decision").row(0, named=True)
+    decision = table(defs, "promotion_decisions").row(0, named=True)
     assert not decision["promote"] and "beats_champion" in decision["summary"]
     assert table(defs, "promoted_model").height == 1
 

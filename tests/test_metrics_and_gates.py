@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphapulse_assets.promotion.gates import promotion_gates
+from alphapulse_assets.promotion.gates import Margins, promotion_gates
 from alphapulse_assets.training.dataset import direction_labels, forward_returns, training_windows
 from alphapulse_assets.training.gates import Gate, GateThresholds, evaluation_gates, summarize
 from alphapulse_assets.training.metrics import (
@@ -176,19 +176,20 @@ def test_one_fold_carrying_everything_is_not_stability():
 
 
 METRICS = {"n": 500.0, "log_loss": 0.68, "sharpe": 1.2}
+NO_MARGIN = Margins(log_loss=0.0, sharpe=0.0)
 
 
 def test_promotion_needs_every_evaluation_gate_then_beats_the_champion():
     evaluation = _gates()
-    gates = promotion_gates(evaluation, METRICS, None, champion_log_loss_margin=0.0)
+    gates = promotion_gates(evaluation, METRICS, None, NO_MARGIN)
     assert gates == evaluation and all(g.passed for g in gates)
     failing = _gates(dsr=0.5)
-    assert [g.name for g in promotion_gates(failing, METRICS, None, 0.0) if not g.passed] == ["deflated_sharpe"]
+    assert [g.name for g in promotion_gates(failing, METRICS, None, NO_MARGIN) if not g.passed] == ["deflated_sharpe"]
 
 
 def test_gate_refuses_a_challenger_that_does_not_beat_the_champion():
     champion = {"n": 500.0, "log_loss": 0.675, "sharpe": 2.0}
-    gates = promotion_gates(_gates(), METRICS, champion, champion_log_loss_margin=0.0)
+    gates = promotion_gates(_gates(), METRICS, champion, NO_MARGIN)
     failed = {g.name for g in gates if not g.passed}
     assert failed == {"beats_champion_log_loss", "beats_champion_sharpe"}
     assert "beats_champion_sharpe (1.2 vs 2)" in summarize(gates)
@@ -197,7 +198,7 @@ def test_gate_refuses_a_challenger_that_does_not_beat_the_champion():
 def test_gate_voids_a_comparison_where_the_champion_saw_the_window():
     """Retraining an old hour: the newer champion trained on the challenger's held-out rows."""
     champion = {"n": 500.0, "log_loss": 0.69, "sharpe": 0.1}
-    gates = promotion_gates(_gates(), METRICS, champion, 0.0, champion_overlap_hours=36.0)
+    gates = promotion_gates(_gates(), METRICS, champion, NO_MARGIN, champion_overlap_hours=36.0)
     failed = [g for g in gates if not g.passed]
     assert [g.name for g in failed] == ["champion_comparison_out_of_sample"] and failed[0].value == 36.0
 

@@ -1,12 +1,27 @@
+import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from alphapulse_assets.jobs import retrain_job
+from alphapulse_assets.jobs import retrain_job, rollback_job
 from alphapulse_assets.monitoring.assets import drift_report
+from alphapulse_assets.partitions import PARTITION_FORMAT
+from alphapulse_assets.storage.object_store import ObjectStore
 
 TRIGGER_TAG = "alphapulse/trigger"
+# Partition hours (the loop's own clock, not the wall clock: a backfill replays it faster) between two
+# drift-triggered retrains. Drift that a retrain did not cure would otherwise request one every hour.
 RETRAIN_COOLDOWN = timedelta(hours=12)
+
+
+def _metadata(event: dg.EventLogEntry, key: str):
+    materialization = event.asset_materialization
+    entry = materialization.metadata.get(key) if materialization else None
+    return getattr(entry, "value", None)
+
+
+def _hour(partition: str) -> datetime:
+    return datetime.strptime(partition, PARTITION_FORMAT).replace(tzinfo=UTC)
 
 
 @dg.asset_sensor(
@@ -16,23 +31,76 @@ RETRAIN_COOLDOWN = timedelta(hours=12)
     minimum_interval_seconds=60,
 )
 def drift_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-    """Critical feature drift requests a retrain at that hour, at most once per cooldown period."""
-    materialization = asset_event.asset_materialization
-    status_entry = materialization.metadata.get("drift_status") if materialization else None
-    status = getattr(status_entry, "value", None)
-    if status != "critical":
-        return dg.SkipReason(f"drift status at {materialization.partition if materialization else '?'}: {status}")
-    recent = context.instance.get_run_records(
-        dg.RunsFilter(
-            job_name=retrain_job.name,
-            tags={TRIGGER_TAG: "drift_retrain_sensor"},
-            created_after=datetime.now(UTC) - RETRAIN_COOLDOWN,
-        ),
-        limit=1,
+    """Critical feature drift requests a retrain at that hour, at most once per cooldown of partition hours."""
+    partition = asset_event.asset_materialization.partition if asset_event.asset_materialization else None
+    status = _metadata(asset_event, "drift_status")
+    if status != "critical" or partition is None:
+        return dg.SkipReason(f"drift status at {partition}: {status}")
+    if _metadata(asset_event, "performance_status") == "critical":
+        return dg.SkipReason(
+            f"critical drift at {partition}, but the champion also failed live: the rollback goes first, and the "
+            "restored champion is measured afresh"
+        )
+    earlier = context.instance.get_run_records(
+        dg.RunsFilter(job_name=retrain_job.name, tags={TRIGGER_TAG: "drift_retrain_sensor"}), limit=20
     )
-    if recent:
-        return dg.SkipReason(f"critical drift, but a drift-triggered retrain ran less than {RETRAIN_COOLDOWN} ago")
-    partition = materialization.partition
+    hour = _hour(partition)
+    for run in earlier:
+        ran_at = _hour(run.dagster_run.tags["dagster/partition"])
+        if hour - RETRAIN_COOLDOWN < ran_at <= hour:
+            return dg.SkipReason(
+                f"critical drift at {partition}, but a drift-triggered retrain ran at {ran_at:%Y-%m-%d %H:00}, "
+                f"less than {RETRAIN_COOLDOWN} of partitions earlier"
+            )
     return dg.RunRequest(
         run_key=f"drift-retrain-{partition}", partition_key=partition, tags={TRIGGER_TAG: "drift_retrain_sensor"}
     )
+
+
+@dg.asset_sensor(
+    asset_key=drift_report.key,
+    job=rollback_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)
+def live_performance_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    """A champion whose live accuracy or Sharpe fell below its promise by more than the rollback threshold is
+    rolled back to the previous champion (once per champion: the run key names it)."""
+    partition = asset_event.asset_materialization.partition if asset_event.asset_materialization else None
+    status = _metadata(asset_event, "performance_status")
+    champion = _metadata(asset_event, "champion_version")
+    if status != "critical" or partition is None:
+        return dg.SkipReason(f"live performance of {champion} at {partition}: {status}")
+    reason = _metadata(asset_event, "performance_reason") or "live performance critical"
+    return dg.RunRequest(
+        run_key=f"rollback-{champion}",
+        partition_key=partition,
+        run_config={"ops": {"promotion_decision": {"config": {"action": "rollback", "reason": reason}}}},
+        tags={TRIGGER_TAG: "live_performance_sensor", "alphapulse/rolled_back": str(champion)},
+    )
+
+
+ALERTS_PREFIX = "alerts"
+
+
+@dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, object_store: ObjectStore) -> None:
+    """Every failed run leaves an alert (JSON in the object store, under alerts/) naming the job, the partition,
+    the trigger and the error, for whoever watches the loop."""
+    run = context.dagster_run
+    failure = context.failure_event
+    alert = {
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "partition": run.tags.get("dagster/partition"),
+        "partition_range": [
+            run.tags.get("dagster/asset_partition_range_start"),
+            run.tags.get("dagster/asset_partition_range_end"),
+        ],
+        "trigger": run.tags.get(TRIGGER_TAG, run.tags.get("dagster/schedule_name", "manual")),
+        "error": failure.message if failure else None,
+        "recorded_at": datetime.now(UTC).isoformat(),
+    }
+    key = f"{ALERTS_PREFIX}/{datetime.now(UTC):%Y%m%dT%H%M%S}-{run.run_id}.json"
+    object_store.put_bytes(key, json.dumps(alert, indent=2).encode())
+    context.log.error(f"run {run.run_id} of {run.job_name} failed; alert written to {object_store.uri(key)}")

@@ -1,15 +1,27 @@
 import json
 import math
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import dagster as dg
 import polars as pl
 
 from alphapulse_assets.features.store import current_feature_version
 from alphapulse_assets.market.resources import MarketSource
+from alphapulse_assets.monitoring.live import record, shadow_pairs
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, partition_hour
-from alphapulse_assets.promotion.gates import promotion_gates
+from alphapulse_assets.promotion.gates import (
+    PROMOTE,
+    PROMOTE_CHALLENGER,
+    ROLLBACK,
+    ROLLBACK_REFUSED,
+    Decision,
+    decide,
+    promotion_gates,
+    shadow_gates,
+)
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import Warehouse
 from alphapulse_assets.training.assets import (
@@ -20,47 +32,105 @@ from alphapulse_assets.training.assets import (
     trained_model,
 )
 from alphapulse_assets.training.data import single_row
-from alphapulse_assets.training.gates import gates_table, summarize
+from alphapulse_assets.training.gates import Gate, gates_table
 from alphapulse_assets.training.metrics import evaluate_predictions
-from alphapulse_assets.training.resources import ModelPolicy
+from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
 from alphapulse_serving.contract import MANIFEST_KEY, ModelManifest, ScoringModel
+
+# The challenger in shadow: its manifest, read by `shadow_predictions`. Absent when there is none.
+CHALLENGER_KEY = "serving/challenger.json"
+DECISIONS_TABLE = "promotion_decisions"
+
+
+def _manifest_at(object_store: ObjectStore, key: str) -> ModelManifest | None:
+    return ModelManifest.from_json(object_store.get_bytes(key)) if object_store.exists(key) else None
 
 
 def current_champion(object_store: ObjectStore) -> ModelManifest | None:
-    if not object_store.exists(MANIFEST_KEY):
-        return None
-    return ModelManifest.from_json(object_store.get_bytes(MANIFEST_KEY))
+    return _manifest_at(object_store, MANIFEST_KEY)
+
+
+def current_challenger(object_store: ObjectStore) -> ModelManifest | None:
+    return _manifest_at(object_store, CHALLENGER_KEY)
+
+
+def manifest_key(version: str) -> str:
+    return f"models/{version}/manifest.json"
 
 
 def _metrics_from_row(row: dict, prefix: str) -> dict[str, float]:
     return {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)} | {"n": float(row["n_oos"])}
 
 
-@dg.asset(partitions_def=HOURLY, group_name="promotion", kinds={"python"}, deps=[model_evaluation])
-def promotion_decision(
-    context: dg.AssetExecutionContext,
+def build_manifest(trained: dict, evaluation: dict, policy: ModelPolicy, symbols: list[str]) -> ModelManifest:
+    """A model's manifest from its `trained_model` and `model_evaluation` rows: what the API and the loop need."""
+    oos_hours = (trained["validation_end"] - trained["validation_start"]) / timedelta(hours=1)
+    return ModelManifest(
+        version=trained["model_version"],
+        model_uri=trained["model_uri"],
+        sha256=trained["sha256"],
+        feature_names=list(trained["feature_names"]),
+        feature_version=trained["feature_version"],
+        signal_band=policy.signal_band,
+        symbols=list(symbols),
+        training_window={
+            k: trained[k].isoformat() for k in ("train_start", "train_end", "validation_start", "validation_end")
+        },
+        # The evaluation's promise, with the sample sizes that say how precise it is (performance drift uses them).
+        # NaN (e.g. the hit rate of a baseline that never trades) has no JSON form: it is recorded as null.
+        metrics={
+            k: (float(v) if v is not None and math.isfinite(v) else None)
+            for k, v in evaluation.items()
+            if k.startswith(("oos_", "baseline_"))
+        }
+        | {"n_oos": float(evaluation["n_oos"]), "n_oos_directional": float(evaluation["n_oos_directional"])}
+        | {"oos_hours": oos_hours},
+        trained_at=trained["trained_at"].isoformat(),
+        promoted_at="",
+        decision_partition="",
+        mlflow_run_id=trained["mlflow_run_id"],
+        model_format=trained["model_format"],
+        extra={
+            "family": trained["family"],
+            "registered_model": f"models:/{trained['registered_model']}/{trained['registered_version']}",
+        },
+    )
+
+
+class DecisionConfig(dg.Config):
+    """`challenge` (the default): judge this hour's model and the shadowing challenger against the champion.
+    `rollback`: restore the previous champion, as the live-performance sensor requests (or a person, from the UI)."""
+
+    action: Literal["challenge", "rollback"] = "challenge"
+    reason: str = ""
+
+
+def _challenge(
+    decision_hour: datetime,
     warehouse: Warehouse,
     object_store: ObjectStore,
     policy: ModelPolicy,
     market: MarketSource,
-    sentiment: SentimentModel,
-) -> dg.MaterializeResult:
-    """Champion/challenger gate: promote only a challenger that passed every evaluation gate and beats the champion."""
-    decision = partition_hour(context)
-    trained = single_row(warehouse, "trained_model", decision, "trained_model")
-    evaluation = single_row(warehouse, "model_evaluation", decision, "model_evaluation")
-    challenger = _metrics_from_row(evaluation, "oos_")
-
+    feature_version: str,
+) -> tuple[Decision, list[Gate], dict]:
+    trained = single_row(warehouse, "trained_model", decision_hour, "trained_model")
+    evaluation = single_row(warehouse, "model_evaluation", decision_hour, "model_evaluation")
+    candidate = trained["model_version"]
     champion = current_champion(object_store)
-    champion_metrics, champion_note, overlap_hours = None, "no champion yet", 0.0
-    feature_version = current_feature_version(sentiment)
-    if champion is not None and champion.feature_version != feature_version:
-        champion_note = (
+    challenger = current_challenger(object_store)
+    notes = {"candidate_version": candidate}
+
+    champion_metrics, overlap_hours = None, 0.0
+    if champion is None:
+        notes["champion_note"] = "no champion yet"
+    elif champion.feature_version != feature_version:
+        notes["champion_note"] = (
             f"champion {champion.version} uses feature version {champion.feature_version}, features are now "
-            f"{feature_version}: it cannot be served any more, so only its evaluation gates apply"
+            f"{feature_version}: it cannot be served any more, so only the evaluation gates apply"
         )
-    elif champion is not None:
-        # Re-measure the champion on exactly the challenger's held-out rows. A champion decided at an earlier hour
+        champion = None
+    else:
+        # Re-measure the champion on exactly the candidate's held-out rows. A champion decided at an earlier hour
         # with the same windows stopped training a validation window + embargo before that hour, so these rows are
         # out of sample for both models; when they are not (an older hour retrained), the overlap gate voids it.
         holdout = load_window(warehouse, market, policy, trained["validation_start"], trained["validation_end"])
@@ -68,35 +138,150 @@ def promotion_decision(
         champion_metrics, _ = evaluate_predictions(scored, policy.signal_band, policy.cost_bps)
         champion_train_end = datetime.fromisoformat(champion.training_window["train_end"])
         overlap_hours = max(0.0, (champion_train_end - trained["validation_start"]).total_seconds() / 3600)
-        champion_note = f"champion {champion.version} re-scored on the challenger's held-out window"
+        notes["champion_note"] = f"champion {champion.version} re-scored on the candidate's held-out window"
 
-    gates = promotion_gates(
-        evaluation_gate_list(evaluation), challenger, champion_metrics, policy.champion_log_loss_margin, overlap_hours
+    evaluation_gates = evaluation_gate_list(evaluation)
+    candidate_gates = promotion_gates(
+        evaluation_gates, _metrics_from_row(evaluation, "oos_"), champion_metrics, policy.margins(), overlap_hours
     )
-    promote = all(g.passed for g in gates)
-    summary = summarize(gates, verb="promote") if promote else "keep champion: " + summarize(gates)
+
+    shadow = None
+    if challenger is not None and champion is not None and challenger.version != candidate:
+        since = datetime.fromisoformat(challenger.training_window["validation_end"])
+        pairs = shadow_pairs(
+            warehouse, market.symbols, policy, challenger.version, champion.version, since, decision_hour
+        )
+        challenger_live, _ = record(pairs, policy)
+        champion_live, live = record(pairs, policy, "champion_probability")
+        shadow = shadow_gates(challenger_live, champion_live, live.hours, policy.min_shadow_hours, policy.margins())
+        notes["shadow_note"] = (
+            f"challenger {challenger.version} and champion {champion.version} on {live.hours:.0f} live hours "
+            f"({pairs.height} rows with known outcomes)"
+        )
+    verdict = decide(
+        candidate,
+        candidate_gates,
+        all(g.passed for g in evaluation_gates),
+        champion.version if champion else None,
+        challenger.version if challenger else None,
+        shadow,
+    )
+
+    # The challenger in shadow follows the decision: a new one gets its manifest (and the MLflow alias, below).
+    if verdict.challenger_after == candidate:
+        manifest = build_manifest(trained, evaluation, policy, market.symbols)
+        object_store.put_bytes(manifest_key(candidate), manifest.to_json())
+        object_store.put_bytes(CHALLENGER_KEY, manifest.to_json())
+    elif verdict.challenger_after is None and challenger is not None:
+        object_store.delete(CHALLENGER_KEY)
+    return verdict, candidate_gates + (shadow or []), notes
+
+
+def _fallback_of(warehouse: Warehouse, version: str) -> str | None:
+    """The champion to restore if `version` fails live: the one it replaced when it was (last) made champion."""
+    if not warehouse.table_exists("promoted_model"):
+        return None
+    rows = warehouse.query(
+        "select fallback_version from promoted_model where model_version = ? order by ts desc limit 1", [version]
+    )
+    return rows.item(0, 0) if rows.height else None
+
+
+def _rollback(
+    warehouse: Warehouse, object_store: ObjectStore, feature_version: str, reason: str
+) -> tuple[Decision, list[Gate], dict]:
+    champion = current_champion(object_store)
+    if champion is None:
+        raise dg.Failure("rollback requested, but there is no champion to roll back")
+    challenger = current_challenger(object_store)
+    challenger_version = challenger.version if challenger else None
+    fallback = _fallback_of(warehouse, champion.version)
+    previous = _manifest_at(object_store, manifest_key(fallback)) if fallback else None
+    gates = [
+        Gate("previous_champion_exists", previous is not None, 1.0 if previous else 0.0, 1.0, "a champion to restore"),
+    ]
+    if previous is not None:
+        gates.append(
+            Gate(
+                "previous_champion_servable",
+                previous.feature_version == feature_version,
+                1.0 if previous.feature_version == feature_version else 0.0,
+                1.0,
+                f"its feature version {previous.feature_version} is the current {feature_version}",
+            )
+        )
+    notes = {"candidate_version": fallback, "champion_note": reason or "rollback requested"}
+    if all(g.passed for g in gates):
+        summary = f"rollback: champion {champion.version} failed live ({reason}); {fallback} restored"
+        return Decision(ROLLBACK, fallback, challenger_version, summary), gates, notes
+    summary = (
+        f"rollback refused: champion {champion.version} failed live ({reason}), but "
+        + ("there is no previous champion" if previous is None else f"{fallback} cannot serve today's features")
+        + "; it stays until a retrain replaces it"
+    )
+    return Decision(ROLLBACK_REFUSED, champion.version, challenger_version, summary), gates, notes
+
+
+@dg.asset(partitions_def=HOURLY, group_name="promotion", kinds={"python", "mlflow"}, deps=[model_evaluation])
+def promotion_decision(
+    context: dg.AssetExecutionContext,
+    config: DecisionConfig,
+    warehouse: Warehouse,
+    object_store: ObjectStore,
+    policy: ModelPolicy,
+    market: MarketSource,
+    sentiment: SentimentModel,
+    mlflow: MlflowTracking,
+) -> dg.MaterializeResult:
+    """Champion/challenger rules: promote, keep (the challenger goes to shadow), or roll back a failing champion."""
+    decision_hour = partition_hour(context)
+    feature_version = current_feature_version(sentiment)
+    champion_before = current_champion(object_store)
+    challenger_before = current_challenger(object_store)
+    if config.action == "rollback":
+        verdict, gates, notes = _rollback(warehouse, object_store, feature_version, config.reason)
+    else:
+        verdict, gates, notes = _challenge(decision_hour, warehouse, object_store, policy, market, feature_version)
+
+    challenger_after = current_challenger(object_store)
+    mlflow.set_alias("challenger", challenger_after.extra.get("registered_model") if challenger_after else None)
+
     row = pl.DataFrame(
         {
-            "ts": [decision],
-            "challenger_version": [trained["model_version"]],
-            "champion_version": [champion.version if champion else None],
-            "promote": [promote],
-            "summary": [summary],
-            "champion_note": [champion_note],
+            "ts": [decision_hour],
+            "action": [verdict.action],
+            "challenger_version": [notes["candidate_version"]],
+            "champion_version": [champion_before.version if champion_before else None],
+            "champion_after": [verdict.champion_after],
+            "shadow_challenger_before": [challenger_before.version if challenger_before else None],
+            "shadow_challenger_after": [verdict.challenger_after],
+            "promote": [verdict.champion_changes],
+            "summary": [verdict.summary],
+            "champion_note": [notes.get("champion_note", "")],
+            "shadow_note": [notes.get("shadow_note", "no challenger in shadow")],
             "gates": [json.dumps([g.as_dict() for g in gates])],
+            "trigger": [context.run.tags.get("alphapulse/trigger", "manual")],
             "decided_at": [datetime.now(UTC)],
         },
-        schema_overrides={"champion_version": pl.String},
+        schema_overrides={
+            k: pl.String
+            for k in ("challenger_version", "champion_version", "champion_after")
+            + ("shadow_challenger_before", "shadow_challenger_after")
+        },
     )
-    warehouse.replace_window("promotion_decision", row, decision, context.partition_time_window.end)
-    context.log.info(summary)
+    warehouse.replace_window(DECISIONS_TABLE, row, decision_hour, context.partition_time_window.end)
+    context.log.info(verdict.summary)
     return dg.MaterializeResult(
         metadata={
-            "promote": promote,
-            "summary": summary,
-            "challenger_version": trained["model_version"],
-            "champion_version": champion.version if champion else "none",
-            "champion_note": champion_note,
+            "action": verdict.action,
+            "promote": verdict.champion_changes,
+            "summary": verdict.summary,
+            "challenger_version": notes["candidate_version"] or "none",
+            "champion_version": champion_before.version if champion_before else "none",
+            "champion_after": verdict.champion_after or "none",
+            "shadow_challenger": verdict.challenger_after or "none",
+            "champion_note": notes.get("champion_note", ""),
+            "shadow_note": notes.get("shadow_note", "no challenger in shadow"),
             "gates": dg.MetadataValue.md(gates_table(gates)),
         }
     )
@@ -105,7 +290,7 @@ def promotion_decision(
 @dg.asset(
     partitions_def=HOURLY,
     group_name="promotion",
-    kinds={"python"},
+    kinds={"python", "mlflow"},
     deps=[promotion_decision, trained_model],
     output_required=False,
 )
@@ -115,66 +300,58 @@ def promoted_model(
     object_store: ObjectStore,
     policy: ModelPolicy,
     market: MarketSource,
+    mlflow: MlflowTracking,
 ):
-    """The champion's manifest the API serves; materialized only at hours where a challenger was promoted."""
-    decision = partition_hour(context)
-    verdict = single_row(warehouse, "promotion_decision", decision, "promotion_decision")
+    """The champion's manifest the API serves; materialized only at hours where the champion changed."""
+    decision_hour = partition_hour(context)
+    verdict = single_row(warehouse, DECISIONS_TABLE, decision_hour, "promotion_decision")
     if not verdict["promote"]:
-        context.log.info(f"not promoted, the champion stays: {verdict['summary']}")
+        context.log.info(f"the champion stays: {verdict['summary']}")
         return
-    trained = single_row(warehouse, "trained_model", decision, "trained_model")
-    evaluation = single_row(warehouse, "model_evaluation", decision, "model_evaluation")
-    manifest = ModelManifest(
-        version=trained["model_version"],
-        model_uri=trained["model_uri"],
-        sha256=trained["sha256"],
-        feature_names=list(trained["feature_names"]),
-        feature_version=trained["feature_version"],
-        signal_band=policy.signal_band,
-        symbols=list(market.symbols),
-        training_window={
-            k: trained[k].isoformat() for k in ("train_start", "train_end", "validation_start", "validation_end")
-        },
-        # NaN (e.g. the hit rate of a baseline that never trades) has no JSON form: it is recorded as null.
-        metrics={
-            k: (float(v) if v is not None and math.isfinite(v) else None)
-            for k, v in evaluation.items()
-            if k.startswith(("oos_", "baseline_"))
-        },
-        trained_at=trained["trained_at"].isoformat(),
-        promoted_at=datetime.now(UTC).isoformat(),
-        decision_partition=decision.isoformat(),
-        mlflow_run_id=trained["mlflow_run_id"],
-        model_format=trained["model_format"],
-        extra={
-            "family": trained["family"],
-            "registered_model": f"models:/{trained['registered_model']}/{trained['registered_version']}",
-        },
-    )
+    replaced = verdict["champion_version"]
+    if verdict["action"] == PROMOTE:
+        trained = single_row(warehouse, "trained_model", decision_hour, "trained_model")
+        evaluation = single_row(warehouse, "model_evaluation", decision_hour, "model_evaluation")
+        chosen = build_manifest(trained, evaluation, policy, market.symbols)
+        fallback = replaced
+    else:
+        chosen = _manifest_at(object_store, manifest_key(verdict["champion_after"]))
+        if chosen is None:
+            raise dg.Failure(
+                f"no manifest for {verdict['champion_after']} at {manifest_key(verdict['champion_after'])}"
+            )
+        # A promoted challenger falls back to the champion it replaces; a restored champion to its own fallback.
+        fallback = replaced if verdict["action"] == PROMOTE_CHALLENGER else _fallback_of(warehouse, chosen.version)
+    manifest = replace(chosen, promoted_at=datetime.now(UTC).isoformat(), decision_partition=decision_hour.isoformat())
     # Load it exactly as the API will before pointing the API at it.
     ScoringModel.load(manifest)
     payload = manifest.to_json()
-    object_store.put_bytes(f"models/{manifest.version}/manifest.json", payload)
+    object_store.put_bytes(manifest_key(manifest.version), payload)
     manifest_uri = object_store.put_bytes(MANIFEST_KEY, payload)
-    record = pl.DataFrame(
+    mlflow.set_alias("champion", manifest.extra.get("registered_model"))
+    record_row = pl.DataFrame(
         {
-            "ts": [decision],
+            "ts": [decision_hour],
             "model_version": [manifest.version],
+            "action": [verdict["action"]],
             "sha256": [manifest.sha256],
             "model_uri": [manifest.model_uri],
-            "previous_version": [verdict["champion_version"]],
+            "previous_version": [replaced],
+            "fallback_version": [fallback],
             "promoted_at": [datetime.fromisoformat(manifest.promoted_at)],
         },
-        schema_overrides={"previous_version": pl.String},
+        schema_overrides={"previous_version": pl.String, "fallback_version": pl.String},
     )
-    warehouse.replace_window("promoted_model", record, decision, context.partition_time_window.end)
+    warehouse.replace_window("promoted_model", record_row, decision_hour, context.partition_time_window.end)
     yield dg.MaterializeResult(
         metadata={
             "model_version": manifest.version,
+            "action": verdict["action"],
             "sha256": manifest.sha256,
             "model_uri": dg.MetadataValue.url(manifest.model_uri),
             "manifest_uri": dg.MetadataValue.url(manifest_uri),
-            "previous_version": verdict["champion_version"] or "none",
+            "previous_version": replaced or "none",
+            "fallback_version": fallback or "none",
             "feature_version": manifest.feature_version,
             "training_window": dg.MetadataValue.json(manifest.training_window),
             "oos_metrics": dg.MetadataValue.json({k: v for k, v in manifest.metrics.items() if k.startswith("oos_")}),

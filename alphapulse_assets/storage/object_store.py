@@ -21,6 +21,10 @@ class ObjectStore(dg.ConfigurableResource):
     def exists(self, key: str) -> bool:
         raise NotImplementedError
 
+    def delete(self, key: str) -> None:
+        """Remove `key`; removing a key that is not there is not an error."""
+        raise NotImplementedError
+
     def uri(self, key: str) -> str:
         raise NotImplementedError
 
@@ -59,6 +63,9 @@ class LocalObjectStore(ObjectStore):
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
     def uri(self, key: str) -> str:
         return self._path(key).resolve().as_uri()

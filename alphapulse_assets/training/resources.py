@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from alphapulse_assets.promotion.gates import Margins
 from alphapulse_assets.training.dataset import TrainingWindows, training_windows
 from alphapulse_assets.training.evaluation import EvaluationConfig
 from alphapulse_assets.training.families import Trainer, resolve_device
@@ -31,7 +32,6 @@ class ModelPolicy(dg.ConfigurableResource):
     embargo_hours: int
     cost_bps: float
     seed: int
-    drift_window_hours: int
     horizon_hours: int = 1
     dead_band_bps: float = 0.0
     cv_folds: int = 5
@@ -47,7 +47,14 @@ class ModelPolicy(dg.ConfigurableResource):
     min_label_coverage: float = 0.9
     # Gate thresholds by GateThresholds field name (ALPHAPULSE_GATES); the rest keep their defaults.
     gate_thresholds: dict[str, float] = {}
-    champion_log_loss_margin: float = 0.0
+    # A challenger must beat the champion on the same rows by these margins (log loss; annualised Sharpe).
+    promotion_log_loss_margin: float = 0.0005
+    promotion_sharpe_margin: float = 0.1
+    # Live hours (outcomes known) a shadowing challenger needs before its live record can promote it.
+    min_shadow_hours: int = 24
+
+    def margins(self) -> Margins:
+        return Margins(log_loss=self.promotion_log_loss_margin, sharpe=self.promotion_sharpe_margin)
 
     @property
     def dead_band(self) -> float:
@@ -211,3 +218,31 @@ class MlflowTracking(dg.ConfigurableResource):
         client = self._client()
         for key, value in tags.items():
             client.set_model_version_tag(name, model_version, key, value)
+
+    def set_alias(self, alias: str, registered: str | None) -> None:
+        """Point `alias` ("champion", "challenger") at a registered version ("models:/<name>/<version>"), or
+        remove it (None). The registry then answers `models:/<name>@champion` as the decisions left it."""
+        client = self._client()
+        if registered is None:
+            from mlflow.exceptions import MlflowException
+
+            try:
+                client.delete_registered_model_alias(self.registered_model_name, alias)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+            return
+        name, _, model_version = registered.removeprefix("models:/").rpartition("/")
+        client.set_registered_model_alias(name, alias, model_version)
+
+    def aliases(self) -> dict[str, str]:
+        """alias -> registered version of the registered model (empty before the first model)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self._client().get_registered_model(self.registered_model_name)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return {}
+            raise
+        return dict(model.aliases)
