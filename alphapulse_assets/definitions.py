@@ -56,7 +56,13 @@ def build_market(settings: Settings) -> MarketSource:
         return BinanceArchiveMarket(symbols=symbols, archive_dir=str(settings.archive_dir))
     if settings.market_source == "binance_rest":
         return BinanceRestMarket(symbols=symbols, base_url=settings.binance_url)
-    return SimulatedMarket(symbols=symbols, seed=settings.seed, news_signal_strength=settings.news_signal_strength)
+    return SimulatedMarket(
+        symbols=symbols,
+        seed=settings.seed,
+        news_signal_strength=settings.news_signal_strength,
+        regime_change=settings.sim_regime_change.isoformat() if settings.sim_regime_change else None,
+        regime_vol_multiplier=settings.sim_regime_vol,
+    )
 
 
 def build_newswire(settings: Settings) -> NewsSource:

@@ -82,12 +82,15 @@ def run_job(
     partition_key: str | None = None,
     partition_range: tuple[str, str] | None = None,
     tags: dict[str, str] | None = None,
+    run_config: dict | None = None,
+    asset_selection: list[dg.AssetKey] | None = None,
     label: str | None = None,
     log_level: str = "WARNING",
     expected_materializations: int = 0,
     out=sys.stdout,
 ) -> RunOutcome:
-    """Execute `job_name` for one partition or an inclusive range of partitions, printing progress every 5 s."""
+    """Execute `job_name` (or `asset_selection` of it) for one partition or an inclusive range of partitions,
+    printing progress every 5 s."""
     if (partition_key is None) == (partition_range is None):
         raise ValueError("give exactly one of partition_key or partition_range")
     run_tags = dict(tags or {})
@@ -106,7 +109,8 @@ def run_job(
     watcher.start()
     try:
         result = defs.resolve_job_def(job_name).execute_in_process(
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}},
+            asset_selection=asset_selection,
             instance=instance,
             partition_key=partition_key,
             tags=run_tags,

@@ -216,6 +216,8 @@ class Settings:
     promotion_log_loss_margin: float = 0.0005
     promotion_sharpe_margin: float = 0.1
     min_shadow_hours: int = 24
+    sim_regime_change: datetime | None = None
+    sim_regime_vol: float = 3.0
 
     @property
     def dagster_home(self) -> Path:
@@ -319,5 +321,11 @@ class Settings:
             promotion_log_loss_margin=_float(env, "ALPHAPULSE_PROMOTION_LOG_LOSS_MARGIN", 0.0005, 0.0, 1.0),
             promotion_sharpe_margin=_float(env, "ALPHAPULSE_PROMOTION_SHARPE_MARGIN", 0.1, 0.0, 100.0),
             min_shadow_hours=_int(env, "ALPHAPULSE_MIN_SHADOW_HOURS", 24, minimum=1),
+            sim_regime_change=(
+                parse_history_start(_env(env, "ALPHAPULSE_SIM_REGIME_CHANGE", ""), "ALPHAPULSE_SIM_REGIME_CHANGE")
+                if _env(env, "ALPHAPULSE_SIM_REGIME_CHANGE", "")
+                else None
+            ),
+            sim_regime_vol=_float(env, "ALPHAPULSE_SIM_REGIME_VOL", 3.0, 0.1, 100.0),
         )
         return settings

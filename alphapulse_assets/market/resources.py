@@ -53,9 +53,13 @@ class SimulatedMarket(MarketSource):
 
     seed: int
     news_signal_strength: float
+    regime_change: str | None = None  # ISO hour (ALPHAPULSE_SIM_REGIME_CHANGE)
+    regime_vol_multiplier: float = 3.0
 
     def fetch_prices(self, start: datetime, end: datetime) -> PriceBatch:
-        frame = SimulatedWorld(self.seed, self.news_signal_strength).prices(self.symbols, start, end)
+        change = datetime.fromisoformat(self.regime_change) if self.regime_change else None
+        world = SimulatedWorld(self.seed, self.news_signal_strength, change, self.regime_vol_multiplier)
+        frame = world.prices(self.symbols, start, end)
         # The simulator rounds to each market's tick; the cast to DECIMAL(38, 8) keeps exactly those digits.
         prices = frame.with_columns(pl.col(DECIMAL_COLUMNS).cast(PRICE_DTYPE), pl.lit("simulated").alias("source"))
         return PriceBatch(prices.select(list(PRICE_SCHEMA)), pl.DataFrame(schema=REJECTED_SCHEMA))

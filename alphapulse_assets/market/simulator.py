@@ -9,7 +9,9 @@ something realistic to chew on without an account anywhere:
 - cross-asset correlation: each symbol loads on one market factor (correlation `market_corr`);
 - a planted, configurable news signal: the tone of an hour's headlines about a symbol (and, at half weight,
   market-wide headlines) leads that symbol's *next-hour* return with correlation `news_signal_strength`
-  (0 switches it off, and returns are then serially uncorrelated).
+  (0 switches it off, and returns are then serially uncorrelated);
+- optionally a regime change at one hour: from then on the news signal reverses and volatility and volume are
+  scaled, so a model trained before it fails live and its features drift.
 
 Every random draw is keyed by (seed, stream, week-block), and the GARCH recursion always starts at `EPOCH`, so
 the value of any hour is a pure function of the seed and that hour: it never depends on which range was asked for.
@@ -187,7 +189,9 @@ def _market_factor(seed: int, n_blocks: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=32)
-def _symbol_path(seed: int, strength: float, symbol: str, n_blocks: int) -> _SymbolPath:
+def _symbol_path(
+    seed: int, strength: float, symbol: str, n_blocks: int, regime_change: int | None = None, regime_vol: float = 1.0
+) -> _SymbolPath:
     spec = symbol_spec(symbol)
     n = n_blocks * BLOCK_HOURS
     hod = np.arange(n) % 24
@@ -217,7 +221,11 @@ def _symbol_path(seed: int, strength: float, symbol: str, n_blocks: int) -> _Sym
 
     rho = spec.market_corr
     z = rho * _market_factor(seed, n_blocks) + math.sqrt(1.0 - rho * rho) * idio
-    shock = strength * lead + math.sqrt(1.0 - strength * strength) * z
+    # From the regime change on, news leads returns with the opposite sign and volatility and volume are scaled:
+    # what a model learned stops working and the features it sees move (the loop's drift and rollback show it).
+    changed = np.arange(n) >= (n if regime_change is None else regime_change)
+    shock = np.where(changed, -strength, strength) * lead + math.sqrt(1.0 - strength * strength) * z
+    regime_scale = np.where(changed, regime_vol, 1.0)
 
     target_var = spec.annual_vol**2 / HOURS_PER_YEAR
     omega = target_var * (1.0 - _GARCH_ALPHA - _GARCH_BETA)
@@ -227,7 +235,7 @@ def _symbol_path(seed: int, strength: float, symbol: str, n_blocks: int) -> _Sym
     for t in range(n):  # a scalar loop: ~60k hours per symbol runs in tens of milliseconds
         variance[t] = h
         h = omega + (_GARCH_ALPHA * shock_sq[t] + _GARCH_BETA) * h
-    sigma = np.sqrt(variance * _intraday(hod, 0.3))
+    sigma = np.sqrt(variance * _intraday(hod, 0.3)) * regime_scale
 
     returns = sigma * shock
     log_close = math.log(spec.start_price) + np.cumsum(returns)
@@ -237,7 +245,7 @@ def _symbol_path(seed: int, strength: float, symbol: str, n_blocks: int) -> _Sym
     low = np.minimum(open_, close) * np.exp(-0.6 * sigma * excursion[1])
 
     vol_scale = np.sqrt(variance / target_var)
-    volume = spec.base_volume * _intraday(hod, 0.5) * vol_scale * np.exp(0.5 * np.abs(shock) + 0.25 * flow_noise[0])
+    volume = spec.base_volume * _intraday(hod, 0.5) * vol_scale * regime_scale * np.exp(0.5 * np.abs(shock) + 0.25 * flow_noise[0])
     vwap = (open_ + high + low + close) / 4.0
     trades = np.maximum(1, np.round(volume * spec.trades_per_unit * np.exp(0.1 * flow_noise[1])))
     taker_share = 1.0 / (1.0 + np.exp(-(0.8 * shock + 0.3 * flow_noise[2])))
@@ -272,11 +280,20 @@ def _item_id(*parts: object) -> str:
 class SimulatedWorld:
     """One seeded world: the market and the newswire share the latent news tone that leads returns."""
 
-    def __init__(self, seed: int, news_signal_strength: float):
+    def __init__(
+        self,
+        seed: int,
+        news_signal_strength: float,
+        regime_change: datetime | None = None,
+        regime_vol_multiplier: float = 3.0,
+    ):
         if not 0.0 <= news_signal_strength < 1.0:
             raise ValueError(f"news_signal_strength={news_signal_strength}: must be in [0, 1)")
+        if regime_vol_multiplier <= 0:
+            raise ValueError(f"regime_vol_multiplier={regime_vol_multiplier}: must be positive")
         self.seed = seed
         self.strength = news_signal_strength
+        self.regime = (None, 1.0) if regime_change is None else (hour_index(regime_change), regime_vol_multiplier)
 
     @staticmethod
     def _span(start: datetime, end: datetime) -> tuple[int, int, int]:
@@ -290,7 +307,7 @@ class SimulatedWorld:
         first, stop, n_blocks = self._span(start, end)
         frames = []
         for symbol in symbols:
-            path = _symbol_path(self.seed, self.strength, symbol, n_blocks)
+            path = _symbol_path(self.seed, self.strength, symbol, n_blocks, *self.regime)
             window = slice(first, stop)
             frames.append(
                 pl.DataFrame(
@@ -329,7 +346,7 @@ class SimulatedWorld:
             seconds.append(second)
 
         for symbol in symbols:
-            path = _symbol_path(self.seed, self.strength, symbol, n_blocks)
+            path = _symbol_path(self.seed, self.strength, symbol, n_blocks, *self.regime)
             names = symbol_spec(symbol).names
             for hour in range(first, stop):
                 for j in range(int(path.news_count[hour])):
