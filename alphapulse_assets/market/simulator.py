@@ -245,7 +245,13 @@ def _symbol_path(
     low = np.minimum(open_, close) * np.exp(-0.6 * sigma * excursion[1])
 
     vol_scale = np.sqrt(variance / target_var)
-    volume = spec.base_volume * _intraday(hod, 0.5) * vol_scale * regime_scale * np.exp(0.5 * np.abs(shock) + 0.25 * flow_noise[0])
+    volume = (
+        spec.base_volume
+        * _intraday(hod, 0.5)
+        * vol_scale
+        * regime_scale
+        * np.exp(0.5 * np.abs(shock) + 0.25 * flow_noise[0])
+    )
     vwap = (open_ + high + low + close) / 4.0
     trades = np.maximum(1, np.round(volume * spec.trades_per_unit * np.exp(0.1 * flow_noise[1])))
     taker_share = 1.0 / (1.0 + np.exp(-(0.8 * shock + 0.3 * flow_noise[2])))

@@ -23,7 +23,7 @@ from alphapulse_assets.promotion.gates import (
     shadow_gates,
 )
 from alphapulse_assets.storage.object_store import ObjectStore
-from alphapulse_assets.storage.warehouse import Warehouse
+from alphapulse_assets.storage.warehouse import Upsert, Warehouse
 from alphapulse_assets.training.assets import (
     evaluation_gate_list,
     load_window,
@@ -177,12 +177,25 @@ def _challenge(
     return verdict, candidate_gates + (shadow or []), notes
 
 
+def _latest_decision(warehouse: Warehouse, hour: datetime) -> dict:
+    """The decision this run's `promotion_decision` just made at `hour` (the newest, if a rollback shares it)."""
+    rows = (
+        warehouse.query(f"select * from {DECISIONS_TABLE} where ts = ? order by decided_at desc limit 1", [hour])
+        if warehouse.table_exists(DECISIONS_TABLE)
+        else pl.DataFrame()
+    )
+    if rows.is_empty():
+        raise dg.Failure(f"no promotion decision at {hour:%Y-%m-%d-%H:%M}: materialize promotion_decision first")
+    return rows.row(0, named=True)
+
+
 def _fallback_of(warehouse: Warehouse, version: str) -> str | None:
     """The champion to restore if `version` fails live: the one it replaced when it was (last) made champion."""
     if not warehouse.table_exists("promoted_model"):
         return None
     rows = warehouse.query(
-        "select fallback_version from promoted_model where model_version = ? order by ts desc limit 1", [version]
+        "select fallback_version from promoted_model where model_version = ? order by promoted_at desc limit 1",
+        [version],
     )
     return rows.item(0, 0) if rows.height else None
 
@@ -249,6 +262,7 @@ def promotion_decision(
     row = pl.DataFrame(
         {
             "ts": [decision_hour],
+            "kind": [config.action],
             "action": [verdict.action],
             "challenger_version": [notes["candidate_version"]],
             "champion_version": [champion_before.version if champion_before else None],
@@ -269,7 +283,8 @@ def promotion_decision(
             + ("shadow_challenger_before", "shadow_challenger_after")
         },
     )
-    warehouse.replace_window(DECISIONS_TABLE, row, decision_hour, context.partition_time_window.end)
+    # Keyed by hour and kind: a rollback and a retrain decided at the same hour are two decisions, both kept.
+    warehouse.upsert({DECISIONS_TABLE: Upsert(row, key=("ts", "kind"))})
     context.log.info(verdict.summary)
     return dg.MaterializeResult(
         metadata={
@@ -304,7 +319,7 @@ def promoted_model(
 ):
     """The champion's manifest the API serves; materialized only at hours where the champion changed."""
     decision_hour = partition_hour(context)
-    verdict = single_row(warehouse, DECISIONS_TABLE, decision_hour, "promotion_decision")
+    verdict = _latest_decision(warehouse, decision_hour)
     if not verdict["promote"]:
         context.log.info(f"the champion stays: {verdict['summary']}")
         return
@@ -342,7 +357,7 @@ def promoted_model(
         },
         schema_overrides={"previous_version": pl.String, "fallback_version": pl.String},
     )
-    warehouse.replace_window("promoted_model", record_row, decision_hour, context.partition_time_window.end)
+    warehouse.upsert({"promoted_model": Upsert(record_row, key=("ts", "action"))})
     yield dg.MaterializeResult(
         metadata={
             "model_version": manifest.version,
