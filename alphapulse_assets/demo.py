@@ -239,6 +239,11 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
         say(f"  Dagster UI      http://127.0.0.1:{ui_port}   (assets, runs, schedules, sensors; the daemon is running)")
         say(f"  Prediction API  http://127.0.0.1:{api_port}/docs")
         say(f"  Logs            {logs}")
+        say(
+            "  The loop runs by itself: hourly_schedule at hh:05 (data, predictions, drift_report; the challenger's "
+            "shadow_predictions follow), daily_retrain_schedule at 00:30 UTC, drift_retrain_sensor, "
+            "live_performance_sensor (rollback), run_failure_alert_sensor. Decisions: Assets -> promotion_decision."
+        )
         if have_champion:
             say("  Try:")
             say(

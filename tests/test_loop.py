@@ -189,6 +189,12 @@ def test_a_challenger_in_shadow_is_judged_on_its_live_record(loop):
     assert judged.height > 0
     gates = [g["name"] for row in judged["gates"] for g in json.loads(row)]
     assert "shadow_hours" in gates
+    # On this seeded market the day-one challenger out-predicts the champion live, and is promoted on that record.
+    promoted = judged.filter(pl.col("action") == "promote_challenger").row(0, named=True)
+    assert promoted["champion_after"] == promoted["shadow_challenger_before"]
+    assert {"shadow_beats_champion_log_loss", "shadow_beats_champion_sharpe"} <= {
+        g["name"] for g in json.loads(promoted["gates"]) if g["passed"]
+    }
 
 
 def test_a_champion_failing_live_is_rolled_back_to_the_previous_one(loop):
