@@ -107,6 +107,16 @@ def test_drift_report_written(graph):
     assert (settings.object_store_root / "reports/drift/20250313T23.html").read_text().count("<tr") == len(
         FEATURE_NAMES
     ) + 1
+    # The Evidently page (ALPHAPULSE_EVIDENTLY_EVERY_HOURS=1 in the tests), linked from the metadata.
+    evidently = settings.object_store_root / "reports/drift/20250313T23-evidently.html"
+    assert report.metadata["evidently_report"].value == evidently.resolve().as_uri()
+    assert evidently.stat().st_size > 100_000 and "evidently" in evidently.read_text()[:200_000].lower()
+    assert 0.0 <= report.metadata["evidently_drifted_share"].value <= 1.0
+    # Prediction and live-performance drift are measured too; one hour of predictions is too little to judge.
+    assert report.metadata["prediction_drift"].value in ("ok", "warning", "drift", "insufficient_data")
+    assert report.metadata["performance_status"].value == "insufficient_data"
+    summary = table(defs, "drift_summary").row(0, named=True)
+    assert summary["drift_status"] == report.metadata["drift_status"].value and summary["evidently_report"]
 
 
 def test_rerunning_ranges_in_other_chunks_changes_nothing(graph):

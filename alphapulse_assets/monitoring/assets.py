@@ -176,7 +176,7 @@ def drift_report(
         render_html(summary, f"Drift at {hour:%Y-%m-%d %H:00} UTC", lines).encode(),
     )
     evidently_uri, evidently_share = None, float("nan")
-    if drift.wants_evidently(hour, summary.detected) and reference.height and current.height:
+    if drift.wants_evidently(hour, summary.status == "critical") and reference.height and current.height:
         page, evidently_share = evidently_drift_html(reference, current, names, seed=policy.seed)
         evidently_uri = object_store.put_bytes(f"reports/drift/{hour:%Y%m%dT%H}-evidently.html", page.encode())
 
@@ -201,7 +201,7 @@ def drift_report(
             "report": dg.MetadataValue.url(report_uri),
             "evidently_report": dg.MetadataValue.url(evidently_uri)
             if evidently_uri
-            else f"not written this hour (every {drift.evidently_every_hours} h, or when drift is detected)",
+            else f"not written this hour (every {drift.evidently_every_hours} h, or when drift is critical)",
             "evidently_drifted_share": evidently_share,
             "prediction_drift": prediction.level,
             "prediction_psi": prediction.psi,

@@ -18,13 +18,13 @@ class DriftPolicy(dg.ConfigurableResource):
     performance_window_hours: int = 168  # live hours the champion is judged on
     min_live_hours: int = 48  # fewer live hours with known outcomes: no claim about live performance
     rollback_z: float = 2.33  # standard errors below its promise that make the champion's drift critical
-    # An Evidently HTML report (~8 MB, ~10 s) at hours divisible by this, and whenever drift is detected; 0: never.
+    # An Evidently HTML report (~8 MB, ~10 s) at hours divisible by this, and whenever drift is critical; 0: never.
     evidently_every_hours: int = 24
 
     def thresholds(self) -> DriftThresholds:
         return DriftThresholds(alpha=self.alpha, critical_share=self.critical_share)
 
-    def wants_evidently(self, hour: datetime, drift_detected: bool) -> bool:
+    def wants_evidently(self, hour: datetime, drift_critical: bool) -> bool:
         if self.evidently_every_hours <= 0:
             return False
-        return drift_detected or (int(hour.timestamp()) // 3600) % self.evidently_every_hours == 0
+        return drift_critical or (int(hour.timestamp()) // 3600) % self.evidently_every_hours == 0
