@@ -110,7 +110,8 @@ def test_drift_report_written(graph):
     # The Evidently page (ALPHAPULSE_EVIDENTLY_EVERY_HOURS=1 in the tests), linked from the metadata.
     evidently = settings.object_store_root / "reports/drift/20250313T23-evidently.html"
     assert report.metadata["evidently_report"].value == evidently.resolve().as_uri()
-    assert evidently.stat().st_size > 100_000 and "evidently" in evidently.read_text()[:200_000].lower()
+    page = evidently.read_text()
+    assert "<html" in page[:2000].lower() and "Dataset Drift" in page and "rsi_14" in page
     assert 0.0 <= report.metadata["evidently_drifted_share"].value <= 1.0
     # Prediction and live-performance drift are measured too; one hour of predictions is too little to judge.
     assert report.metadata["prediction_drift"].value in ("ok", "warning", "drift", "insufficient_data")
