@@ -135,7 +135,7 @@ def materialize(settings) -> bool:
             raise SystemExit(f"data backfill failed: {outcome.error}")
         say(f"      done in {outcome.seconds:.0f}s ({outcome.materializations} asset partitions)")
 
-    from alphapulse_assets.promotion.assets import current_champion
+    from alphapulse_assets.promotion.assets import current_champion, latest_decision
     from alphapulse_assets.storage.object_store import LocalObjectStore
 
     store = LocalObjectStore(root=str(settings.object_store_root))
@@ -148,11 +148,7 @@ def materialize(settings) -> bool:
         )
         if not outcome.success:
             raise SystemExit(f"retrain at {partition_key(hour)} failed: {outcome.error}")
-        verdict = (
-            defs.resources["warehouse"]
-            .read_window("promotion_decision", hour, hour + timedelta(hours=1))
-            .row(0, named=True)
-        )
+        verdict = latest_decision(defs.resources["warehouse"], hour)
         say(f"      {partition_key(hour)}: {verdict['summary']} ({outcome.seconds:.0f}s)")
     champion = current_champion(store)
     if champion is None:

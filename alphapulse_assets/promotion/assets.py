@@ -177,7 +177,7 @@ def _challenge(
     return verdict, candidate_gates + (shadow or []), notes
 
 
-def _latest_decision(warehouse: Warehouse, hour: datetime) -> dict:
+def latest_decision(warehouse: Warehouse, hour: datetime) -> dict:
     """The decision this run's `promotion_decision` just made at `hour` (the newest, if a rollback shares it)."""
     rows = (
         warehouse.query(f"select * from {DECISIONS_TABLE} where ts = ? order by decided_at desc limit 1", [hour])
@@ -319,7 +319,7 @@ def promoted_model(
 ):
     """The champion's manifest the API serves; materialized only at hours where the champion changed."""
     decision_hour = partition_hour(context)
-    verdict = _latest_decision(warehouse, decision_hour)
+    verdict = latest_decision(warehouse, decision_hour)
     if not verdict["promote"]:
         context.log.info(f"the champion stays: {verdict['summary']}")
         return
