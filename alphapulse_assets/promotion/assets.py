@@ -112,12 +112,12 @@ def _challenge(
     policy: ModelPolicy,
     market: MarketSource,
     feature_version: str,
+    champion: ModelManifest | None,
+    challenger: ModelManifest | None,
 ) -> tuple[Decision, list[Gate], dict]:
     trained = single_row(warehouse, "trained_model", decision_hour, "trained_model")
     evaluation = single_row(warehouse, "model_evaluation", decision_hour, "model_evaluation")
     candidate = trained["model_version"]
-    champion = current_champion(object_store)
-    challenger = current_challenger(object_store)
     notes = {"candidate_version": candidate}
 
     champion_metrics, overlap_hours = None, 0.0
@@ -201,12 +201,15 @@ def _fallback_of(warehouse: Warehouse, version: str) -> str | None:
 
 
 def _rollback(
-    warehouse: Warehouse, object_store: ObjectStore, feature_version: str, reason: str
+    warehouse: Warehouse,
+    object_store: ObjectStore,
+    feature_version: str,
+    reason: str,
+    champion: ModelManifest | None,
+    challenger: ModelManifest | None,
 ) -> tuple[Decision, list[Gate], dict]:
-    champion = current_champion(object_store)
     if champion is None:
         raise dg.Failure("rollback requested, but there is no champion to roll back")
-    challenger = current_challenger(object_store)
     challenger_version = challenger.version if challenger else None
     fallback = _fallback_of(warehouse, champion.version)
     previous = _manifest_at(object_store, manifest_key(fallback)) if fallback else None
@@ -252,9 +255,13 @@ def promotion_decision(
     champion_before = current_champion(object_store)
     challenger_before = current_challenger(object_store)
     if config.action == "rollback":
-        verdict, gates, notes = _rollback(warehouse, object_store, feature_version, config.reason)
+        verdict, gates, notes = _rollback(
+            warehouse, object_store, feature_version, config.reason, champion_before, challenger_before
+        )
     else:
-        verdict, gates, notes = _challenge(decision_hour, warehouse, object_store, policy, market, feature_version)
+        verdict, gates, notes = _challenge(
+            decision_hour, warehouse, object_store, policy, market, feature_version, champion_before, challenger_before
+        )
 
     challenger_after = current_challenger(object_store)
     mlflow.set_alias("challenger", challenger_after.extra.get("registered_model") if challenger_after else None)
