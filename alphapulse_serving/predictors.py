@@ -12,6 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
+from alphapulse_serving.compiled_trees import CompiledTrees, NotCompilable
+
 XGBOOST_UBJ = "xgboost-ubj"
 CATBOOST_CBM = "catboost-cbm"
 LOGISTIC_JSON = "logistic-json"
@@ -43,8 +45,15 @@ class XGBoostPredictor:
         # a GPU predicts on the CPU here.
         self.booster.set_param({"nthread": 1, "device": "cpu"})
         self.n_features = self.booster.num_features()
+        try:
+            self.compiled: CompiledTrees | None = CompiledTrees(bytes(self.booster.save_raw(raw_format="json")))
+            self.not_compiled_because = None
+        except NotCompilable as exc:
+            self.compiled, self.not_compiled_because = None, str(exc)
 
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        if self.compiled is not None:
+            return self.compiled.predict_proba(matrix)
         return np.asarray(self.booster.inplace_predict(matrix), dtype=np.float64)
 
 

@@ -74,7 +74,7 @@ def test_predict_with_given_features_matches_the_offline_model(served):
     values = {n: 0.5 for n in FEATURES}
     body = client.post("/predict", json={"symbol": "ETHUSDT", "features": values}).json()
     offline = float(state.model.predictor.booster.inplace_predict(np.array([[0.5] * len(FEATURES)]))[0])
-    assert body["probability"] == pytest.approx(offline, abs=1e-12)
+    assert body["probability"] == pytest.approx(offline, abs=2e-7)  # XGBoost rounds its sigmoid to float32
     assert body["feature_source"] == "request" and body["feature_timestamp"] is None
 
 
