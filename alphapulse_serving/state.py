@@ -1,13 +1,16 @@
-"""What the API holds in memory: the loaded champion and the online features, refreshed from the object store.
+"""What the API holds in memory: the served model and the online features, followed from the object store.
 
 A refresh that fails leaves the previous good state in place and records why, so a broken promotion degrades the
-API instead of taking it down.
+API instead of taking it down. A promoted model built for another feature version than the online snapshot is
+loaded and verified but not put into service until the snapshot catches up: a model scored on features it was not
+trained on is wrong without any error.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,56 +34,61 @@ class OnlineFeatures:
     def from_json(cls, data: bytes) -> OnlineFeatures:
         try:
             payload = json.loads(data)
-            return cls(str(payload["feature_version"]), dict(payload["rows"]))
-        except (ValueError, KeyError, TypeError) as exc:
+            features = cls(str(payload["feature_version"]), dict(payload["rows"]))
+            for symbol, row in features.rows.items():
+                if not isinstance(row.get("ts"), str) or not isinstance(row.get("values"), dict):
+                    raise ValueError(f"row {symbol} needs a string ts and a values object")
+            return features
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ArtifactError(f"online feature snapshot is malformed: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified model with the manifest that describes it: swapped as one reference, so a request sees one
+    model and its own manifest, never a mix."""
+
+    scorer: ScoringModel
+    manifest: ModelManifest
+    loaded_at: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    features: OnlineFeatures
+    sha256: str
+    body: bytes
+    newest_ts: str | None
+    loaded_at: str
 
 
 @dataclass
 class ServingState:
     store_root: Path
-    model: ScoringModel | None = None
-    manifest: ModelManifest | None = None
-    model_loaded_at: str | None = None
-    features: OnlineFeatures | None = None
+    on_model: Callable[[LoadedModel], None] | None = None
+    on_snapshot: Callable[[Snapshot], None] | None = None
+    on_load_failure: Callable[[str], None] | None = None
+    active: LoadedModel | None = None
+    pending: LoadedModel | None = None  # verified, waiting for online features of its version
+    snapshot: Snapshot | None = None
     errors: dict[str, str] = field(default_factory=dict)
     reloads: int = 0
     _manifest_digest: str | None = None
-    _snapshot_digest: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def refresh(self) -> None:
         """Reload whatever changed since the last refresh. Never raises: failures are kept in `errors`."""
         with self._lock:
-            self._refresh_model()
             self._refresh_features()
+            self._refresh_model()
+            self._activate_pending()
 
     def _read(self, key: str) -> bytes | None:
         path = self.store_root / key
-        return path.read_bytes() if path.is_file() else None
-
-    def _refresh_model(self) -> None:
-        data = self._read(MANIFEST_KEY)
-        if data is None:
-            self.errors["model"] = "no promoted model yet (the promoted_model asset has not been materialized)"
-            return
-        digest = sha256_hex(data)
-        if digest == self._manifest_digest:
-            return
         try:
-            manifest = ModelManifest.from_json(data)
-            model = ScoringModel.load(manifest)
-        except (ArtifactError, OSError, TypeError, ValueError) as exc:
-            kept = f"; still serving {self.manifest.version}" if self.manifest else ""
-            self.errors["model"] = f"failed to load the promoted model: {exc}{kept}"
-            self._manifest_digest = digest  # do not retry the same broken manifest on every poll
-            return
-        # One assignment each: a request in flight sees the old model or the new one, never a mix.
-        self.model, self.manifest = model, manifest
-        self.model_loaded_at = datetime.now(UTC).isoformat()
-        self._manifest_digest = digest
-        self.reloads += 1
-        self.errors.pop("model", None)
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
 
     def _refresh_features(self) -> None:
         data = self._read(SNAPSHOT_KEY)
@@ -88,22 +96,76 @@ class ServingState:
             self.errors["features"] = "no online feature snapshot yet (the features asset has not been materialized)"
             return
         digest = sha256_hex(data)
-        if digest == self._snapshot_digest:
+        if self.snapshot is not None and digest == self.snapshot.sha256:
             return
         try:
-            self.features = OnlineFeatures.from_json(data)
-            self.errors.pop("features", None)
+            features = OnlineFeatures.from_json(data)
         except ArtifactError as exc:
-            self.errors["features"] = str(exc)
-        self._snapshot_digest = digest
+            kept = f"; still serving the snapshot of {self.snapshot.newest_ts}" if self.snapshot else ""
+            self.errors["features"] = f"{exc}{kept}"
+            return
+        newest = max((row["ts"] for row in features.rows.values()), default=None)
+        self.snapshot = Snapshot(features, digest, data, newest, datetime.now(UTC).isoformat())
+        self.errors.pop("features", None)
+        if self.on_snapshot:
+            self.on_snapshot(self.snapshot)
+
+    def _refresh_model(self) -> None:
+        data = self._read(MANIFEST_KEY)
+        if data is None:
+            kept = f"; still serving {self.active.manifest.version}" if self.active else ""
+            self.errors["model"] = f"no promoted model (the promoted_model asset has not been materialized){kept}"
+            return
+        digest = sha256_hex(data)
+        if digest == self._manifest_digest:
+            return
+        self._manifest_digest = digest  # a broken manifest is tried once, not on every poll
+        try:
+            manifest = ModelManifest.from_json(data)
+            scorer = ScoringModel.load(manifest)
+        except (ArtifactError, OSError, TypeError, ValueError) as exc:
+            kept = f"; still serving {self.active.manifest.version}" if self.active else ""
+            self.errors["model"] = f"failed to load the promoted model: {exc}{kept}"
+            if self.on_load_failure:
+                self.on_load_failure(str(exc))
+            return
+        if self.active and self.active.manifest == manifest:
+            self.pending = None
+            self.errors.pop("model", None)
+            return
+        self.pending = LoadedModel(scorer, manifest, datetime.now(UTC).isoformat())
+
+    def _activate_pending(self) -> None:
+        candidate = self.pending
+        if candidate is None:
+            return
+        online = self.snapshot.features.feature_version if self.snapshot else None
+        if online is not None and candidate.manifest.feature_version != online:
+            kept = f"; still serving {self.active.manifest.version}" if self.active else ""
+            message = (
+                f"refused model {candidate.manifest.version}: it needs features of version "
+                f"{candidate.manifest.feature_version}, the online features are {online} (it goes into service "
+                f"when the snapshot is recomputed at its version){kept}"
+            )
+            if self.errors.get("model") != message and self.on_load_failure:
+                self.on_load_failure(message)
+            self.errors["model"] = message
+            return
+        self.active, self.pending = candidate, None
+        self.reloads += 1
+        self.errors.pop("model", None)
+        if self.on_model:
+            self.on_model(candidate)
 
     def problems(self) -> list[str]:
         problems = list(self.errors.values())
-        if self.manifest and self.features and self.manifest.feature_version != self.features.feature_version:
-            problems.append(
-                f"online features are version {self.features.feature_version}, the model needs "
-                f"{self.manifest.feature_version}: only requests that bring their own features can be served"
-            )
+        if self.active and self.snapshot:
+            needed, online = self.active.manifest.feature_version, self.snapshot.features.feature_version
+            if needed != online:
+                problems.append(
+                    f"online features are version {online}, model {self.active.manifest.version} needs {needed}: "
+                    "requests without their own features fall back to the cache, the rules baseline or abstain"
+                )
         return problems
 
 

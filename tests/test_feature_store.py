@@ -9,7 +9,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
-from fastapi.testclient import TestClient
+from api import api_client
 from models import xgboost_artifact
 from polars.testing import assert_frame_equal
 from test_features import TALIB_REFERENCE, talib_reference
@@ -19,7 +19,6 @@ from alphapulse_assets.features.catalog import FEATURE_NAMES, FEATURES, HISTORY_
 from alphapulse_assets.features.store import FEATURE_HOURS, current_feature_version, require_feature_version
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
-from alphapulse_serving.app import create_app
 from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest, sha256_hex
 
 FIRST = datetime(2025, 3, 1, tzinfo=UTC)
@@ -149,18 +148,19 @@ def test_the_api_serves_its_own_version_and_abstains_on_another(store):
         object_store.put_bytes(MANIFEST_KEY, manifest.to_json())
 
     promote("current", version)
-    app = create_app(store_root=settings.object_store_root, poll_seconds=3600)
-    with TestClient(app) as client:
+    with api_client(settings.object_store_root, settings.object_store_root.parent / "audit") as client:
         body = client.post("/predict", json={"symbol": "ETHUSDT"}).json()
         assert body["source"] == "primary" and body["feature_version"] == version
         assert datetime.fromisoformat(body["feature_timestamp"]) == END - timedelta(hours=1)
 
+        # A model built for other features is verified but refused: the one in service keeps answering.
         promote("older", "0000000000000000")
-        app.state.serving.refresh()
+        client.app.state.serving.refresh()
         body = client.post("/predict", json={"symbol": "ETHUSDT"}).json()
-        assert body["source"] == "abstain" and body["signal"] == 0 and body["probability"] is None
-        assert version in body["fallback_reasons"][0] and "0000000000000000" in body["fallback_reasons"][0]
-        assert client.get("/health").json()["status"] == "degraded"
+        assert body["source"] == "primary" and body["model_version"] == "current"
+        health = client.get("/health").json()
+        assert health["status"] == "degraded" and health["pending_model_version"] == "older"
+        assert any("refused model older" in r and "0000000000000000" in r for r in health["reasons"])
 
 
 def test_columns_dropped_from_the_catalog_leave_the_table(store):

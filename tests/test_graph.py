@@ -5,14 +5,14 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 import pytest
-from fastapi.testclient import TestClient
+from api import api_client
 from polars.testing import assert_frame_equal
 
 from alphapulse_assets.definitions import build_definitions
 from alphapulse_assets.features.catalog import FEATURE_NAMES
+from alphapulse_assets.features.store import snapshot_bytes
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
-from alphapulse_serving.app import create_app
 from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest
 
 FIRST, LAST = "2025-03-01-00:00", "2025-03-13-23:00"
@@ -87,17 +87,38 @@ def test_promotion_published_a_loadable_manifest(graph):
     assert table(defs, "promoted_model").height == 1
 
 
-def test_api_answers_what_predictions_recorded(graph):
-    """Research/live parity: the API on the snapshot equals the `predictions` row for that hour."""
-    defs, _, settings = graph
-    recorded = table(defs, "predictions").filter(pl.col("ts") == LAST_HOUR)
-    assert recorded.height == 2
-    with TestClient(create_app(store_root=settings.object_store_root, poll_seconds=3600)) as client:
-        for row in recorded.iter_rows(named=True):
-            body = client.post("/predict", json={"symbol": row["symbol"]}).json()
-            assert body["probability"] == pytest.approx(row["probability_up"], abs=1e-12)
-            assert body["signal"] == row["signal"] and body["model_version"] == row["model_version"]
-            assert datetime.fromisoformat(body["feature_timestamp"]) == LAST_HOUR
+def test_api_answers_what_predictions_recorded(graph, tmp_path):
+    """Research/live parity: for each of a run of past hours, the API given that hour's online snapshot and the
+    champion answers exactly (bit for bit) what the `predictions` asset recorded for it."""
+    defs, instance, settings = graph
+    store = defs.resources["object_store"]
+    newest_snapshot = store.get_bytes(SNAPSHOT_KEY)
+    # A backfill scores the hours together; the API scores one row at a time.
+    backfill = run_job(
+        defs,
+        instance,
+        "hourly_job",
+        partition_range=("2025-03-13-06:00", "2025-03-13-22:00"),
+        asset_selection=[dg.AssetKey("predictions")],
+    )
+    assert backfill.success, backfill.error
+    recorded = table(defs, "predictions").filter(pl.col("ts") >= datetime(2025, 3, 13, 6, tzinfo=UTC))
+    assert recorded.height == 18 * 2
+    features = table(defs, "features")
+    version = ModelManifest.from_json(store.get_bytes(MANIFEST_KEY)).feature_version
+    try:
+        with api_client(settings.object_store_root, tmp_path / "audit") as client:
+            for hour, rows in recorded.group_by("ts", maintain_order=True):
+                store.put_bytes(SNAPSHOT_KEY, snapshot_bytes(features.filter(pl.col("ts") == hour[0]), version))
+                client.app.state.serving.refresh()
+                for row in rows.iter_rows(named=True):
+                    body = client.post("/predict", json={"symbol": row["symbol"]}).json()
+                    assert body["source"] == "primary", body
+                    assert body["probability"] == row["probability_up"], (hour, row["symbol"])
+                    assert body["signal"] == row["signal"] and body["model_version"] == row["model_version"]
+                    assert datetime.fromisoformat(body["feature_timestamp"]) == hour[0]
+    finally:
+        store.put_bytes(SNAPSHOT_KEY, newest_snapshot)
 
 
 def test_drift_report_written(graph):

@@ -79,14 +79,19 @@ def publish_snapshot(object_store: ObjectStore, frame: pl.DataFrame, version: st
         current_ts = max(datetime.fromisoformat(row["ts"]) for row in current["rows"].values())
         if current_ts > newest_ts and current.get("feature_version") == version:
             return f"kept: snapshot already at {current_ts.isoformat()}"
+    object_store.put_bytes(SNAPSHOT_KEY, snapshot_bytes(newest, version))
+    return f"published: {newest_ts.isoformat()}"
+
+
+def snapshot_bytes(rows: pl.DataFrame, version: str) -> bytes:
+    """The online snapshot document for one row per symbol (the API's only view of the features)."""
     payload = {
         "feature_version": version,
         "feature_names": list(FEATURE_NAMES),
         "generated_at": datetime.now(UTC).isoformat(),
         "rows": {
             row["symbol"]: {"ts": row["ts"].isoformat(), "values": {n: row[n] for n in FEATURE_NAMES}}
-            for row in newest.to_dicts()
+            for row in rows.to_dicts()
         },
     }
-    object_store.put_bytes(SNAPSHOT_KEY, json.dumps(payload, indent=1, allow_nan=False).encode())
-    return f"published: {newest_ts.isoformat()}"
+    return json.dumps(payload, indent=1, allow_nan=False).encode()

@@ -1,0 +1,225 @@
+"""The fallback chain: primary model -> cached score -> rules baseline -> abstain.
+
+Each source either answers or says why it could not; the response carries those reasons in order. Nothing here
+does I/O, so one decision costs the model's scoring plus a few microseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from alphapulse_serving.baseline import RulesBaseline
+from alphapulse_serving.resilience import CachedScore, CircuitBreaker, ScoreCache
+from alphapulse_serving.state import ServingState
+
+PRIMARY, CACHE, BASELINE, ABSTAIN = "primary", "cache", "baseline", "abstain"
+
+
+class UnknownSymbol(LookupError):
+    pass
+
+
+class FeatureMismatch(ValueError):
+    """Given features that are not exactly the model's (a client error, not a fallback)."""
+
+
+@dataclass
+class Decision:
+    decision_id: str
+    symbol: str
+    source: str
+    probability: float | None
+    signal: int
+    fallback_reasons: list[str]
+    # (stage, category) per reason, for metrics
+    fallback_categories: list[tuple[str, str]]
+    model_version: str | None
+    model_sha256: str | None
+    feature_version: str | None
+    feature_timestamp: str | None
+    feature_source: str
+    values: dict | None  # the features used (None only when there were none)
+    snapshot_sha256: str | None
+    cached_from: dict | None = None
+    baseline_terms: dict | None = None
+    primary_seconds: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class FallbackChain:
+    def __init__(
+        self,
+        state: ServingState,
+        breaker: CircuitBreaker,
+        cache: ScoreCache,
+        baseline: RulesBaseline,
+        budget_seconds: float,
+    ):
+        self.state, self.breaker, self.cache, self.baseline = state, breaker, cache, baseline
+        self.budget_seconds = budget_seconds
+        # Moving average of the primary's cost: a request with less budget left than this skips straight on.
+        self.primary_cost = 0.0
+
+    def known_symbols(self) -> set[str]:
+        symbols: set[str] = set()
+        if self.state.active:
+            symbols |= set(self.state.active.manifest.symbols)
+        if self.state.snapshot:
+            symbols |= set(self.state.snapshot.features.rows)
+        return symbols
+
+    def validate(self, symbol: str, given: dict | None, loaded=None) -> None:
+        """Raise for what is the caller's mistake (an unknown symbol, features that are not the model's)."""
+        loaded = loaded or self.state.active
+        if symbol not in self.known_symbols():
+            served = ", ".join(sorted(self.known_symbols())) or "none yet"
+            raise UnknownSymbol(f"unknown symbol {symbol}; served symbols: {served}")
+        if given is not None and loaded is not None:
+            names = loaded.scorer.feature_names
+            missing = [n for n in names if n not in given]
+            unknown = sorted(set(given) - set(names))
+            if missing or unknown:
+                parts = [f"missing features: {', '.join(missing)}"] if missing else []
+                parts += [f"unknown features: {', '.join(unknown)}"] if unknown else []
+                raise FeatureMismatch(
+                    "; ".join(parts) + f" (model {loaded.manifest.version} needs exactly {len(names)})"
+                )
+
+    def decide(
+        self,
+        decision_id: str,
+        symbol: str,
+        given: dict[str, float | None] | None,
+        started: float,
+        budget_seconds: float | None = None,
+    ) -> Decision:
+        loaded, snapshot = self.state.active, self.state.snapshot  # one read each: a consistent view
+        budget = self.budget_seconds if budget_seconds is None else budget_seconds
+        self.validate(symbol, given, loaded)
+        row = None if given is not None or snapshot is None else snapshot.features.rows.get(symbol)
+        decision = Decision(
+            decision_id=decision_id,
+            symbol=symbol,
+            source=ABSTAIN,
+            probability=None,
+            signal=0,
+            fallback_reasons=[],
+            fallback_categories=[],
+            model_version=loaded.manifest.version if loaded else None,
+            model_sha256=loaded.manifest.sha256 if loaded else None,
+            feature_version=(loaded.manifest.feature_version if loaded else None)
+            if given is not None
+            else (snapshot.features.feature_version if snapshot else None),
+            feature_timestamp=row["ts"] if row else None,
+            feature_source="request" if given is not None else "online_snapshot",
+            values=given if given is not None else (row["values"] if row else None),
+            snapshot_sha256=snapshot.sha256 if row else None,
+        )
+
+        def skip(stage: str, category: str, reason: str) -> None:
+            decision.fallback_reasons.append(f"{stage}: {reason}")
+            decision.fallback_categories.append((stage, category))
+
+        # 1. The primary model.
+        if loaded is None:
+            skip(PRIMARY, "no_model", self.state.errors.get("model", "no model loaded"))
+        elif decision.values is None:
+            skip(PRIMARY, "no_features", self._why_no_features(symbol))
+        elif given is None and snapshot.features.feature_version != loaded.manifest.feature_version:
+            skip(
+                PRIMARY,
+                "feature_version",
+                f"online features are version {snapshot.features.feature_version}, model "
+                f"{loaded.manifest.version} needs {loaded.manifest.feature_version}",
+            )
+        elif (left := budget - (time.perf_counter() - started)) < self.primary_cost:
+            skip(
+                PRIMARY,
+                "time_budget",
+                f"{max(left, 0) * 1e3:.2f} ms left of the {budget * 1e3:.0f} ms budget; scoring takes "
+                f"~{self.primary_cost * 1e3:.2f} ms",
+            )
+        elif (refusal := self.breaker.allow()) is not None:
+            skip(PRIMARY, "circuit_open", refusal)
+        else:
+            scoring_started = time.perf_counter()
+            try:
+                probability = float(loaded.scorer.predict_proba(loaded.scorer.vector(decision.values))[0])
+                if not math.isfinite(probability):
+                    raise ValueError(f"non-finite probability {probability}")
+            except Exception as exc:  # any failure of the model must fall back, and is counted by the breaker
+                self.breaker.failure(f"{type(exc).__name__}: {exc}")
+                skip(PRIMARY, "error", f"the model failed: {type(exc).__name__}: {exc}")
+            else:
+                elapsed = time.perf_counter() - scoring_started
+                self.primary_cost = elapsed if not self.primary_cost else 0.9 * self.primary_cost + 0.1 * elapsed
+                decision.primary_seconds = elapsed
+                # The answer is correct, so it is returned; a call that blew the budget counts against the
+                # model all the same, so a model that is consistently slow gets skipped.
+                if time.perf_counter() - started > budget:
+                    self.breaker.failure(f"scoring took {elapsed * 1e3:.1f} ms, over the {budget * 1e3:.0f} ms budget")
+                else:
+                    self.breaker.success()
+                decision.source, decision.probability = PRIMARY, probability
+                decision.signal = loaded.scorer.signal(probability)
+                if row is not None:
+                    now = time.time()
+                    self.cache.put(
+                        symbol,
+                        row["ts"],
+                        CachedScore(
+                            probability,
+                            decision.signal,
+                            loaded.manifest.version,
+                            loaded.manifest.sha256,
+                            loaded.manifest.feature_version,
+                            decision_id,
+                            now,
+                            datetime.fromtimestamp(now, UTC).isoformat(),
+                        ),
+                    )
+                return decision
+
+        # 2. The last primary score for this symbol and hour.
+        if row is None:
+            skip(CACHE, "not_cacheable", "only scores of the online snapshot are cached")
+        else:
+            cached, why = self.cache.get(symbol, row["ts"], loaded.manifest.sha256 if loaded else None)
+            if cached is None:
+                skip(CACHE, "miss", why)
+            else:
+                decision.source, decision.probability, decision.signal = CACHE, cached.probability, cached.signal
+                decision.model_version, decision.model_sha256 = cached.model_version, cached.model_sha256
+                decision.cached_from = {
+                    "decision_id": cached.decision_id,
+                    "scored_at": cached.scored_at_iso,
+                    "age_seconds": round(time.time() - cached.scored_at, 3),
+                    "feature_version": cached.feature_version,
+                }
+                return decision
+
+        # 3. The rules baseline.
+        if decision.values is None:
+            skip(BASELINE, "no_features", self._why_no_features(symbol))
+        else:
+            probability, terms, why = self.baseline.score(decision.values)
+            if probability is None:
+                skip(BASELINE, "missing_input", why)
+            else:
+                decision.source, decision.probability = BASELINE, probability
+                decision.signal = self.baseline.signal(probability)
+                decision.baseline_terms = terms
+                decision.model_version = decision.model_sha256 = None
+                return decision
+
+        # 4. Nobody could answer: flat.
+        decision.model_version = decision.model_sha256 = None
+        return decision
+
+    def _why_no_features(self, symbol: str) -> str:
+        if self.state.snapshot is None:
+            return self.state.errors.get("features", "no online feature snapshot loaded")
+        return f"the online snapshot has no row for {symbol}"

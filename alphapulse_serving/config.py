@@ -1,0 +1,65 @@
+"""The API's configuration, from ALPHAPULSE_* environment variables, checked once at start-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alphapulse_serving.security import ConfigError, load_keys
+
+
+def _number(env: dict, name: str, default: float, minimum: float, integer: bool = False) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected {'an integer' if integer else 'a number'}") from None
+    if not value >= minimum:
+        raise ConfigError(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    store_root: Path
+    api_keys: list[str] = field(repr=False)
+    audit_dir: Path
+    poll_seconds: float = 2.0
+    rate_limit_per_second: float = 50.0
+    rate_limit_burst: float = 100.0
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 64 * 1024
+    max_batch: int = 256
+    time_budget_ms: float = 50.0
+    cache_max_age_seconds: float = 3600.0
+    breaker_failures: int = 5
+    breaker_cooldown_seconds: float = 30.0
+    audit_max_pending: int = 100_000
+
+    @classmethod
+    def from_env(cls, env: dict | None = None, **overrides) -> ServingConfig:
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("ALPHAPULSE_HOME", "").strip() or ".alphapulse").expanduser().resolve()
+        origins = tuple(o.strip() for o in env.get("ALPHAPULSE_API_CORS_ORIGINS", "").split(",") if o.strip())
+        if "*" in origins:
+            raise ConfigError("ALPHAPULSE_API_CORS_ORIGINS: list the origins; '*' would let any web page call the API")
+        values = dict(
+            store_root=home / "objects",
+            api_keys=load_keys(env.get("ALPHAPULSE_API_KEYS"), env.get("ALPHAPULSE_API_KEYS_FILE")),
+            audit_dir=Path(env.get("ALPHAPULSE_API_AUDIT_DIR", "").strip() or home / "audit"),
+            poll_seconds=_number(env, "ALPHAPULSE_API_POLL_SECONDS", 2.0, 0.01),
+            rate_limit_per_second=_number(env, "ALPHAPULSE_API_RATE_LIMIT", 50.0, 0.001),
+            rate_limit_burst=_number(env, "ALPHAPULSE_API_RATE_BURST", 100.0, 1),
+            cors_origins=origins,
+            max_body_bytes=_number(env, "ALPHAPULSE_API_MAX_BODY_BYTES", 64 * 1024, 1024, integer=True),
+            max_batch=_number(env, "ALPHAPULSE_API_MAX_BATCH", 256, 1, integer=True),
+            time_budget_ms=_number(env, "ALPHAPULSE_API_TIME_BUDGET_MS", 50.0, 0.1),
+            cache_max_age_seconds=_number(env, "ALPHAPULSE_API_CACHE_MAX_AGE_SECONDS", 3600.0, 0),
+            breaker_failures=_number(env, "ALPHAPULSE_API_BREAKER_FAILURES", 5, 1, integer=True),
+            breaker_cooldown_seconds=_number(env, "ALPHAPULSE_API_BREAKER_COOLDOWN_SECONDS", 30.0, 0.01),
+            audit_max_pending=_number(env, "ALPHAPULSE_API_AUDIT_MAX_PENDING", 100_000, 1, integer=True),
+        )
+        return cls(**(values | overrides))
