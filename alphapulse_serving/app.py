@@ -46,6 +46,7 @@ from alphapulse_serving.state import ServingState, poll_forever
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from ALPHAPULSE_API_KEYS")
 ERRORS = {
+    400: {"model": ErrorResponse, "description": "the body is not parseable (bad encoding, bad Content-Length)"},
     401: {"model": ErrorResponse, "description": "missing or invalid X-API-Key"},
     413: {"model": ErrorResponse, "description": "request body over ALPHAPULSE_API_MAX_BODY_BYTES"},
     429: {
@@ -54,6 +55,11 @@ ERRORS = {
         "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
     },
 }
+
+
+def unprocessable(message: str, loc: tuple, kind: str) -> HTTPException:
+    """A 422 in the shape FastAPI gives its own validation errors, so clients parse one format."""
+    return HTTPException(422, detail=[{"type": kind, "loc": list(loc), "msg": message}])
 
 
 def _json(payload, status: int = 200, headers: dict | None = None) -> Response:
@@ -155,6 +161,7 @@ def create_app(config: ServingConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        audit.start()
         state.refresh()
         stop = threading.Event()
         poller = threading.Thread(target=poll_forever, args=(state, config.poll_seconds, stop), daemon=True)
@@ -162,7 +169,7 @@ def create_app(config: ServingConfig) -> FastAPI:
         yield
         stop.set()
         poller.join(timeout=5)
-        audit.close()
+        audit.stop()  # everything accepted is committed before the process exits
 
     app = FastAPI(
         title="AlphaPulse prediction API",
@@ -220,7 +227,7 @@ def create_app(config: ServingConfig) -> FastAPI:
         except UnknownSymbol as exc:
             raise HTTPException(404, detail=str(exc)) from None
         except FeatureMismatch as exc:
-            raise HTTPException(422, detail=str(exc)) from None
+            raise unprocessable(str(exc), ("body", "features"), "feature_mismatch") from None
         latency_ms = round((time.perf_counter() - started) * 1e3, 3)
         try:
             audit.record(packet(decision, item, identity, endpoint, latency_ms))
@@ -317,8 +324,10 @@ def create_app(config: ServingConfig) -> FastAPI:
     )
     async def predict_batch(batch: BatchRequest, request: Request, identity: str = Security(authorised)) -> Response:
         if len(batch.requests) > config.max_batch:
-            raise HTTPException(
-                422, detail=f"{len(batch.requests)} requests in a batch; the limit is {config.max_batch}"
+            raise unprocessable(
+                f"{len(batch.requests)} requests in a batch; the limit is {config.max_batch}",
+                ("body", "requests"),
+                "too_long",
             )
         charge(identity, len(batch.requests))
         for item in batch.requests:  # all or nothing: no decision is recorded for a batch that is refused
@@ -327,7 +336,7 @@ def create_app(config: ServingConfig) -> FastAPI:
             except UnknownSymbol as exc:
                 raise HTTPException(404, detail=str(exc)) from None
             except FeatureMismatch as exc:
-                raise HTTPException(422, detail=str(exc)) from None
+                raise unprocessable(str(exc), ("body", "requests", "features"), "feature_mismatch") from None
         started = request.scope["state"]["started"]
         return _json({"predictions": [decide(item, identity, started, "predict_batch") for item in batch.requests]})
 

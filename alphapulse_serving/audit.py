@@ -60,6 +60,14 @@ class AuditLog:
         self._writer_db.executescript(SCHEMA)
         self._reader_db = self._connect()
         self._known_snapshots = {row[0] for row in self._writer_db.execute("SELECT sha256 FROM snapshots")}
+        self._thread: threading.Thread | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Start the writer (again, after `stop()`: an app's lifespan can run more than once in tests)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
@@ -75,7 +83,7 @@ class AuditLog:
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread is not None and self._thread.is_alive()
 
     def remember_snapshot(self, digest: str, body: bytes) -> None:
         """Make a snapshot's bytes part of the trail (once per digest)."""
@@ -161,10 +169,14 @@ class AuditLog:
         if self._queue:
             self._wake.set()
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Write everything queued, then stop."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write everything queued, then stop the writer (packets stay readable)."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.stop(timeout)
         self._writer_db.close()
         self._reader_db.close()

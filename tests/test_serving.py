@@ -139,7 +139,7 @@ def test_batch(served):
 def test_batch_size_limit(store, tmp_path):
     with api_client(store.root, tmp_path / "audit", max_batch=2) as client:
         response = client.post("/predict/batch", json={"requests": [{"symbol": "BTCUSDT"}] * 3})
-        assert response.status_code == 422 and "limit is 2" in response.json()["detail"]
+        assert response.status_code == 422 and "limit is 2" in response.json()["detail"][0]["msg"]
 
 
 def test_client_errors(served):
@@ -153,11 +153,11 @@ def test_client_errors(served):
         client.post("/predict", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 422
     )
     missing = client.post("/predict", json={"symbol": "BTCUSDT", "features": {"ret_1h": 0.1}})
-    assert missing.status_code == 422 and "missing features" in missing.json()["detail"]
+    assert missing.status_code == 422 and "missing features" in missing.json()["detail"][0]["msg"]
     unknown = client.post(
         "/predict", json={"symbol": "BTCUSDT", "features": {**{n: 0.0 for n in FEATURES}, "bogus": 1}}
     )
-    assert unknown.status_code == 422 and "unknown features: bogus" in unknown.json()["detail"]
+    assert unknown.status_code == 422 and "unknown features: bogus" in unknown.json()["detail"][0]["msg"]
     text = client.post("/predict", json={"symbol": "BTCUSDT", "features": {n: "high" for n in FEATURES}})
     assert text.status_code == 422
     assert client.get("/audit/not-an-id").status_code == 404
@@ -412,9 +412,7 @@ def test_audit_is_durable_and_readable_before_and_after_it_is_written(store, tmp
 def test_a_full_audit_backlog_refuses_to_decide(store, tmp_path):
     with api_client(store.root, tmp_path / "audit", audit_max_pending=1) as client:
         audit = client.app.state.audit
-        audit._stop.set()  # the writer stops draining (storage stuck)
-        audit._wake.set()
-        audit._thread.join()
+        audit.stop()  # the writer stops draining (storage stuck)
         assert predict(client)["source"] == "primary"
         refused = client.post("/predict", json={"symbol": "BTCUSDT"})
         assert refused.status_code == 503 and "audit" in refused.json()["detail"]
