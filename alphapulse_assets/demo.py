@@ -201,10 +201,30 @@ def stop_processes(processes: dict[str, subprocess.Popen], timeout: float = 15.0
             process.kill()
 
 
+def demo_api_key(settings, env: dict) -> str | None:
+    """The key to print, when the demo made it: ALPHAPULSE_API_KEYS / _FILE win when set; otherwise a key is made
+    once, kept in a 0600 secrets file under the home (so a restart keeps it), and handed to the API by file name,
+    never on a command line."""
+    if env.get("ALPHAPULSE_API_KEYS", "").strip() or env.get("ALPHAPULSE_API_KEYS_FILE", "").strip():
+        return None
+    from alphapulse_serving.security import generate_key
+
+    path = settings.home / "secrets" / "demo-api-key"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generate_key() + "\n")
+    env["ALPHAPULSE_API_KEYS_FILE"] = str(path)
+    return path.read_text().strip()
+
+
 def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, DAGSTER_HOME=str(settings.dagster_home), ALPHAPULSE_API_PORT=str(api_port))
+    printed_key = demo_api_key(settings, env)
     commands = service_commands(ui_port)
     say("[4/4] starting the Dagster webserver, the Dagster daemon and the prediction API")
     processes: dict[str, subprocess.Popen] = {}
@@ -234,6 +254,10 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
         say("AlphaPulse is up.")
         say(f"  Dagster UI      http://127.0.0.1:{ui_port}   (assets, runs, schedules, sensors; the daemon is running)")
         say(f"  Prediction API  http://127.0.0.1:{api_port}/docs")
+        if printed_key:
+            say(f"  API key         {printed_key}   (send it as X-API-Key; kept in {env['ALPHAPULSE_API_KEYS_FILE']})")
+        else:
+            say("  API key         yours, from ALPHAPULSE_API_KEYS / ALPHAPULSE_API_KEYS_FILE (send it as X-API-Key)")
         say(f"  Logs            {logs}")
         say(
             "  The loop runs by itself: hourly_schedule at hh:05 (data, predictions, drift_report; the challenger's "
@@ -242,9 +266,10 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
         )
         if have_champion:
             say("  Try:")
+            key = printed_key or "$ALPHAPULSE_API_KEY"
             say(
                 f"    curl -s -X POST http://127.0.0.1:{api_port}/predict -H 'Content-Type: application/json' "
-                '-d \'{"symbol": "' + settings.symbols[0] + "\"}'"
+                f"-H 'X-API-Key: {key}' " + '-d \'{"symbol": "' + settings.symbols[0] + "\"}'"
             )
         say("Press Ctrl-C to stop.")
         while all(p.poll() is None for p in processes.values()):

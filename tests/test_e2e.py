@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from api import TEST_KEY
 
 from alphapulse_assets.demo import service_commands, stop_processes, write_instance_config
 
@@ -52,7 +53,8 @@ def free_port() -> int:
 
 def http(method: str, url: str, body: dict | None = None, timeout: float = 30.0) -> tuple[int, dict]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "X-API-Key": TEST_KEY}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
@@ -112,6 +114,7 @@ def services(tmp_path):
         DAGSTER_HOME=str(dagster_home),
         ALPHAPULSE_API_PORT=str(api_port),
         ALPHAPULSE_API_POLL_SECONDS="1",
+        ALPHAPULSE_API_KEYS=TEST_KEY,
     )
     processes, logs = {}, {}
     try:
@@ -123,7 +126,7 @@ def services(tmp_path):
         wait_until(
             lambda: http("GET", f"http://127.0.0.1:{ui_port}/server_info")[0] == 200, "webserver", 120, processes
         )
-        wait_until(lambda: http("GET", f"http://127.0.0.1:{api_port}/health")[0] in (200, 503), "API", 60, processes)
+        wait_until(lambda: http("GET", f"http://127.0.0.1:{api_port}/health")[0] == 200, "API", 60, processes)
         yield ui_port, api_port, processes
     except BaseException:
         for name, log in logs.items():
@@ -136,7 +139,8 @@ def services(tmp_path):
 def test_backfill_retrain_and_predict_through_the_public_interfaces(services):
     ui_port, api_port, processes = services
     status, health = http("GET", f"http://127.0.0.1:{api_port}/health")
-    assert status == 503 and health["status"] == "unavailable"
+    assert status == 200 and health["status"] == "unavailable"
+    assert http("GET", f"http://127.0.0.1:{api_port}/ready")[0] == 503
 
     hours = [f"2025-03-{day:02d}-{hour:02d}:00" for day in range(FIRST_DAY, LAST_DAY + 1) for hour in range(24)]
     backfill(ui_port, DATA_ASSETS, hours, processes, timeout=420)
@@ -147,10 +151,13 @@ def test_backfill_retrain_and_predict_through_the_public_interfaces(services):
 
     wait_until(model_served, "the API to load the promoted model", 60, processes)
     status, model = http("GET", f"http://127.0.0.1:{api_port}/model")
-    assert status == 200 and model["decision_partition"].startswith("2025-03-13T23:00")
+    assert status == 200 and model["manifest"]["decision_partition"].startswith("2025-03-13T23:00")
+    assert http("GET", f"http://127.0.0.1:{api_port}/ready")[0] == 200
     status, prediction = http("POST", f"http://127.0.0.1:{api_port}/predict", {"symbol": "BTCUSDT"})
     assert status == 200, prediction
-    assert prediction["model_version"] == model["version"]
+    assert prediction["model_version"] == model["version"] and prediction["source"] == "primary"
+    status, packet = http("GET", f"http://127.0.0.1:{api_port}/audit/{prediction['decision_id']}")
+    assert status == 200 and packet["output"]["probability"] == prediction["probability"]
     assert prediction["feature_timestamp"].startswith("2025-03-13T23:00")
     assert 0.0 < prediction["probability"] < 1.0 and prediction["signal"] in (-1, 0, 1)
     assert http("POST", f"http://127.0.0.1:{api_port}/predict", {"symbol": "NOPE1"})[0] == 404

@@ -584,3 +584,19 @@ def test_openapi_schema_is_complete_with_examples(served):
     for name in ("PredictRequest", "PredictResponse", "BatchRequest", "HealthResponse", "ErrorResponse"):
         assert components[name].get("examples"), name
     assert components["PredictResponse"]["properties"]["source"]["enum"] == ["primary", "cache", "baseline", "abstain"]
+
+
+def test_make_demo_makes_a_key_once_unless_one_is_configured(tmp_path):
+    import stat
+    from types import SimpleNamespace
+
+    from alphapulse_assets.demo import demo_api_key
+
+    settings = SimpleNamespace(home=tmp_path)
+    env: dict = {}
+    key = demo_api_key(settings, env)
+    path = Path(env["ALPHAPULSE_API_KEYS_FILE"])
+    assert key.startswith("ap_") and len(key) > 30 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_keys(None, str(path)) == [key]
+    assert demo_api_key(settings, {}) == key  # a restart keeps the key
+    assert demo_api_key(settings, {"ALPHAPULSE_API_KEYS": "mine-0123456789abcdef"}) is None
