@@ -600,3 +600,15 @@ def test_make_demo_makes_a_key_once_unless_one_is_configured(tmp_path):
     assert load_keys(None, str(path)) == [key]
     assert demo_api_key(settings, {}) == key  # a restart keeps the key
     assert demo_api_key(settings, {"ALPHAPULSE_API_KEYS": "mine-0123456789abcdef"}) is None
+
+
+def test_grafana_dashboard_queries_metrics_the_api_exports(served):
+    import re
+
+    client, _, _ = served
+    predict(client)
+    predict(client, budget_ms=0.0001)  # a fallback, so the fallback counter has a sample
+    exported = {s.name for f in text_string_to_metric_families(client.get("/metrics").text) for s in f.samples}
+    dashboard = json.loads((Path(__file__).parents[1] / "infra/grafana/alphapulse-api.json").read_text())
+    queried = set(re.findall(r"alphapulse_api_\w+", json.dumps(dashboard)))
+    assert len(queried) >= 9 and queried <= exported, queried - exported

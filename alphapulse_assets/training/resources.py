@@ -92,6 +92,38 @@ class ModelPolicy(dg.ConfigurableResource):
         )
 
 
+def save_pyfunc_model(
+    target: Path, artifact: bytes, description: dict[str, object], family_name: str, example: dict[str, float | None]
+) -> None:
+    """An MLflow pyfunc model directory: code (alphapulse_serving/mlflow_model.py) plus the exact artifact bytes,
+    so `mlflow models serve` serves what the graph evaluated, verified by sha256."""
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    names = list(description["feature_names"])
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("double", name, required=False) for name in names]),
+        outputs=Schema([ColSpec("double", "probability_up")]),
+    )
+    requirements = [f"{p}=={version(p)}" for p in ("mlflow", "numpy", "pandas", *FAMILY_REQUIREMENTS[family_name])]
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact_path = Path(tmp) / "model.bin"
+        artifact_path.write_bytes(artifact)
+        description_path = Path(tmp) / "description.json"
+        description_path.write_text(json.dumps(description, indent=2, sort_keys=True))
+        mlflow.pyfunc.save_model(
+            str(target),
+            python_model=str(SERVING_PACKAGE / "mlflow_model.py"),
+            artifacts={"model": str(artifact_path), "description": str(description_path)},
+            code_paths=[str(SERVING_PACKAGE)],
+            pip_requirements=requirements,
+            signature=signature,
+            input_example=pd.DataFrame([example], columns=names).astype("float64"),
+        )
+
+
 class MlflowTracking(dg.ConfigurableResource):
     """MLflow tracking through the client API.
 
@@ -176,33 +208,11 @@ class MlflowTracking(dg.ConfigurableResource):
         The logged model is code (alphapulse_serving/mlflow_model.py) plus the exact artifact bytes, so that
         `mlflow models serve -m models:/<name>/<version>` serves what the graph evaluated, verified by sha256.
         """
-        import mlflow.pyfunc
-        import pandas as pd
         from mlflow.exceptions import MlflowException
-        from mlflow.models.signature import ModelSignature
-        from mlflow.types.schema import ColSpec, Schema
 
-        names = list(description["feature_names"])
-        signature = ModelSignature(
-            inputs=Schema([ColSpec("double", name, required=False) for name in names]),
-            outputs=Schema([ColSpec("double", "probability_up")]),
-        )
-        requirements = [f"{p}=={version(p)}" for p in ("mlflow", "numpy", "pandas", *FAMILY_REQUIREMENTS[family_name])]
         client = self._client()
         with tempfile.TemporaryDirectory() as tmp:
-            artifact_path = Path(tmp) / "model.bin"
-            artifact_path.write_bytes(artifact)
-            description_path = Path(tmp) / "description.json"
-            description_path.write_text(json.dumps(description, indent=2, sort_keys=True))
-            mlflow.pyfunc.save_model(
-                str(Path(tmp) / "model"),
-                python_model=str(SERVING_PACKAGE / "mlflow_model.py"),
-                artifacts={"model": str(artifact_path), "description": str(description_path)},
-                code_paths=[str(SERVING_PACKAGE)],
-                pip_requirements=requirements,
-                signature=signature,
-                input_example=pd.DataFrame([example], columns=names).astype("float64"),
-            )
+            save_pyfunc_model(Path(tmp) / "model", artifact, description, family_name, example)
             client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
         try:
             client.create_registered_model(self.registered_model_name)
