@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
+
 from alphapulse_serving.baseline import RulesBaseline
 from alphapulse_serving.resilience import CachedScore, CircuitBreaker, ScoreCache
 from alphapulse_serving.state import ServingState
@@ -62,6 +64,9 @@ class FallbackChain:
         self.budget_seconds = budget_seconds
         # Moving average of the primary's cost: a request with less budget left than this skips straight on.
         self.primary_cost = 0.0
+        # A snapshot row in the model's feature order, built once per (snapshot, model, symbol): every request for
+        # that symbol in that hour scores the same row.
+        self._vectors: dict[tuple[str, str, str], np.ndarray] = {}
 
     def known_symbols(self) -> set[str]:
         symbols: set[str] = set()
@@ -147,7 +152,7 @@ class FallbackChain:
         else:
             scoring_started = time.perf_counter()
             try:
-                probability = float(loaded.scorer.predict_proba(loaded.scorer.vector(decision.values))[0])
+                probability = float(loaded.scorer.predict_proba(self._vector(loaded, snapshot, symbol, decision))[0])
                 if not math.isfinite(probability):
                     raise ValueError(f"non-finite probability {probability}")
             except Exception as exc:  # any failure of the model must fall back, and is counted by the breaker
@@ -218,6 +223,18 @@ class FallbackChain:
         # 4. Nobody could answer: flat.
         decision.model_version = decision.model_sha256 = None
         return decision
+
+    def _vector(self, loaded, snapshot, symbol: str, decision: Decision) -> np.ndarray:
+        if decision.snapshot_sha256 is None:  # features given with the request
+            return loaded.scorer.vector(decision.values)
+        key = (snapshot.sha256, loaded.manifest.sha256, symbol)
+        vector = self._vectors.get(key)
+        if vector is None:
+            if len(self._vectors) > 10_000:
+                self._vectors.clear()
+            vector = self._vectors[key] = loaded.scorer.vector(decision.values)
+            vector.setflags(write=False)
+        return vector
 
     def _why_no_features(self, symbol: str) -> str:
         if self.state.snapshot is None:

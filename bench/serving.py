@@ -231,7 +231,12 @@ def main() -> None:
         server = subprocess.Popen(
             [str(mlflow_bin), "models", "serve", "-m", str(model_dir), "-p", str(port), "--env-manager", "local"],
             cwd=root,
-            env=dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}"),
+            # mlflow starts `uvicorn` from PATH: the one in this environment.
+            env=dict(
+                os.environ,
+                MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
+                PATH=f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
