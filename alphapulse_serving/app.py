@@ -62,6 +62,12 @@ def unprocessable(message: str, loc: tuple, kind: str) -> HTTPException:
     return HTTPException(422, detail=[{"type": kind, "loc": list(loc), "msg": message}])
 
 
+def client_error(exc: UnknownSymbol | FeatureMismatch, features_loc: tuple) -> HTTPException:
+    if isinstance(exc, UnknownSymbol):
+        return HTTPException(404, detail=str(exc))
+    return unprocessable(str(exc), features_loc, "feature_mismatch")
+
+
 def _json(payload, status: int = 200, headers: dict | None = None) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers)
 
@@ -225,10 +231,8 @@ def create_app(config: ServingConfig) -> FastAPI:
             decision = chain.decide(
                 decision_id, symbol, item.features, started, item.budget_ms / 1e3 if item.budget_ms else None
             )
-        except UnknownSymbol as exc:
-            raise HTTPException(404, detail=str(exc)) from None
-        except FeatureMismatch as exc:
-            raise unprocessable(str(exc), ("body", "features"), "feature_mismatch") from None
+        except (UnknownSymbol, FeatureMismatch) as exc:
+            raise client_error(exc, ("body", "features")) from None
         latency_ms = round((time.perf_counter() - started) * 1e3, 3)
         try:
             audit.record(packet(decision, item, identity, endpoint, latency_ms))
@@ -334,10 +338,8 @@ def create_app(config: ServingConfig) -> FastAPI:
         for item in batch.requests:  # all or nothing: no decision is recorded for a batch that is refused
             try:
                 chain.validate(item.symbol.upper(), item.features)
-            except UnknownSymbol as exc:
-                raise HTTPException(404, detail=str(exc)) from None
-            except FeatureMismatch as exc:
-                raise unprocessable(str(exc), ("body", "requests", "features"), "feature_mismatch") from None
+            except (UnknownSymbol, FeatureMismatch) as exc:
+                raise client_error(exc, ("body", "requests", "features")) from None
         started = request.scope["state"]["started"]
         return _json({"predictions": [decide(item, identity, started, "predict_batch") for item in batch.requests]})
 
