@@ -156,8 +156,8 @@ def hey(args: list[str]) -> dict:
     return figures
 
 
-def load(url: str, body: str, headers: list[str], steady_s: int, peak_s: int) -> list[dict]:
-    common = ["-m", "POST", "-T", "application/json", "-d", body, *headers]
+def load(url: str, body_file: Path, headers: list[str], steady_s: int, peak_s: int) -> list[dict]:
+    common = ["-m", "POST", "-T", "application/json", "-D", str(body_file), *headers]
     steady = hey(["-z", f"{steady_s}s", "-c", "4", "-q", "250", *common, url])
     time.sleep(2)
     peak = hey(["-z", f"{peak_s}s", "-c", "32", *common, url])
@@ -200,9 +200,12 @@ def main() -> None:
     api = subprocess.Popen([sys.executable, "-m", "alphapulse_serving"], cwd=REPO, env=env, stderr=subprocess.DEVNULL)
     try:
         wait_ready(f"http://127.0.0.1:{port}/ready", api)
+        body_file = root / "alphapulse-body.json"
+        body_file.write_text('{"symbol": "BTCUSDT"}')
+        print(f"  alphapulse_serving body ({body_file.name}): {body_file.read_text()}")
         results["alphapulse_serving"] = load(
             f"http://127.0.0.1:{port}/predict",
-            '{"symbol": "BTCUSDT"}',
+            body_file,
             ["-H", f"X-API-Key: {KEY}"],
             args.steady_seconds,
             args.peak_seconds,
@@ -244,9 +247,11 @@ def main() -> None:
         try:
             wait_ready(f"http://127.0.0.1:{port}/ping", server)
             values = np.random.default_rng(1).standard_normal(N_FEATURES).tolist()
-            body = json.dumps({"dataframe_split": {"columns": NAMES, "data": [values]}})
+            body_file = root / "mlflow-body.json"
+            body_file.write_text(json.dumps({"dataframe_split": {"columns": NAMES, "data": [values]}}))
+            print(f"  mlflow body ({body_file.name}): dataframe_split, 1 row x {N_FEATURES} features")
             results["mlflow models serve"] = load(
-                f"http://127.0.0.1:{port}/invocations", body, [], args.steady_seconds, args.peak_seconds
+                f"http://127.0.0.1:{port}/invocations", body_file, [], args.steady_seconds, args.peak_seconds
             )
         finally:
             os.killpg(server.pid, signal.SIGTERM)
