@@ -244,7 +244,7 @@ def create_app(config: ServingConfig) -> FastAPI:
         return response_body(decision, latency_ms)
 
     def packet(decision: Decision, item: PredictRequest, identity: str, endpoint: str, latency_ms: float) -> dict:
-        loaded = state.active
+        served = decision.served
         features = {
             "source": decision.feature_source,
             "timestamp": decision.feature_timestamp,
@@ -268,14 +268,14 @@ def create_app(config: ServingConfig) -> FastAPI:
             },
             "features": features,
             "model": None
-            if loaded is None
+            if served is None
             else {
-                "version": loaded.manifest.version,
-                "sha256": loaded.manifest.sha256,
-                "model_uri": loaded.manifest.model_uri,
-                "model_format": loaded.manifest.model_format,
-                "feature_version": loaded.manifest.feature_version,
-                "signal_band": loaded.manifest.signal_band,
+                "version": served.version,
+                "sha256": served.sha256,
+                "model_uri": served.model_uri,
+                "model_format": served.model_format,
+                "feature_version": served.feature_version,
+                "signal_band": served.signal_band,
             },
             "output": {
                 "probability": decision.probability,

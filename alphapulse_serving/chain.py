@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 
 from alphapulse_serving.baseline import RulesBaseline
+from alphapulse_serving.contract import ModelManifest
 from alphapulse_serving.resilience import CachedScore, CircuitBreaker, ScoreCache
 from alphapulse_serving.state import ServingState
 
@@ -48,7 +49,8 @@ class Decision:
     cached_from: dict | None = None
     baseline_terms: dict | None = None
     primary_seconds: float | None = None
-    extra: dict = field(default_factory=dict)
+    # The manifest of the model in service when the decision was made (the poller may swap it a moment later).
+    served: ModelManifest | None = None
 
 
 class FallbackChain:
@@ -122,6 +124,7 @@ class FallbackChain:
             feature_source="request" if given is not None else "online_snapshot",
             values=given if given is not None else (row["values"] if row else None),
             snapshot_sha256=snapshot.sha256 if row else None,
+            served=loaded.manifest if loaded else None,
         )
 
         def skip(stage: str, category: str, reason: str) -> None:
