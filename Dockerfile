@@ -1,6 +1,7 @@
 # One image for the Dagster code location (webserver/daemon/run workers) and the prediction API.
 #   docker build -t alphapulse .
-#   docker run -p 8000:8000 -v alphapulse:/data alphapulse                     # API
+#   docker run -p 8000:8000 -v alphapulse:/data \
+#       -v ./api-keys:/run/secrets/api-keys:ro -e ALPHAPULSE_API_KEYS_FILE=/run/secrets/api-keys alphapulse   # API
 #   docker run -p 3000:3000 -v alphapulse:/data alphapulse \
 #       dagster-webserver -w workspace.yaml -h 0.0.0.0 -p 3000                  # UI
 FROM python:3.11-slim-bookworm AS build
