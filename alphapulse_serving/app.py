@@ -417,7 +417,7 @@ def create_app(config: ServingConfig) -> FastAPI:
             reasons.append(state.errors.get("model", "no model loaded"))
         if snapshot is None:
             reasons.append(state.errors.get("features", "no online features loaded"))
-        if loaded and snapshot and loaded.manifest.feature_version != snapshot.features.feature_version:
+        if loaded and snapshot and not loaded.fits(snapshot):
             reasons.append("the online features are not the model's feature version")
         if not audit.alive:
             reasons.append("the audit writer has stopped")

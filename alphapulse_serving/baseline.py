@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from alphapulse_serving.contract import signal_from_probability
+
 
 @dataclass(frozen=True)
 class RulesBaseline:
@@ -47,8 +49,4 @@ class RulesBaseline:
         return probability, terms, ""
 
     def signal(self, probability: float) -> int:
-        if probability > 0.5 + self.signal_band:
-            return 1
-        if probability < 0.5 - self.signal_band:
-            return -1
-        return 0
+        return signal_from_probability(probability, self.signal_band)

@@ -48,7 +48,6 @@ class Decision:
     snapshot_sha256: str | None
     cached_from: dict | None = None
     baseline_terms: dict | None = None
-    primary_seconds: float | None = None
     # The manifest of the model in service when the decision was made (the poller may swap it a moment later).
     served: ModelManifest | None = None
 
@@ -70,20 +69,15 @@ class FallbackChain:
         # that symbol in that hour scores the same row.
         self._vectors: dict[tuple[str, str, str], np.ndarray] = {}
 
-    def known_symbols(self) -> set[str]:
-        symbols: set[str] = set()
-        if self.state.active:
-            symbols |= set(self.state.active.manifest.symbols)
-        if self.state.snapshot:
-            symbols |= set(self.state.snapshot.features.rows)
-        return symbols
-
-    def validate(self, symbol: str, given: dict | None, loaded=None) -> None:
+    def validate(self, symbol: str, given: dict | None, loaded=None, snapshot=None) -> None:
         """Raise for what is the caller's mistake (an unknown symbol, features that are not the model's)."""
-        loaded = loaded or self.state.active
-        if symbol not in self.known_symbols():
-            served = ", ".join(sorted(self.known_symbols())) or "none yet"
-            raise UnknownSymbol(f"unknown symbol {symbol}; served symbols: {served}")
+        if loaded is None and snapshot is None:
+            loaded, snapshot = self.state.active, self.state.snapshot
+        in_model = loaded is not None and symbol in loaded.manifest.symbols
+        if not in_model and (snapshot is None or symbol not in snapshot.features.rows):
+            # The set of served symbols is only built for the error message, never on the way to an answer.
+            served = set(loaded.manifest.symbols if loaded else ()) | set(snapshot.features.rows if snapshot else ())
+            raise UnknownSymbol(f"unknown symbol {symbol}; served symbols: {', '.join(sorted(served)) or 'none yet'}")
         if given is not None and loaded is not None:
             names = loaded.scorer.feature_names
             missing = [n for n in names if n not in given]
@@ -105,7 +99,7 @@ class FallbackChain:
     ) -> Decision:
         loaded, snapshot = self.state.active, self.state.snapshot  # one read each: a consistent view
         budget = self.budget_seconds if budget_seconds is None else budget_seconds
-        self.validate(symbol, given, loaded)
+        self.validate(symbol, given, loaded, snapshot)
         row = None if given is not None or snapshot is None else snapshot.features.rows.get(symbol)
         decision = Decision(
             decision_id=decision_id,
@@ -136,7 +130,7 @@ class FallbackChain:
             skip(PRIMARY, "no_model", self.state.errors.get("model", "no model loaded"))
         elif decision.values is None:
             skip(PRIMARY, "no_features", self._why_no_features(symbol))
-        elif given is None and snapshot.features.feature_version != loaded.manifest.feature_version:
+        elif given is None and not loaded.fits(snapshot):
             skip(
                 PRIMARY,
                 "feature_version",
@@ -164,7 +158,6 @@ class FallbackChain:
             else:
                 elapsed = time.perf_counter() - scoring_started
                 self.primary_cost = elapsed if not self.primary_cost else 0.9 * self.primary_cost + 0.1 * elapsed
-                decision.primary_seconds = elapsed
                 # The answer is correct, so it is returned; a call that blew the budget counts against the
                 # model all the same, so a model that is consistently slow gets skipped.
                 if time.perf_counter() - started > budget:
@@ -174,7 +167,6 @@ class FallbackChain:
                 decision.source, decision.probability = PRIMARY, probability
                 decision.signal = loaded.scorer.signal(probability)
                 if row is not None:
-                    now = time.time()
                     self.cache.put(
                         symbol,
                         row["ts"],
@@ -185,8 +177,7 @@ class FallbackChain:
                             loaded.manifest.sha256,
                             loaded.manifest.feature_version,
                             decision_id,
-                            now,
-                            datetime.fromtimestamp(now, UTC).isoformat(),
+                            time.time(),
                         ),
                     )
                 return decision
@@ -203,7 +194,7 @@ class FallbackChain:
                 decision.model_version, decision.model_sha256 = cached.model_version, cached.model_sha256
                 decision.cached_from = {
                     "decision_id": cached.decision_id,
-                    "scored_at": cached.scored_at_iso,
+                    "scored_at": datetime.fromtimestamp(cached.scored_at, UTC).isoformat(),
                     "age_seconds": round(time.time() - cached.scored_at, 3),
                     "feature_version": cached.feature_version,
                 }

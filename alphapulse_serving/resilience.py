@@ -63,7 +63,6 @@ class CachedScore:
     feature_version: str
     decision_id: str
     scored_at: float  # wall-clock seconds
-    scored_at_iso: str
 
 
 class ScoreCache:

@@ -69,7 +69,6 @@ class ApiKeys:
                 "no API keys: set ALPHAPULSE_API_KEYS (comma-separated) or ALPHAPULSE_API_KEYS_FILE (one per line)"
             )
         self._entries = [(_digest(k), key_id(k)) for k in dict.fromkeys(keys)]
-        self._seen: dict[str, str | None] = {}
 
     def __len__(self) -> int:
         return len(self._entries)

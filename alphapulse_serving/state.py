@@ -52,6 +52,10 @@ class LoadedModel:
     manifest: ModelManifest
     loaded_at: str
 
+    def fits(self, snapshot: Snapshot) -> bool:
+        """Whether the online features are of the version this model was trained on."""
+        return self.manifest.feature_version == snapshot.features.feature_version
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -139,8 +143,8 @@ class ServingState:
         candidate = self.pending
         if candidate is None:
             return
-        online = self.snapshot.features.feature_version if self.snapshot else None
-        if online is not None and candidate.manifest.feature_version != online:
+        if self.snapshot is not None and not candidate.fits(self.snapshot):
+            online = self.snapshot.features.feature_version
             kept = f"; still serving {self.active.manifest.version}" if self.active else ""
             message = (
                 f"refused model {candidate.manifest.version}: it needs features of version "
@@ -159,13 +163,13 @@ class ServingState:
 
     def problems(self) -> list[str]:
         problems = list(self.errors.values())
-        if self.active and self.snapshot:
-            needed, online = self.active.manifest.feature_version, self.snapshot.features.feature_version
-            if needed != online:
-                problems.append(
-                    f"online features are version {online}, model {self.active.manifest.version} needs {needed}: "
-                    "requests without their own features fall back to the cache, the rules baseline or abstain"
-                )
+        active, snapshot = self.active, self.snapshot
+        if active and snapshot and not active.fits(snapshot):
+            problems.append(
+                f"online features are version {snapshot.features.feature_version}, model "
+                f"{active.manifest.version} needs {active.manifest.feature_version}: requests without their own "
+                "features fall back to the cache, the rules baseline or abstain"
+            )
         return problems
 
 

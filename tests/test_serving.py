@@ -3,6 +3,7 @@ import logging
 import time
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -188,7 +189,7 @@ def test_hot_swap_and_keep_last_good_model(served):
     assert "not valid JSON" in " ".join(client.get("/health").json()["reasons"])
 
     manifest = publish_model(store, 4, "v4")  # the artifact file is gone
-    Path(read_uri.__globals__["urlparse"](manifest.model_uri).path).unlink()
+    Path(urlparse(manifest.model_uri).path).unlink()
     store.put_bytes(MANIFEST_KEY, manifest.to_json().replace(b'"v4"', b'"v4b"'))
     state.refresh()
     assert "cannot read" in " ".join(client.get("/health").json()["reasons"])
@@ -344,7 +345,7 @@ def test_score_cache_rules():
     cache = ScoreCache(max_age_seconds=60, clock=lambda: now[0])
     from alphapulse_serving.resilience import CachedScore
 
-    cache.put("BTCUSDT", "h1", CachedScore(0.6, 1, "v1", "sha1", "fv", "d1", 100.0, "t"))
+    cache.put("BTCUSDT", "h1", CachedScore(0.6, 1, "v1", "sha1", "fv", "d1", 100.0))
     assert cache.get("BTCUSDT", "h1", "sha1")[0].probability == 0.6
     assert "no longer served" in cache.get("BTCUSDT", "h1", "sha2")[1]
     assert "no primary score" in cache.get("BTCUSDT", "h2", "sha1")[1]

@@ -203,11 +203,8 @@ class MlflowTracking(dg.ConfigurableResource):
         family_name: str,
         example: dict[str, float | None],
     ) -> tuple[str, str]:
-        """Log the artifact as an MLflow pyfunc model and register it; returns (registered name, version).
-
-        The logged model is code (alphapulse_serving/mlflow_model.py) plus the exact artifact bytes, so that
-        `mlflow models serve -m models:/<name>/<version>` serves what the graph evaluated, verified by sha256.
-        """
+        """Log the artifact as an MLflow pyfunc model (`save_pyfunc_model`) and register it, so that
+        `mlflow models serve -m models:/<name>/<version>` serves it; returns (registered name, version)."""
         from mlflow.exceptions import MlflowException
 
         client = self._client()
