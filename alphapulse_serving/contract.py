@@ -30,7 +30,8 @@ def sha256_hex(data: bytes) -> str:
 
 
 def read_uri(uri: str) -> bytes:
-    """Bytes at a `file://` URI or a plain path."""
+    """Bytes at a `file://` URI, a plain path or an `s3://bucket/key` URI (endpoint and credentials from boto3's
+    usual environment: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... or an instance role)."""
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
         path = Path(unquote(parsed.path) if parsed.scheme else uri)
@@ -38,6 +39,10 @@ def read_uri(uri: str) -> bytes:
             return path.read_bytes()
         except OSError as exc:
             raise ArtifactError(f"cannot read {uri}: {exc.strerror or exc}") from exc
+    if parsed.scheme == "s3":
+        from alphapulse_serving.s3 import read_s3_object
+
+        return read_s3_object(parsed.netloc, parsed.path.lstrip("/"), uri)
     raise ArtifactError(f"unsupported URI scheme {parsed.scheme!r} in {uri}")
 
 

@@ -23,3 +23,30 @@ TEST_ENV = {
     ),
 }
 os.environ.update(TEST_ENV)
+
+import pytest  # noqa: E402
+import services  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    return services.start_postgres()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url):
+    """A fresh, empty PostgreSQL database for this test."""
+    with services.fresh_database(postgres_admin_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    os.environ.update(services.S3_ENV)
+    with services.s3_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint) -> str:
+    return services.create_bucket(s3_endpoint)

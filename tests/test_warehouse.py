@@ -4,7 +4,6 @@ import duckdb
 import polars as pl
 import pytest
 
-from alphapulse_assets.storage.object_store import LocalObjectStore
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -71,14 +70,3 @@ def test_bad_identifiers_are_refused(tmp_path):
     warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
     with pytest.raises(ValueError, match="not a valid table"):
         warehouse.replace_window("t; drop table x", hours(1), T0, T0 + timedelta(hours=1))
-
-
-def test_object_store_round_trip_and_key_safety(tmp_path):
-    store = LocalObjectStore(root=str(tmp_path))
-    uri = store.put_bytes("a/b.json", b"{}")
-    assert uri.startswith("file://") and store.get_bytes("a/b.json") == b"{}" and store.exists("a/b.json")
-    assert not list((tmp_path / "a").glob(".b.json.*")), "no temporary files left behind"
-    with pytest.raises(ValueError):
-        store.put_bytes("../escape", b"x")
-    with pytest.raises(FileNotFoundError):
-        store.get_bytes("missing")

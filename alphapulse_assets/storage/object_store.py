@@ -1,12 +1,22 @@
-"""Artifacts, reports and serving snapshots: an object store with a local and (later) an S3 implementation."""
+"""Artifacts, reports and serving snapshots: an object store with a local and an S3 implementation."""
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import dagster as dg
+from botocore.exceptions import BotoCoreError, ClientError
+from dagster_aws.s3 import S3Resource
+
+
+def check_key(key: str) -> str:
+    if not key or key.startswith("/") or ".." in key.split("/"):
+        raise ValueError(f"object key {key!r} must be a relative path without '..'")
+    return key
 
 
 class ObjectStore(dg.ConfigurableResource):
@@ -36,9 +46,7 @@ class LocalObjectStore(ObjectStore):
     root: str
 
     def _path(self, key: str) -> Path:
-        if not key or key.startswith("/") or ".." in key.split("/"):
-            raise ValueError(f"object key {key!r} must be a relative path without '..'")
-        return Path(self.root) / key
+        return Path(self.root) / check_key(key)
 
     def put_bytes(self, key: str, data: bytes) -> str:
         target = self._path(key)
@@ -69,3 +77,85 @@ class LocalObjectStore(ObjectStore):
 
     def uri(self, key: str) -> str:
         return self._path(key).resolve().as_uri()
+
+
+class StorageUnavailable(RuntimeError):
+    """The object store or warehouse could not be reached. Runs fail with this and retry (RetryPolicy); nothing
+    was written by the failed call."""
+
+
+class S3ObjectStore(ObjectStore):
+    """A bucket (and optional prefix) on S3 or an S3-compatible server (MinIO, moto), through dagster-aws's
+    `S3Resource`, so credentials, region and endpoint are configured the way every Dagster AWS user knows.
+
+    A PUT of one object is atomic on S3: a reader sees the old object or the new one, never a part, which is the
+    guarantee the local store's rename gives the API.
+    """
+
+    bucket: str
+    prefix: str = ""
+    s3: S3Resource
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        prefix = self.prefix.strip("/")
+        return f"{prefix}/{key}" if prefix else key
+
+    def _client(self):
+        return _cached_client(self.s3)
+
+    def _call(self, what: str, key: str, fn):
+        try:
+            return fn()
+        except (BotoCoreError, ClientError) as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404"):
+                raise FileNotFoundError(f"no object {key!r} in {self.uri('')}") from None
+            where = self.s3.endpoint_url or "AWS"
+            raise StorageUnavailable(f"object store: {what} {self.uri(key)} at {where} failed: {exc}") from exc
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        full = self._key(key)
+        self._call("writing", key, lambda: self._client().put_object(Bucket=self.bucket, Key=full, Body=data))
+        return self.uri(key)
+
+    def get_bytes(self, key: str) -> bytes:
+        full = self._key(key)
+        response = self._call("reading", key, lambda: self._client().get_object(Bucket=self.bucket, Key=full))
+        return response["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        full = self._key(key)
+        try:
+            self._call("checking", key, lambda: self._client().head_object(Bucket=self.bucket, Key=full))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def delete(self, key: str) -> None:
+        full = self._key(key)
+        self._call("deleting", key, lambda: self._client().delete_object(Bucket=self.bucket, Key=full))
+
+    def uri(self, key: str) -> str:
+        prefix = self.prefix.strip("/")
+        return f"s3://{self.bucket}/" + "/".join(part for part in (prefix, key) if part)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_client(s3: S3Resource):
+    # boto3 clients are thread-safe and costly to build (~50 ms); one per configuration per process.
+    return s3.get_client()
+
+
+def object_store_from_url(url: str, endpoint_url: str | None = None) -> ObjectStore:
+    """`s3://bucket/prefix` or a local directory (a path or `file://` URL)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"{url!r}: an S3 URL names a bucket, like s3://alphapulse/prod")
+        return S3ObjectStore(
+            bucket=parsed.netloc, prefix=parsed.path.strip("/"), s3=S3Resource(endpoint_url=endpoint_url or None)
+        )
+    if parsed.scheme in ("", "file"):
+        return LocalObjectStore(root=unquote(parsed.path) if parsed.scheme else url)
+    raise ValueError(f"{url!r}: the object store is a local directory or an s3:// URL")

@@ -1,0 +1,34 @@
+"""Reading the serving objects from S3 or an S3-compatible server, with boto3's own configuration.
+
+The API takes no S3 settings of its own: the endpoint comes from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, the
+credentials from the usual chain (environment, profile, instance or pod role), as for every AWS tool.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from alphapulse_serving.predictors import ArtifactError
+
+
+@functools.cache
+def s3_client():
+    import boto3
+    from botocore.config import Config
+
+    # A poll must not hang on an unreachable endpoint: the API reports degraded and keeps what it has.
+    return boto3.client("s3", config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2}))
+
+
+def read_s3_object(bucket: str, key: str, uri: str) -> bytes:
+    """The object's bytes; FileNotFoundError when it does not exist; ArtifactError when S3 cannot be read."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            raise FileNotFoundError(uri) from None
+        raise ArtifactError(f"cannot read {uri}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise ArtifactError(f"cannot read {uri}: {exc}") from exc

@@ -1,0 +1,186 @@
+"""Real servers for the production-path tests: PostgreSQL 15 and moto's standalone S3 server, started by the suite.
+
+PostgreSQL: `ALPHAPULSE_TEST_POSTGRES_URL` (a role allowed to CREATE DATABASE) points the tests at a server you
+run. Otherwise the machine's cluster is used, installed with apt where missing and started with
+`pg_ctlcluster 15 main start`, which needs root (CI runs as root); a test role is created once. Every test gets a
+database of its own, dropped afterwards.
+
+S3: `moto_server` from the project's environment on a free loopback port, one per test session; every test gets a
+bucket of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+PG_VERSION = "15"
+TEST_ROLE = "alphapulse_test"
+TEST_PASSWORD = "alphapulse_test"
+ADMIN_URL = f"postgresql://{TEST_ROLE}:{TEST_PASSWORD}@127.0.0.1:5432/postgres"
+
+
+def _run(*command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def _cluster_status() -> str | None:
+    if not shutil.which("pg_lsclusters"):
+        return None
+    for line in _run("pg_lsclusters", "--no-header").stdout.splitlines():
+        fields = line.split()
+        if fields[:2] == [PG_VERSION, "main"]:
+            return fields[3]
+    return None
+
+
+def _fail(message: str, result: subprocess.CompletedProcess | None = None) -> None:
+    detail = f"\n{result.stdout}{result.stderr}" if result is not None else ""
+    raise RuntimeError(f"{message}{detail}")
+
+
+def _install_postgres() -> None:
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        _fail(
+            "PostgreSQL 15 is not installed and this process cannot apt-get it: install postgresql-15, or set "
+            "ALPHAPULSE_TEST_POSTGRES_URL to a server where the role may CREATE DATABASE"
+        )
+    for command in (("apt-get", "update", "-qq"), ("apt-get", "install", "-y", "-qq", "postgresql")):
+        result = subprocess.run(
+            command, capture_output=True, text=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        )
+        if result.returncode:
+            _fail(f"{' '.join(command)} failed", result)
+
+
+def _wait_for_postgres(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg2.connect(url, connect_timeout=2).close()
+            return
+        except psycopg2.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def start_postgres() -> str:
+    """The admin URL of a running PostgreSQL whose role may create databases."""
+    configured = os.environ.get("ALPHAPULSE_TEST_POSTGRES_URL", "").strip()
+    if configured:
+        _wait_for_postgres(configured, timeout=10)
+        return configured
+    status = _cluster_status()
+    if status is None:
+        _install_postgres()
+        status = _cluster_status()
+        if status is None:
+            _fail(f"apt installed postgresql, but there is no {PG_VERSION}/main cluster (pg_lsclusters)")
+    if status != "online":
+        result = _run("pg_ctlcluster", PG_VERSION, "main", "start")
+        if result.returncode and _cluster_status() != "online":
+            _fail(f"pg_ctlcluster {PG_VERSION} main start failed", result)
+    create_role = (
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{TEST_ROLE}') THEN "
+        f"CREATE ROLE {TEST_ROLE} LOGIN CREATEDB PASSWORD '{TEST_PASSWORD}'; END IF; END $$;"
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        result = _run("runuser", "-u", "postgres", "--", "psql", "-q", "-v", "ON_ERROR_STOP=1", "-c", create_role)
+        if not result.returncode:
+            break
+        if time.monotonic() > deadline:
+            _fail("could not create the test role (runuser -u postgres -- psql)", result)
+        time.sleep(0.5)
+    _wait_for_postgres(ADMIN_URL)
+    return ADMIN_URL
+
+
+def _with_database(url: str, database: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{database}"
+
+
+@contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A new, empty database on the server; its URL. Dropped (sessions and all) afterwards."""
+    name = f"ap_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        yield _with_database(admin_url, name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@contextmanager
+def s3_server(log_dir: Path) -> Iterator[str]:
+    """moto's standalone S3-compatible server over real HTTP; yields its endpoint URL."""
+    port = free_port()
+    moto = Path(sys.executable).with_name("moto_server")
+    log = (log_dir / "moto.log").open("w")
+    process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server did not start; see {log.name}") from None
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def create_bucket(endpoint: str) -> str:
+    import boto3
+
+    name = f"ap-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint, **_credentials()).create_bucket(Bucket=name)
+    return name
+
+
+def _credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": S3_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        "region_name": S3_ENV["AWS_DEFAULT_REGION"],
+    }
