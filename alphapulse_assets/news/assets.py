@@ -115,9 +115,7 @@ def news(context: dg.AssetExecutionContext, newswire: NewsSource, warehouse: War
 def _known_item_ids(warehouse: Warehouse, item_ids: list[str]) -> list[str]:
     if not item_ids or not warehouse.table_exists("news_items"):
         return []
-    return warehouse.query("SELECT item_id FROM news_items WHERE list_contains(?, item_id)", [item_ids])[
-        "item_id"
-    ].to_list()
+    return warehouse.read_keys("news_items", "item_id", item_ids)["item_id"].to_list()
 
 
 @dg.asset(partitions_def=HOURLY, backfill_policy=SINGLE_RUN, group_name="news", kinds={"duckdb", "polars"}, deps=[news])

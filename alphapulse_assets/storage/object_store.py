@@ -12,6 +12,8 @@ import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.s3 import S3Resource
 
+from alphapulse_assets.storage.errors import StorageUnavailable
+
 
 def check_key(key: str) -> str:
     if not key or key.startswith("/") or ".." in key.split("/"):
@@ -77,11 +79,6 @@ class LocalObjectStore(ObjectStore):
 
     def uri(self, key: str) -> str:
         return self._path(key).resolve().as_uri()
-
-
-class StorageUnavailable(RuntimeError):
-    """The object store or warehouse could not be reached. Runs fail with this and retry (RetryPolicy); nothing
-    was written by the failed call."""
 
 
 class S3ObjectStore(ObjectStore):

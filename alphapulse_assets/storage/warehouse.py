@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ import polars as pl
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
-def _ident(name: str) -> str:
+def ident(name: str) -> str:
     if not _IDENTIFIER.match(name):
         raise ValueError(f"{name!r} is not a valid table or column name (lowercase letters, digits, underscores)")
     return f'"{name}"'
@@ -40,6 +42,50 @@ class Upsert:
     frame: pl.DataFrame
     key: tuple[str, ...]
     combine: Mapping[str, Combine] = field(default_factory=dict)
+
+
+def check_windows(frames: Mapping[str, pl.DataFrame], start: datetime, end: datetime, time_column: str) -> None:
+    """Refuse a window write before anything is touched: every row must lie in [start, end)."""
+    if end <= start:
+        raise ValueError(f"empty or inverted window: {start.isoformat()} .. {end.isoformat()}")
+    for table, frame in frames.items():
+        ident(table)
+        if time_column not in frame.columns:
+            raise ValueError(f"{table}: frame has no {time_column!r} column")
+        outside = rows_outside_window(frame, start, end, time_column)
+        if outside.height:
+            raise ValueError(
+                f"{table}: {outside.height} rows fall outside the window being replaced "
+                f"[{start.isoformat()}, {end.isoformat()}), e.g. {outside.head(3).to_dicts()}"
+            )
+
+
+def check_upserts(tables: Mapping[str, Upsert]) -> None:
+    for table, change in tables.items():
+        ident(table)
+        missing = [c for c in (*change.key, *change.combine) if c not in change.frame.columns]
+        if missing:
+            raise ValueError(f"{table}: upsert names columns the rows lack: {missing}")
+        duplicated = change.frame.select(change.key).is_duplicated()
+        if duplicated.any():
+            raise ValueError(
+                f"{table}: {int(duplicated.sum())} incoming rows share a key {change.key}; merge them first"
+            )
+
+
+def type_null_columns(frame: pl.DataFrame, stored: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """A column with no values yet has no type, and a database would guess one (DuckDB: INTEGER) that the first
+    real value then contradicts. Such a column takes the table's type where the table has it, else text."""
+    untyped = [c for c, dtype in frame.schema.items() if dtype == pl.Null]
+    return frame.with_columns(pl.col(c).cast(stored.get(c, pl.String)) for c in untyped) if untyped else frame
+
+
+def type_change_error(table: str, column: str, stored: str, incoming: str) -> ValueError:
+    return ValueError(
+        f"table {table}: column {column} is {stored} in the warehouse but {incoming} in the new rows; the table "
+        f"was written by an older version. Re-materialize into a fresh warehouse, or migrate the column "
+        f"(ALTER TABLE {table} ALTER {column} TYPE {incoming})"
+    )
 
 
 class Warehouse(dg.ConfigurableResource):
@@ -85,13 +131,26 @@ class Warehouse(dg.ConfigurableResource):
         where: str | None = None,
         params: Sequence[object] = (),
     ) -> pl.DataFrame:
-        raise NotImplementedError
+        col = ident(time_column)
+        clause = f" AND ({where})" if where else ""
+        return self.query(
+            f"SELECT * FROM {ident(table)} WHERE {col} >= ? AND {col} < ?{clause} ORDER BY {col}",
+            [start, end, *params],
+        )
 
     def query(self, sql: str, params: Sequence[object] = ()) -> pl.DataFrame:
+        """Run SQL with `?` placeholders; keep it to what DuckDB and PostgreSQL both read."""
+        raise NotImplementedError
+
+    def read_keys(self, table: str, column: str, values: Sequence[object]) -> pl.DataFrame:
+        """The rows of `table` whose `column` is one of `values`."""
         raise NotImplementedError
 
     def table_exists(self, table: str) -> bool:
         raise NotImplementedError
+
+
+_WRITE_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
 
 class DuckDBWarehouse(Warehouse):
@@ -104,6 +163,13 @@ class DuckDBWarehouse(Warehouse):
 
     path: str
     lock_timeout_seconds: float = 120.0
+
+    @contextmanager
+    def _writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        # Threads of one process share one DuckDB database, whose optimistic transactions abort on a conflicting
+        # write (two first writes creating one table, say) instead of waiting; writers here queue instead.
+        with _WRITE_LOCKS[str(Path(self.path).resolve())], self.connect() as con:
+            yield con
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -137,19 +203,8 @@ class DuckDBWarehouse(Warehouse):
         time_column: str = "ts",
         exact_columns: bool = False,
     ) -> None:
-        if end <= start:
-            raise ValueError(f"empty or inverted window: {start.isoformat()} .. {end.isoformat()}")
-        for table, frame in frames.items():
-            _ident(table)
-            if time_column not in frame.columns:
-                raise ValueError(f"{table}: frame has no {time_column!r} column")
-            outside = rows_outside_window(frame, start, end, time_column)
-            if outside.height:
-                raise ValueError(
-                    f"{table}: {outside.height} rows fall outside the window being replaced "
-                    f"[{start.isoformat()}, {end.isoformat()}), e.g. {outside.head(3).to_dicts()}"
-                )
-        with self.connect() as con:
+        check_windows(frames, start, end, time_column)
+        with self._writing() as con:
             con.begin()
             try:
                 for table, frame in frames.items():
@@ -160,17 +215,8 @@ class DuckDBWarehouse(Warehouse):
                 raise
 
     def upsert(self, tables: Mapping[str, Upsert]) -> None:
-        for table, change in tables.items():
-            _ident(table)
-            missing = [c for c in (*change.key, *change.combine) if c not in change.frame.columns]
-            if missing:
-                raise ValueError(f"{table}: upsert names columns the rows lack: {missing}")
-            duplicated = change.frame.select(change.key).is_duplicated()
-            if duplicated.any():
-                raise ValueError(
-                    f"{table}: {int(duplicated.sum())} incoming rows share a key {change.key}; merge them first"
-                )
-        with self.connect() as con:
+        check_upserts(tables)
+        with self._writing() as con:
             con.begin()
             try:
                 for table, change in tables.items():
@@ -181,25 +227,12 @@ class DuckDBWarehouse(Warehouse):
                 con.rollback()
                 raise
 
-    def read_window(
-        self,
-        table: str,
-        start: datetime,
-        end: datetime,
-        time_column: str = "ts",
-        where: str | None = None,
-        params: Sequence[object] = (),
-    ) -> pl.DataFrame:
-        col = _ident(time_column)
-        clause = f" AND ({where})" if where else ""
-        return self.query(
-            f"SELECT * FROM {_ident(table)} WHERE {col} >= ? AND {col} < ?{clause} ORDER BY {col}",
-            [start, end, *params],
-        )
-
     def query(self, sql: str, params: Sequence[object] = ()) -> pl.DataFrame:
         with self.connect() as con:
             return con.execute(sql, list(params)).pl()
+
+    def read_keys(self, table: str, column: str, values: Sequence[object]) -> pl.DataFrame:
+        return self.query(f"SELECT * FROM {ident(table)} WHERE list_contains(?, {ident(column)})", [list(values)])
 
 
 def _replace(
@@ -211,8 +244,8 @@ def _replace(
     time_column: str,
     exact_columns: bool,
 ) -> None:
-    name, column = _ident(table), _ident(time_column)
-    con.register("incoming", frame.to_arrow())
+    name, column = ident(table), ident(time_column)
+    con.register("incoming", _typed(con, table, frame).to_arrow())
     try:
         if not _table_exists(con, table):
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM incoming LIMIT 0")
@@ -224,7 +257,7 @@ def _replace(
                     "AND table_name = ? AND NOT list_contains(?, column_name)",
                     [table, frame.columns],
                 ).fetchall():
-                    con.execute(f"ALTER TABLE {name} DROP COLUMN {_ident(stale)}")
+                    con.execute(f"ALTER TABLE {name} DROP COLUMN {ident(stale)}")
         con.execute(f"DELETE FROM {name} WHERE {column} >= ? AND {column} < ?", [start, end])
         con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM incoming")
     finally:
@@ -242,30 +275,37 @@ _COMBINE_SQL = {
 
 
 def _upsert(con: duckdb.DuckDBPyConnection, table: str, change: Upsert) -> None:
-    name = _ident(table)
-    con.register("incoming", change.frame.to_arrow())
+    name = ident(table)
+    con.register("incoming", _typed(con, table, change.frame).to_arrow())
     try:
         if not _table_exists(con, table):
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM incoming LIMIT 0")
         else:
             _reconcile_columns(con, table)
-        key_join = " AND ".join(f"t.{_ident(k)} = i.{_ident(k)}" for k in change.key)
+        key_join = " AND ".join(f"t.{ident(k)} = i.{ident(k)}" for k in change.key)
         columns = [
-            f"{_COMBINE_SQL[change.combine.get(c, 'replace')].format(c=_ident(c))} AS {_ident(c)}"
+            f"{_COMBINE_SQL[change.combine.get(c, 'replace')].format(c=ident(c))} AS {ident(c)}"
             if c not in change.key
-            else f"i.{_ident(c)} AS {_ident(c)}"
+            else f"i.{ident(c)} AS {ident(c)}"
             for c in change.frame.columns
         ]
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE upserted AS SELECT {', '.join(columns)} "
             f"FROM incoming i LEFT JOIN {name} t ON {key_join}"
         )
-        keys = ", ".join(_ident(k) for k in change.key)
+        keys = ", ".join(ident(k) for k in change.key)
         con.execute(f"DELETE FROM {name} WHERE ({keys}) IN (SELECT ({keys}) FROM incoming)")
         con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM upserted")
         con.execute("DROP TABLE upserted")
     finally:
         con.unregister("incoming")
+
+
+def _typed(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    if pl.Null not in frame.dtypes:
+        return frame
+    stored = con.execute(f"SELECT * FROM {ident(table)} LIMIT 0").pl().schema if _table_exists(con, table) else {}
+    return type_null_columns(frame, stored)
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -278,13 +318,9 @@ def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 def _reconcile_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """New columns (a grown feature set) are added, existing rows reading NULL for them. A column whose type
     changed is refused: an implicit cast (DECIMAL into DOUBLE, say) would silently lose exactness."""
-    existing = {row[0]: row[1] for row in con.execute(f"DESCRIBE {_ident(table)}").fetchall()}
+    existing = {row[0]: row[1] for row in con.execute(f"DESCRIBE {ident(table)}").fetchall()}
     for column, column_type, *_ in con.execute("DESCRIBE incoming").fetchall():
         if column not in existing:
-            con.execute(f"ALTER TABLE {_ident(table)} ADD COLUMN {_ident(column)} {column_type}")
+            con.execute(f"ALTER TABLE {ident(table)} ADD COLUMN {ident(column)} {column_type}")
         elif existing[column] != column_type and column_type != "NULL":
-            raise ValueError(
-                f"table {table}: column {column} is {existing[column]} in the warehouse but {column_type} in the "
-                f"new rows; the table was written by an older version. Re-materialize into a fresh "
-                f"ALPHAPULSE_HOME, or migrate the column (ALTER TABLE {table} ALTER {column} TYPE {column_type})"
-            )
+            raise type_change_error(table, column, existing[column], column_type)
