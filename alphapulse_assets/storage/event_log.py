@@ -35,6 +35,8 @@ from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.sqlalchemy_compat import db_result
 from dagster._serdes import ConfigurableClassData, serialize_value
+from dagster_postgres.event_log import PostgresEventLogStorage
+from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
 from sqlalchemy import create_engine
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.engine import Connection, Engine
@@ -169,3 +171,50 @@ def _is_asset_event(entry: EventLogEntry) -> bool:
 
 # Instance overrides (dagster.yaml form) that select this storage, e.g. for `dg.instance_for_test(overrides=...)`.
 INSTANCE_OVERRIDES = {"event_log_storage": {"module": __name__, "class": BatchingSqliteEventLogStorage.__name__}}
+
+
+class PooledPostgresEventLogStorage(PostgresEventLogStorage):
+    """dagster-postgres' event log, holding its connections open.
+
+    The stock class builds its engine with NullPool, so every event pays for a new TCP connection, Postgres
+    authentication and a backend process (~5 connections per event, 25-55 ms per partition of a backfill here).
+    A small pool per process keeps the schema, the SQL and every read path unchanged; `pool_pre_ping` replaces a
+    connection the server dropped (a restart, a failover) instead of failing the run with it.
+    """
+
+    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, inst_data=None, token_provider=None):
+        super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
+        self._engine.dispose()
+        self._engine = create_pg_engine(
+            self.postgres_url,
+            self._token_provider,
+            isolation_level="AUTOCOMMIT",
+            poolclass=QueuePool,
+            pool_size=2,
+            max_overflow=8,
+            pool_pre_ping=True,
+            pool_recycle=3600,
+        )
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]):
+        return cls(
+            inst_data=inst_data,
+            postgres_url=pg_url_from_config(config_value),
+            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+            token_provider=get_token_provider_from_config(config_value),
+        )
+
+
+def postgres_instance_overrides(postgres_url: str) -> dict:
+    """Instance config (dagster.yaml form) for runs, schedules and the pooled event log in one Postgres database."""
+    postgres = {"postgres_url": postgres_url}
+    return {
+        "run_storage": {"module": "dagster_postgres.run_storage", "class": "PostgresRunStorage", "config": postgres},
+        "schedule_storage": {
+            "module": "dagster_postgres.schedule_storage",
+            "class": "PostgresScheduleStorage",
+            "config": postgres,
+        },
+        "event_log_storage": {"module": __name__, "class": PooledPostgresEventLogStorage.__name__, "config": postgres},
+    }
