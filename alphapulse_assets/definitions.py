@@ -40,8 +40,9 @@ from alphapulse_assets.news.sensors import news_drop_sensor
 from alphapulse_assets.schedules import daily_retrain_schedule, hourly_schedule
 from alphapulse_assets.settings import Settings
 from alphapulse_assets.signals.assets import predictions, shadow_predictions
-from alphapulse_assets.storage.object_store import LocalObjectStore
-from alphapulse_assets.storage.warehouse import DuckDBWarehouse
+from alphapulse_assets.storage.object_store import object_store_from_url
+from alphapulse_assets.storage.postgres import PostgresWarehouse
+from alphapulse_assets.storage.warehouse import DuckDBWarehouse, Warehouse
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
 
 # Let Dagster hand asset events to the event log in batches (one transaction per batch with the storage in
@@ -82,10 +83,16 @@ def build_newswire(settings: Settings) -> NewsSource:
     return SimulatedNewswire(**common, seed=settings.seed, news_signal_strength=settings.news_signal_strength)
 
 
+def build_warehouse(settings: Settings) -> Warehouse:
+    if settings.warehouse_url:
+        return PostgresWarehouse(url=settings.warehouse_url)
+    return DuckDBWarehouse(path=str(settings.warehouse_path))
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
-        "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
-        "object_store": LocalObjectStore(root=str(settings.object_store_root)),
+        "warehouse": build_warehouse(settings),
+        "object_store": object_store_from_url(settings.object_store_location),
         "market": build_market(settings),
         "newswire": build_newswire(settings),
         "sentiment": SentimentModel(
@@ -123,7 +130,12 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "price_quality": PriceQuality(extreme_move_z=settings.extreme_move_z),
         "mlflow": MlflowTracking(
             tracking_uri=settings.mlflow_tracking_uri,
-            artifact_root=str(settings.home / "mlartifacts"),
+            artifact_root=settings.mlflow_artifact_root
+            or (
+                None
+                if settings.mlflow_tracking_uri.startswith(("http://", "https://"))
+                else str(settings.home / "mlartifacts")
+            ),
             registered_model_name=settings.mlflow_model_name,
         ),
     }

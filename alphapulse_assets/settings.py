@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 from alphapulse_assets.market.simulator import SYMBOL_CATALOG
 
@@ -170,6 +171,34 @@ def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ..
     return value
 
 
+def _postgres_url(env: dict[str, str], name: str) -> str | None:
+    """A PostgreSQL URL, or None when unset. Keep the password out of it (libpq reads PGPASSWORD): resource
+    configuration is shown in the Dagster UI."""
+    raw = _env(env, name, "")
+    if not raw:
+        return None
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("postgresql", "postgres", "postgresql+psycopg2") or not parsed.hostname:
+        raise ConfigError(f"{name}: expected postgresql://user@host:5432/database, got {parsed.scheme or raw!r}")
+    if not parsed.path.strip("/"):
+        raise ConfigError(f"{name}: the URL names no database (postgresql://user@host:5432/<database>)")
+    return raw
+
+
+def _object_store_url(env: dict[str, str], name: str) -> str | None:
+    raw = _env(env, name, "")
+    if not raw:
+        return None
+    parsed = urlparse(raw)
+    if parsed.scheme == "s3":
+        if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", parsed.netloc):
+            raise ConfigError(f"{name}={raw!r}: expected s3://<bucket>/<optional prefix> with a valid bucket name")
+        return raw
+    if parsed.scheme in ("", "file"):
+        return str(Path(parsed.path if parsed.scheme else raw).expanduser().resolve())
+    raise ConfigError(f"{name}={raw!r}: expected s3://<bucket>/<prefix> or a local directory")
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -218,6 +247,11 @@ class Settings:
     min_shadow_hours: int = 24
     sim_regime_change: datetime | None = None
     sim_regime_vol: float = 3.0
+    # Production backends; None keeps the embedded ones under `home`.
+    warehouse_url: str | None = None
+    object_store_url: str | None = None
+    mlflow_artifact_root: str | None = None
+    optuna_storage: str | None = None
 
     @property
     def dagster_home(self) -> Path:
@@ -230,6 +264,10 @@ class Settings:
     @property
     def object_store_root(self) -> Path:
         return self.home / "objects"
+
+    @property
+    def object_store_location(self) -> str:
+        return self.object_store_url or str(self.object_store_root)
 
     @property
     def min_training_hours(self) -> int:
@@ -327,5 +365,9 @@ class Settings:
                 else None
             ),
             sim_regime_vol=_float(env, "ALPHAPULSE_SIM_REGIME_VOL", 3.0, 0.1, 100.0),
+            warehouse_url=_postgres_url(env, "ALPHAPULSE_WAREHOUSE_URL"),
+            object_store_url=_object_store_url(env, "ALPHAPULSE_OBJECT_STORE_URL"),
+            mlflow_artifact_root=_env(env, "ALPHAPULSE_MLFLOW_ARTIFACT_ROOT", "") or None,
+            optuna_storage=_postgres_url(env, "ALPHAPULSE_OPTUNA_STORAGE"),
         )
         return settings

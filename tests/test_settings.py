@@ -127,3 +127,42 @@ def test_news_settings(tmp_path):
     )
     assert jsonl.news_dir == tmp_path and jsonl.symbol_aliases == {"SOLUSDT": ("SOL", "solana")}
     assert (jsonl.sentiment_scorer, jsonl.sentiment_half_life_hours) == ("loughran_mcdonald", 2.5)
+
+
+def test_production_backends_are_chosen_by_configuration():
+    from alphapulse_assets.definitions import build_resources
+    from alphapulse_assets.storage.object_store import LocalObjectStore, S3ObjectStore
+    from alphapulse_assets.storage.postgres import PostgresWarehouse
+    from alphapulse_assets.storage.warehouse import DuckDBWarehouse
+
+    embedded = build_resources(settings())
+    assert isinstance(embedded["warehouse"], DuckDBWarehouse)
+    assert isinstance(embedded["object_store"], LocalObjectStore)
+    assert embedded["mlflow"].artifact_root == "/tmp/alphapulse-settings-test/mlartifacts"
+    production = build_resources(
+        settings(
+            ALPHAPULSE_WAREHOUSE_URL="postgresql://alphapulse@db:5432/warehouse",
+            ALPHAPULSE_OBJECT_STORE_URL="s3://alphapulse-prod/v1",
+            MLFLOW_TRACKING_URI="http://mlflow:5000",
+        )
+    )
+    assert isinstance(production["warehouse"], PostgresWarehouse)
+    assert production["warehouse"].url == "postgresql://alphapulse@db:5432/warehouse"
+    store = production["object_store"]
+    assert isinstance(store, S3ObjectStore) and (store.bucket, store.prefix) == ("alphapulse-prod", "v1")
+    assert production["mlflow"].artifact_root is None, "a tracking server chooses where artifacts go"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("ALPHAPULSE_WAREHOUSE_URL", "mysql://db/warehouse", "expected postgresql://"),
+        ("ALPHAPULSE_WAREHOUSE_URL", "postgresql://alphapulse@db:5432", "names no database"),
+        ("ALPHAPULSE_OPTUNA_STORAGE", "sqlite:///optuna.db", "expected postgresql://"),
+        ("ALPHAPULSE_OBJECT_STORE_URL", "s3://Bad_Bucket/x", "valid bucket name"),
+        ("ALPHAPULSE_OBJECT_STORE_URL", "gs://bucket/x", "expected s3://"),
+    ],
+)
+def test_bad_backend_urls_name_the_variable(name, value, message):
+    with pytest.raises(ConfigError, match=f"{name}.*{message}|{name}: {message}"):
+        settings(**{name: value})

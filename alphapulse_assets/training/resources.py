@@ -133,7 +133,9 @@ class MlflowTracking(dg.ConfigurableResource):
     """
 
     tracking_uri: str
-    artifact_root: str
+    # Where a new experiment keeps its artifacts: a local directory, or s3://...; None lets a tracking server
+    # decide (`mlflow server --artifacts-destination`), which is the production set-up.
+    artifact_root: str | None = None
     experiment_name: str = "alphapulse"
     registered_model_name: str = "alphapulse-direction"
 
@@ -148,10 +150,11 @@ class MlflowTracking(dg.ConfigurableResource):
         experiment = client.get_experiment_by_name(self.experiment_name)
         if experiment is not None:
             return experiment.experiment_id
-        Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
-        return client.create_experiment(
-            self.experiment_name, artifact_location=Path(self.artifact_root).resolve().as_uri()
-        )
+        location = self.artifact_root
+        if location and "://" not in location:
+            Path(location).mkdir(parents=True, exist_ok=True)
+            location = Path(location).resolve().as_uri()
+        return client.create_experiment(self.experiment_name, artifact_location=location)
 
     def start_run(self, run_name: str, params: dict[str, object], tags: dict[str, str]) -> str:
         from mlflow.entities import Param, RunTag
