@@ -46,15 +46,23 @@ def _port(name: str, default: int) -> int:
 _EVENT_LOG_CLASS_LINE = "  class: BatchingSqliteEventLogStorage\n"
 
 
-def write_instance_config(dagster_home: Path) -> None:
-    """Copy the repo's dagster.yaml into an instance directory, naming the event log's directory explicitly so
-    the instance opens the same way with or without DAGSTER_HOME (e.g. `InstanceRef.from_dir`)."""
+POSTGRES_INSTANCE_TEMPLATE = REPO / "infra" / "dagster" / "dagster-postgres.yaml"
+
+
+def write_instance_config(dagster_home: Path, env: dict[str, str] | None = None) -> None:
+    """Write the instance's dagster.yaml: the Postgres template when ALPHAPULSE_DAGSTER_PG_URL is set, else the
+    repo's embedded dagster.yaml with the event log's directory named explicitly, so the instance opens the same
+    way with or without DAGSTER_HOME (e.g. `InstanceRef.from_dir`)."""
+    env = os.environ if env is None else env
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    if env.get("ALPHAPULSE_DAGSTER_PG_URL", "").strip():
+        (dagster_home / "dagster.yaml").write_text(POSTGRES_INSTANCE_TEMPLATE.read_text())
+        return
     template = (REPO / "dagster.yaml").read_text()
     if _EVENT_LOG_CLASS_LINE not in template:
         raise SystemExit("dagster.yaml: the event_log_storage block was changed; update write_instance_config")
     base_dir = dagster_home.resolve() / "history" / "runs"
     config = f"{_EVENT_LOG_CLASS_LINE}  config:\n    base_dir: {json.dumps(str(base_dir) + os.sep)}\n"
-    dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(template.replace(_EVENT_LOG_CLASS_LINE, config))
 
 

@@ -18,6 +18,8 @@ TEST_ENV = {
     "ALPHAPULSE_TUNING_TRIALS": "4",
     "ALPHAPULSE_CV_FOLDS": "3",
     "ALPHAPULSE_PLACEBO_RUNS": "3",
+    # Steps still retry under their RetryPolicy (tests/test_production.py counts on it), just without the wait.
+    "ALPHAPULSE_STEP_RETRY_DELAY_SECONDS": "0.2",
     "ALPHAPULSE_GATES": (
         '{"max_train_validation_gap": 0.5, "max_single_fold_share": 1.0, "min_log_loss_gain_t": 0.0, "min_dsr": 0.5}'
     ),

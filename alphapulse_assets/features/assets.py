@@ -24,8 +24,9 @@ from alphapulse_assets.metadata import new_figure, partition_metadata, png_markd
 from alphapulse_assets.news.assets import news_sentiment
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
+from alphapulse_assets.retries import STORAGE_RETRY_POLICY
 from alphapulse_assets.storage.object_store import ObjectStore
-from alphapulse_assets.storage.warehouse import Warehouse
+from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 
 # Summary statistics and correlations need a sample: a single-hour run describes the trailing week instead.
 SUMMARY_MIN_HOURS = 168
@@ -35,6 +36,8 @@ HEATMAP_MAX_ROWS = 5000
 
 @dg.asset(
     partitions_def=HOURLY,
+    retry_policy=STORAGE_RETRY_POLICY,
+    pool=WAREHOUSE_WRITERS,
     backfill_policy=SINGLE_RUN,
     group_name="features",
     kinds={"duckdb", "polars"},

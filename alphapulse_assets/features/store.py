@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import dagster as dg
 import polars as pl
 
 from alphapulse_assets.features.catalog import FEATURE_NAMES, feature_version, latest_rows
 from alphapulse_assets.hours import hour_range
 from alphapulse_assets.news.resources import SentimentModel
+from alphapulse_assets.retries import NotRetryable
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import Warehouse
 from alphapulse_serving.contract import SNAPSHOT_KEY
@@ -58,7 +58,7 @@ def require_feature_version(warehouse: Warehouse, start: datetime, end: datetime
         problems.append(f"{missing} of {hours} hours have no features (or none with a recorded version)")
     for row in stale:
         problems.append(f"{row['hours']} hours (from {row['first'].isoformat()}) hold version {row['feature_version']}")
-    raise dg.Failure(
+    raise NotRetryable(
         description=(
             f"{purpose} needs features of version {expected} for every hour of {span}, but "
             + "; ".join(problems)

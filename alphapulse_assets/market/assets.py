@@ -14,7 +14,8 @@ from alphapulse_assets.market.quality import (
 from alphapulse_assets.market.resources import MarketSource, PriceQuality
 from alphapulse_assets.metadata import new_figure, partition_metadata, png_markdown, table_preview
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
-from alphapulse_assets.storage.warehouse import Warehouse
+from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
+from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 
 _BLOCKING = ("prices_unique", "prices_ohlc_valid")
 _WARNING = ("prices_complete", "prices_no_rejected_rows", "prices_no_extreme_moves", "prices_source_in_order")
@@ -23,6 +24,8 @@ _MOVE_HISTORY = timedelta(days=7)
 
 @dg.asset(
     partitions_def=HOURLY,
+    retry_policy=STORAGE_RETRY_POLICY,
+    pool=WAREHOUSE_WRITERS,
     backfill_policy=SINGLE_RUN,
     group_name="market",
     kinds={"duckdb", "polars"},
@@ -43,7 +46,7 @@ def prices(
     inconsistent = accepted.filter(ohlc_inconsistent())
     if duplicates.height or inconsistent.height:
         # Quarantine guarantees neither can happen; if one does, nothing is written.
-        raise dg.Failure(
+        raise NotRetryable(
             f"{duplicates.height} duplicate and {inconsistent.height} OHLC-inconsistent rows survived quarantine",
             metadata={"duplicates": table_preview(duplicates), "inconsistent": table_preview(inconsistent)},
         )

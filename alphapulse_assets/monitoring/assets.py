@@ -15,9 +15,10 @@ from alphapulse_assets.monitoring.resources import DriftPolicy
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, partition_hour
 from alphapulse_assets.promotion.assets import current_champion, promoted_model
+from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
 from alphapulse_assets.signals.assets import predictions
 from alphapulse_assets.storage.object_store import ObjectStore
-from alphapulse_assets.storage.warehouse import Warehouse
+from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 from alphapulse_assets.training.assets import score_frame
 from alphapulse_assets.training.resources import ModelPolicy
 from alphapulse_serving.contract import ModelManifest, ScoringModel
@@ -119,6 +120,8 @@ def _band(shortfall) -> str:
 
 @dg.asset(
     partitions_def=HOURLY,
+    retry_policy=STORAGE_RETRY_POLICY,
+    pool=WAREHOUSE_WRITERS,
     group_name="monitoring",
     kinds={"evidently", "html", "duckdb"},
     deps=[features, predictions, promoted_model],
@@ -136,7 +139,7 @@ def drift_report(
     hour = partition_hour(context)
     champion = current_champion(object_store)
     if champion is None:
-        raise dg.Failure("no promoted model yet, so there is no training reference to compare with: run retrain_job")
+        raise NotRetryable("no promoted model yet, so there is no training reference to compare with: run retrain_job")
     end = hour + timedelta(hours=1)
     current_start = end - timedelta(hours=drift.window_hours)
     window = {k: datetime.fromisoformat(v) for k, v in champion.training_window.items()}

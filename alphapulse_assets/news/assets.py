@@ -8,7 +8,8 @@ from alphapulse_assets.news.items import FUTURE_TOLERANCE, merge_rejections, mer
 from alphapulse_assets.news.resources import NewsSource, SentimentModel
 from alphapulse_assets.news.sentiment import aggregate_sentiment
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
-from alphapulse_assets.storage.warehouse import Upsert, Warehouse
+from alphapulse_assets.retries import STORAGE_RETRY_POLICY
+from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Upsert, Warehouse
 
 # How sightings of an item already landed combine with new ones. The first landing fixes the publication time and
 # the wording, so an item never moves between hours once counted; later sightings add their source.
@@ -27,6 +28,8 @@ _REJECTION_RULES = {"first_rejected_at": "min", "last_rejected_at": "max", "occu
 
 @dg.asset(
     partitions_def=HOURLY,
+    retry_policy=STORAGE_RETRY_POLICY,
+    pool=WAREHOUSE_WRITERS,
     backfill_policy=SINGLE_RUN,
     group_name="news",
     kinds={"duckdb", "polars"},
@@ -118,7 +121,15 @@ def _known_item_ids(warehouse: Warehouse, item_ids: list[str]) -> list[str]:
     return warehouse.read_keys("news_items", "item_id", item_ids)["item_id"].to_list()
 
 
-@dg.asset(partitions_def=HOURLY, backfill_policy=SINGLE_RUN, group_name="news", kinds={"duckdb", "polars"}, deps=[news])
+@dg.asset(
+    partitions_def=HOURLY,
+    retry_policy=STORAGE_RETRY_POLICY,
+    pool=WAREHOUSE_WRITERS,
+    backfill_policy=SINGLE_RUN,
+    group_name="news",
+    kinds={"duckdb", "polars"},
+    deps=[news],
+)
 def news_sentiment(
     context: dg.AssetExecutionContext, warehouse: Warehouse, newswire: NewsSource, sentiment: SentimentModel
 ) -> dg.MaterializeResult:

@@ -22,8 +22,9 @@ from alphapulse_assets.promotion.gates import (
     promotion_gates,
     shadow_gates,
 )
+from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
 from alphapulse_assets.storage.object_store import ObjectStore
-from alphapulse_assets.storage.warehouse import Upsert, Warehouse
+from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Upsert, Warehouse
 from alphapulse_assets.training.assets import (
     evaluation_gate_list,
     load_window,
@@ -185,7 +186,7 @@ def latest_decision(warehouse: Warehouse, hour: datetime) -> dict:
         else pl.DataFrame()
     )
     if rows.is_empty():
-        raise dg.Failure(f"no promotion decision at {hour:%Y-%m-%d-%H:%M}: materialize promotion_decision first")
+        raise NotRetryable(f"no promotion decision at {hour:%Y-%m-%d-%H:%M}: materialize promotion_decision first")
     return rows.row(0, named=True)
 
 
@@ -209,7 +210,7 @@ def _rollback(
     challenger: ModelManifest | None,
 ) -> tuple[Decision, list[Gate], dict]:
     if champion is None:
-        raise dg.Failure("rollback requested, but there is no champion to roll back")
+        raise NotRetryable("rollback requested, but there is no champion to roll back")
     challenger_version = challenger.version if challenger else None
     fallback = _fallback_of(warehouse, champion.version)
     previous = _manifest_at(object_store, manifest_key(fallback)) if fallback else None
@@ -238,7 +239,14 @@ def _rollback(
     return Decision(ROLLBACK_REFUSED, champion.version, challenger_version, summary), gates, notes
 
 
-@dg.asset(partitions_def=HOURLY, group_name="promotion", kinds={"python", "mlflow"}, deps=[model_evaluation])
+@dg.asset(
+    partitions_def=HOURLY,
+    retry_policy=STORAGE_RETRY_POLICY,
+    pool=WAREHOUSE_WRITERS,
+    group_name="promotion",
+    kinds={"python", "mlflow"},
+    deps=[model_evaluation],
+)
 def promotion_decision(
     context: dg.AssetExecutionContext,
     config: DecisionConfig,
@@ -311,6 +319,8 @@ def promotion_decision(
 
 @dg.asset(
     partitions_def=HOURLY,
+    retry_policy=STORAGE_RETRY_POLICY,
+    pool=WAREHOUSE_WRITERS,
     group_name="promotion",
     kinds={"python", "mlflow"},
     deps=[promotion_decision, trained_model],
@@ -339,7 +349,7 @@ def promoted_model(
     else:
         chosen = _manifest_at(object_store, manifest_key(verdict["champion_after"]))
         if chosen is None:
-            raise dg.Failure(
+            raise NotRetryable(
                 f"no manifest for {verdict['champion_after']} at {manifest_key(verdict['champion_after'])}"
             )
         # A promoted challenger falls back to the champion it replaces; a restored champion to its own fallback.

@@ -9,8 +9,9 @@ from alphapulse_assets.features.store import require_feature_version
 from alphapulse_assets.metadata import partition_metadata, table_preview
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
 from alphapulse_assets.promotion.assets import current_challenger, current_champion, promoted_model
+from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
 from alphapulse_assets.storage.object_store import ObjectStore
-from alphapulse_assets.storage.warehouse import Warehouse
+from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 from alphapulse_assets.training.assets import score_frame
 from alphapulse_serving.contract import ModelManifest, ScoringModel, signal_from_probability
 
@@ -36,6 +37,8 @@ def _scored(warehouse: Warehouse, manifest: ModelManifest, start: datetime, end:
 
 @dg.asset(
     partitions_def=HOURLY,
+    retry_policy=STORAGE_RETRY_POLICY,
+    pool=WAREHOUSE_WRITERS,
     backfill_policy=SINGLE_RUN,
     group_name="signals",
     kinds={"xgboost", "duckdb"},
@@ -48,7 +51,7 @@ def predictions(
     start, end = context.partition_time_window
     champion = current_champion(object_store)
     if champion is None:
-        raise dg.Failure("no promoted model yet: run retrain_job (or wait for the daily retrain) before predictions")
+        raise NotRetryable("no promoted model yet: run retrain_job (or wait for the daily retrain) before predictions")
     frame = _scored(warehouse, champion, start, end, "champion")
     warehouse.replace_window("predictions", frame, start, end)
     counts = frame.group_by("signal").len().sort("signal")
@@ -85,6 +88,8 @@ SHADOW_SCHEMA = {
 
 @dg.asset(
     partitions_def=HOURLY,
+    retry_policy=STORAGE_RETRY_POLICY,
+    pool=WAREHOUSE_WRITERS,
     backfill_policy=SINGLE_RUN,
     group_name="signals",
     kinds={"python", "duckdb"},

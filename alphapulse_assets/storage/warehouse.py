@@ -17,6 +17,10 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+# The Dagster concurrency pool every asset that writes the warehouse runs in: production instances cap how many
+# such steps run at once (infra/dagster/dagster-postgres.yaml, infra/helm/values.yaml).
+WAREHOUSE_WRITERS = "warehouse_writers"
+
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 

@@ -14,8 +14,9 @@ from alphapulse_assets.market.resources import MarketSource
 from alphapulse_assets.metadata import figure_png, new_figure, png_bytes_markdown, table_preview
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, partition_hour
+from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
 from alphapulse_assets.storage.object_store import ObjectStore
-from alphapulse_assets.storage.warehouse import Warehouse
+from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 from alphapulse_assets.training.data import load_labelled, single_row
 from alphapulse_assets.training.evaluation import ChosenModel, evaluate_model
 from alphapulse_assets.training.gates import Gate, gates_table
@@ -41,6 +42,8 @@ def load_window(warehouse: Warehouse, market: MarketSource, policy: ModelPolicy,
 
 @dg.asset(
     partitions_def=HOURLY,
+    retry_policy=STORAGE_RETRY_POLICY,
+    pool=WAREHOUSE_WRITERS,
     group_name="training",
     kinds={"xgboost", "catboost", "optuna", "mlflow"},
     deps=[features, prices],
@@ -72,7 +75,7 @@ def trained_model(
     try:
         result = tune(data, config)
     except ValueError as exc:  # folds that cannot be formed or trained: a data or configuration problem
-        raise dg.Failure(f"trained_model {decision:%Y-%m-%d %H:00}: {exc}") from exc
+        raise NotRetryable(f"trained_model {decision:%Y-%m-%d %H:00}: {exc}") from exc
     best = result.best
     refit_started = time.perf_counter()
     model = fit_final(data, best.family, best.params, config.trainer)
@@ -250,7 +253,14 @@ def score_frame(model: ScoringModel, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.Series("probability", model.predict_proba(matrix)))
 
 
-@dg.asset(partitions_def=HOURLY, group_name="training", kinds={"python", "mlflow"}, deps=[trained_model])
+@dg.asset(
+    partitions_def=HOURLY,
+    retry_policy=STORAGE_RETRY_POLICY,
+    pool=WAREHOUSE_WRITERS,
+    group_name="training",
+    kinds={"python", "mlflow"},
+    deps=[trained_model],
+)
 def model_evaluation(
     context: dg.AssetExecutionContext,
     warehouse: Warehouse,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import dagster as dg
 import polars as pl
 
+from alphapulse_assets.retries import NotRetryable
 from alphapulse_assets.storage.warehouse import Warehouse
 from alphapulse_assets.training.dataset import labelled_rows
 
@@ -27,7 +27,7 @@ def load_labelled(
     frame = labelled_rows(features, prices, symbols, start, end, horizon_hours, dead_band)
     expected = int((end - start) / timedelta(hours=1)) * len(symbols)
     if expected == 0 or frame.height < min_coverage * expected:
-        raise dg.Failure(
+        raise NotRetryable(
             description=(
                 f"only {frame.height} of {expected} labelled (symbol, hour) rows in "
                 f"[{start.isoformat()}, {end.isoformat()}): materialize prices, news, news_sentiment and features "
@@ -40,10 +40,10 @@ def load_labelled(
 def single_row(warehouse: Warehouse, table: str, hour: datetime, what: str) -> dict:
     """The one row a model-side asset wrote for `hour`, or a clear failure naming what to run first."""
     if not warehouse.table_exists(table):
-        raise dg.Failure(f"no {table} table yet: materialize {what} for partition {hour:%Y-%m-%d-%H:%M} first")
+        raise NotRetryable(f"no {table} table yet: materialize {what} for partition {hour:%Y-%m-%d-%H:%M} first")
     rows = warehouse.read_window(table, hour, hour + timedelta(hours=1))
     if rows.height != 1:
-        raise dg.Failure(
+        raise NotRetryable(
             f"expected one {table} row for {hour:%Y-%m-%d-%H:%M}, found {rows.height}: materialize {what} first"
         )
     return rows.row(0, named=True)
