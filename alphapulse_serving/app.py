@@ -157,7 +157,7 @@ def create_app(config: ServingConfig) -> FastAPI:
             metrics.snapshot_timestamp.set(datetime.fromisoformat(snapshot.newest_ts).timestamp())
 
     state = ServingState(
-        config.store_root,
+        config.store,
         on_model=on_model,
         on_snapshot=on_snapshot,
         on_load_failure=lambda _: metrics.model_load_failures.inc(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from alphapulse_serving.security import ConfigError, load_keys
 
@@ -22,9 +23,26 @@ def _number(env: dict, name: str, default: float, minimum: float, integer: bool 
     return value
 
 
+def _store(raw: str, home: Path) -> str:
+    """The graph's object store (ALPHAPULSE_OBJECT_STORE_URL, as the code location reads it): s3://bucket/prefix or a
+    directory; by default $ALPHAPULSE_HOME/objects."""
+    if not raw:
+        return str(home / "objects")
+    parsed = urlparse(raw)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ConfigError(
+                f"ALPHAPULSE_OBJECT_STORE_URL={raw!r}: an S3 URL names a bucket, like s3://alphapulse/prod"
+            )
+        return raw
+    if parsed.scheme in ("", "file"):
+        return str(Path(unquote(parsed.path) if parsed.scheme else raw).expanduser().resolve())
+    raise ConfigError(f"ALPHAPULSE_OBJECT_STORE_URL={raw!r}: expected s3://<bucket>/<prefix> or a local directory")
+
+
 @dataclass(frozen=True)
 class ServingConfig:
-    store_root: Path
+    store: str  # the graph's object store: a directory, or s3://bucket/prefix
     api_keys: list[str] = field(repr=False)
     audit_dir: Path
     poll_seconds: float = 2.0
@@ -47,7 +65,7 @@ class ServingConfig:
         if "*" in origins:
             raise ConfigError("ALPHAPULSE_API_CORS_ORIGINS: list the origins; '*' would let any web page call the API")
         values = dict(
-            store_root=home / "objects",
+            store=_store(env.get("ALPHAPULSE_OBJECT_STORE_URL", "").strip(), home),
             api_keys=load_keys(env.get("ALPHAPULSE_API_KEYS"), env.get("ALPHAPULSE_API_KEYS_FILE")),
             audit_dir=Path(env.get("ALPHAPULSE_API_AUDIT_DIR", "").strip() or home / "audit"),
             poll_seconds=_number(env, "ALPHAPULSE_API_POLL_SECONDS", 2.0, 0.01),

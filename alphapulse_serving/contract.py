@@ -42,7 +42,10 @@ def read_uri(uri: str) -> bytes:
     if parsed.scheme == "s3":
         from alphapulse_serving.s3 import read_s3_object
 
-        return read_s3_object(parsed.netloc, parsed.path.lstrip("/"), uri)
+        try:
+            return read_s3_object(parsed.netloc, parsed.path.lstrip("/"), uri)
+        except FileNotFoundError:
+            raise ArtifactError(f"cannot read {uri}: no such object") from None
     raise ArtifactError(f"unsupported URI scheme {parsed.scheme!r} in {uri}")
 
 

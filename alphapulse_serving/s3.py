@@ -7,21 +7,31 @@ credentials from the usual chain (environment, profile, instance or pod role), a
 from __future__ import annotations
 
 import functools
+import os
 
 from alphapulse_serving.predictors import ArtifactError
 
 
-@functools.cache
+class StoreUnavailable(ArtifactError):
+    """The object store could not be reached: nothing is known about the object, so nothing is concluded."""
+
+
 def s3_client():
+    return _client_for(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None)
+
+
+@functools.cache
+def _client_for(endpoint_url: str | None):
     import boto3
     from botocore.config import Config
 
     # A poll must not hang on an unreachable endpoint: the API reports degraded and keeps what it has.
-    return boto3.client("s3", config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2}))
+    config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2})
+    return boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
 
 def read_s3_object(bucket: str, key: str, uri: str) -> bytes:
-    """The object's bytes; FileNotFoundError when it does not exist; ArtifactError when S3 cannot be read."""
+    """The object's bytes; FileNotFoundError when it does not exist; StoreUnavailable when S3 cannot be read."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -29,6 +39,6 @@ def read_s3_object(bucket: str, key: str, uri: str) -> bytes:
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             raise FileNotFoundError(uri) from None
-        raise ArtifactError(f"cannot read {uri}: {exc}") from exc
+        raise StoreUnavailable(f"cannot read {uri}: {exc}") from exc
     except BotoCoreError as exc:
-        raise ArtifactError(f"cannot read {uri}: {exc}") from exc
+        raise StoreUnavailable(f"cannot read {uri}: {exc}") from exc

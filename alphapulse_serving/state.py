@@ -23,6 +23,7 @@ from alphapulse_serving.contract import (
     ScoringModel,
     sha256_hex,
 )
+from alphapulse_serving.s3 import StoreUnavailable, read_s3_object
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Snapshot:
 
 @dataclass
 class ServingState:
-    store_root: Path
+    store: str  # a directory, or s3://bucket/prefix
     on_model: Callable[[LoadedModel], None] | None = None
     on_snapshot: Callable[[Snapshot], None] | None = None
     on_load_failure: Callable[[str], None] | None = None
@@ -83,14 +84,24 @@ class ServingState:
     def refresh(self) -> None:
         """Reload whatever changed since the last refresh. Never raises: failures are kept in `errors`."""
         with self._lock:
-            self._refresh_features()
-            self._refresh_model()
+            try:
+                self._refresh_features()
+                self._refresh_model()
+            except StoreUnavailable as exc:
+                # Keep serving what is in memory; the next poll tries again.
+                self.errors["store"] = f"object store unreachable, serving what was loaded before: {exc}"
+            else:
+                self.errors.pop("store", None)
             self._activate_pending()
 
     def _read(self, key: str) -> bytes | None:
-        path = self.store_root / key
+        """The object's bytes, or None when it is not there (yet); StoreUnavailable when the store cannot say."""
         try:
-            return path.read_bytes()
+            if self.store.startswith("s3://"):
+                bucket, _, prefix = self.store.removeprefix("s3://").partition("/")
+                full = "/".join(part for part in (prefix.strip("/"), key) if part)
+                return read_s3_object(bucket, full, f"s3://{bucket}/{full}")
+            return (Path(self.store) / key).read_bytes()
         except FileNotFoundError:
             return None
 
@@ -123,16 +134,19 @@ class ServingState:
         digest = sha256_hex(data)
         if digest == self._manifest_digest:
             return
-        self._manifest_digest = digest  # a broken manifest is tried once, not on every poll
         try:
             manifest = ModelManifest.from_json(data)
             scorer = ScoringModel.load(manifest)
+        except StoreUnavailable:
+            raise  # says nothing about the model: tried again at the next poll
         except (ArtifactError, OSError, TypeError, ValueError) as exc:
+            self._manifest_digest = digest  # a broken manifest is tried once, not on every poll
             kept = f"; still serving {self.active.manifest.version}" if self.active else ""
             self.errors["model"] = f"failed to load the promoted model: {exc}{kept}"
             if self.on_load_failure:
                 self.on_load_failure(str(exc))
             return
+        self._manifest_digest = digest
         if self.active and self.active.manifest == manifest:
             self.pending = None
             self.errors.pop("model", None)

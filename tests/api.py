@@ -12,7 +12,7 @@ TEST_KEY = "ap_test_key_0123456789abcdef"
 
 def serving_config(store_root, audit_dir, **overrides) -> ServingConfig:
     values = dict(
-        store_root=Path(store_root),
+        store=str(store_root),
         api_keys=[TEST_KEY],
         audit_dir=Path(audit_dir),
         poll_seconds=3600.0,

@@ -463,7 +463,7 @@ def test_keys_from_the_environment_and_a_secrets_file(tmp_path):
         }
     )
     assert config.api_keys == ["file-key-0123456789abcdef"] and config.rate_limit_per_second == 5
-    assert config.store_root == tmp_path / "objects" and config.audit_dir == tmp_path / "audit"
+    assert config.store == str(tmp_path / "objects") and config.audit_dir == tmp_path / "audit"
     assert "file-key" not in repr(config)
     with pytest.raises(ConfigError, match="ALPHAPULSE_API_RATE_LIMIT='fast'"):
         ServingConfig.from_env({"ALPHAPULSE_API_RATE_LIMIT": "fast"})

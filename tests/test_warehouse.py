@@ -2,6 +2,7 @@
 
 import threading
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import polars as pl
 import pytest
@@ -199,3 +200,15 @@ def test_an_unreachable_postgres_is_a_clear_error_without_the_password():
     with pytest.raises(StorageUnavailable, match=r"postgresql://alphapulse:\*\*\*@127.0.0.1:9/warehouse") as caught:
         warehouse.table_exists("prices")
     assert "s3cret" not in str(caught.value)
+
+
+def test_exact_decimals_keep_their_precision_and_scale(warehouse):
+    prices = pl.DataFrame(
+        {"ts": [T0], "close": [Decimal("43210.12345678")]},
+        schema={"ts": pl.Datetime("us", "UTC"), "close": pl.Decimal(38, 8)},
+    )
+    warehouse.replace_window("prices", prices, T0, T0 + timedelta(hours=1))
+    back = warehouse.read_window("prices", T0, T0 + timedelta(hours=1))
+    assert back.schema["close"] == pl.Decimal(38, 8) and back["close"].to_list() == [Decimal("43210.12345678")]
+    total = warehouse.query("SELECT sum(close) AS total FROM prices")["total"]
+    assert total.to_list() == [Decimal("43210.12345678")]

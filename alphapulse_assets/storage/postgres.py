@@ -20,6 +20,7 @@ from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import polars as pl
+import pyarrow as pa
 
 from alphapulse_assets.storage.errors import StorageUnavailable
 from alphapulse_assets.storage.warehouse import (
@@ -151,7 +152,7 @@ class PostgresWarehouse(Warehouse):
     def query(self, sql: str, params: Sequence[object] = ()) -> pl.DataFrame:
         with self.connect() as con, con.cursor() as cur:
             cur.execute(to_dollar_params(sql), list(params) or None)
-            result = pl.from_arrow(cur.fetch_arrow_table())
+            result = frame_from_arrow(cur.fetch_arrow_table())
             con.commit()
         return result
 
@@ -161,7 +162,7 @@ class PostgresWarehouse(Warehouse):
         with self.connect() as con, con.cursor() as cur:
             staged = _stage(cur, "keys", pl.DataFrame({"value": list(values)}))
             cur.execute(f"SELECT * FROM {ident(table)} WHERE {ident(column)} IN (SELECT value FROM {staged})")
-            result = pl.from_arrow(cur.fetch_arrow_table())
+            result = frame_from_arrow(cur.fetch_arrow_table())
             con.commit()
         return result
 
@@ -187,14 +188,40 @@ def _stage(cur, table: str, frame: pl.DataFrame) -> str:
     if pl.Null in frame.dtypes:
         frame = type_null_columns(frame, _stored_schema(cur, table))
     cur.adbc_ingest(name, frame.to_arrow(), mode="create", temporary=True)
+    # COPY creates NUMERIC without precision and scale; prices are exact decimals, so keep both.
+    for column, dtype in frame.schema.items():
+        if isinstance(dtype, pl.Decimal):
+            cur.execute(
+                f"ALTER TABLE {ident(name)} ALTER COLUMN {ident(column)} TYPE numeric({dtype.precision}, {dtype.scale})"
+            )
     return ident(name)
+
+
+def frame_from_arrow(table: pa.Table) -> pl.DataFrame:
+    """ADBC hands NUMERIC over as text (an opaque extension type); they become polars Decimals of the column's
+    declared precision and scale, as DuckDB returns them (an unconstrained NUMERIC, such as a sum, infers it)."""
+    decimals = {}
+    for i, field in enumerate(table.schema):
+        if not isinstance(field.type, pa.BaseExtensionType):
+            continue
+        metadata = field.metadata or {}
+        if metadata.get(b"POSTGRESQL:type") != b"numeric":
+            raise TypeError(f"column {field.name}: PostgreSQL type {field.type} has no polars equivalent")
+        typmod = int(metadata.get(b"POSTGRESQL:typmod", b"-1"))
+        text = table.column(i).cast(field.type.storage_type)
+        if typmod >= 4:
+            decimals[field.name] = (((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF)
+        else:
+            decimals[field.name] = (38, max((len(v.partition(".")[2]) for v in text.to_pylist() if v), default=0))
+        table = table.set_column(i, pa.field(field.name, pa.string()), text)
+    return pl.from_arrow(table).with_columns(pl.col(name).cast(pl.Decimal(*shape)) for name, shape in decimals.items())
 
 
 def _stored_schema(cur, table: str) -> dict[str, pl.DataType]:
     if not _table_exists(cur, table):
         return {}
     cur.execute(f"SELECT * FROM {ident(table)} LIMIT 0")
-    return dict(pl.from_arrow(cur.fetch_arrow_table()).schema)
+    return dict(frame_from_arrow(cur.fetch_arrow_table()).schema)
 
 
 def _column_types(cur, relation: str) -> dict[str, str]:

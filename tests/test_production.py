@@ -1,0 +1,250 @@
+"""The production stack, for real: a Dagster instance on PostgreSQL, the warehouse on PostgreSQL and the object store
+on S3 (moto's server over HTTP), switched by configuration alone. The same asset code backfills, retrains, serves
+and fails as it does on the laptop."""
+
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import boto3
+import dagster as dg
+import pytest
+import services
+from api import api_client
+from dagster._core.instance.ref import InstanceRef
+
+from alphapulse_assets.definitions import build_definitions
+from alphapulse_assets.demo import write_instance_config
+from alphapulse_assets.monitoring.sensors import drift_retrain_sensor
+from alphapulse_assets.runner import run_job
+from alphapulse_assets.settings import Settings
+from alphapulse_assets.storage.event_log import PooledPostgresEventLogStorage
+from alphapulse_assets.storage.object_store import S3ObjectStore
+from alphapulse_assets.storage.postgres import PostgresWarehouse
+from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY
+
+FIRST, LAST = "2025-03-01-00:00", "2025-03-13-23:00"
+HOURS, SYMBOLS = 13 * 24, 2
+
+
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def production_settings(home, warehouse_url: str, store_url: str) -> Settings:
+    return Settings.from_env(
+        {
+            **os.environ,
+            "ALPHAPULSE_HOME": str(home),
+            "ALPHAPULSE_WAREHOUSE_URL": warehouse_url,
+            "ALPHAPULSE_OBJECT_STORE_URL": store_url,
+        }
+    )
+
+
+@contextmanager
+def postgres_instance(home, url: str) -> Iterator[dg.DagsterInstance]:
+    """An instance from the production template, exactly as `make demo` writes it when the URL is configured."""
+    write_instance_config(home, env={"ALPHAPULSE_DAGSTER_PG_URL": url})
+    with (
+        environment(ALPHAPULSE_DAGSTER_PG_URL=url),
+        dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as inst,
+    ):
+        yield inst
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, postgres_admin_url, s3_endpoint):
+    home = tmp_path_factory.mktemp("production")
+    bucket = services.create_bucket(s3_endpoint)
+    with (
+        services.fresh_database(postgres_admin_url) as dagster_url,
+        services.fresh_database(postgres_admin_url) as warehouse_url,
+        environment(AWS_ENDPOINT_URL_S3=s3_endpoint),
+        postgres_instance(home / "dagster", dagster_url) as instance,
+    ):
+        settings = production_settings(home, warehouse_url, f"s3://{bucket}/alphapulse")
+        defs = build_definitions(settings)
+        data = run_job(defs, instance, "data_job", partition_range=(FIRST, LAST))
+        assert data.success, data.error
+        retrain = run_job(defs, instance, "retrain_job", partition_key=LAST)
+        assert retrain.success, retrain.error
+        hourly = run_job(defs, instance, "hourly_job", partition_key=LAST)
+        assert hourly.success, hourly.error
+        yield defs, instance, settings, bucket, s3_endpoint
+
+
+def test_the_instance_runs_on_postgres_with_the_pooled_event_log(stack):
+    _, instance, _, _, _ = stack
+    assert isinstance(instance.event_log_storage, PooledPostgresEventLogStorage)
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
+    assert len(instance.get_materialized_partitions(dg.AssetKey("features"))) == HOURS
+    assert {run.job_name for run in instance.get_runs()} >= {"data_job", "retrain_job", "hourly_job"}
+
+
+def test_the_warehouse_is_postgres_and_holds_every_symbol_hour_once(stack):
+    defs, _, _, _, _ = stack
+    warehouse = defs.resources["warehouse"]
+    assert isinstance(warehouse, PostgresWarehouse)
+    for table in ("prices", "news_sentiment", "features"):
+        rows, distinct = warehouse.query(
+            f"SELECT count(*) AS n, count(DISTINCT (ts, symbol)) AS d FROM {table}"  # noqa: S608
+        ).row(0)
+        assert rows == distinct == HOURS * SYMBOLS, table
+    decisions = warehouse.query("SELECT kind, action FROM promotion_decisions")
+    assert decisions.height >= 1
+
+
+def test_artifacts_reports_and_serving_objects_are_on_s3(stack):
+    defs, _, _, bucket, endpoint = stack
+    store = defs.resources["object_store"]
+    assert isinstance(store, S3ObjectStore)
+    keys = {
+        item["Key"] for item in boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket=bucket)["Contents"]
+    }
+    assert {f"alphapulse/{SNAPSHOT_KEY}", f"alphapulse/{MANIFEST_KEY}"} <= keys
+    assert any(k.startswith("alphapulse/models/") for k in keys)
+    assert any(k.startswith("alphapulse/reports/drift/") for k in keys)
+
+
+def test_the_api_serves_the_champion_from_s3_and_degrades_when_s3_goes_away(stack, tmp_path):
+    _, _, settings, _, endpoint = stack
+    with TcpProxy(endpoint) as proxy, environment(AWS_ENDPOINT_URL_S3=proxy.url):
+        with api_client(settings.object_store_url, tmp_path / "audit") as client:
+            assert client.get("/ready").status_code == 200
+            served = client.post("/predict", json={"symbol": "BTCUSDT"}).json()
+            assert served["source"] == "primary"
+            proxy.close()  # S3 is gone: the API keeps its model and features in memory
+            client.app.state.serving.refresh()
+            health = client.get("/health").json()
+            assert health["status"] == "degraded"
+            assert any("object store unreachable" in reason for reason in health["reasons"])
+            again = client.post("/predict", json={"symbol": "BTCUSDT"}).json()
+            assert again["source"] == "primary" and again["probability"] == served["probability"]
+
+
+def test_a_sensor_ticks_against_the_postgres_instance(stack):
+    defs, instance, _, _, _ = stack
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key="drift_report", partition=LAST, metadata={"drift_status": "critical"})
+    )
+    result = drift_retrain_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert [r.partition_key for r in result.run_requests] == [LAST]
+    assert result.run_requests[0].tags["alphapulse/trigger"] == "drift_retrain_sensor"
+
+
+def test_an_unreachable_warehouse_fails_the_run_clearly_after_its_retries(tmp_path, postgres_admin_url, s3_bucket):
+    settings = production_settings(
+        tmp_path, "postgresql://alphapulse@127.0.0.1:9/warehouse", f"s3://{s3_bucket}/alphapulse"
+    )
+    with (
+        services.fresh_database(postgres_admin_url) as dagster_url,
+        postgres_instance(tmp_path / "d", dagster_url) as inst,
+    ):
+        outcome = run_job(build_definitions(settings), inst, "data_job", partition_range=(FIRST, "2025-03-01-05:00"))
+        assert not outcome.success
+        assert "warehouse postgresql://alphapulse@127.0.0.1:9/warehouse is unreachable" in outcome.error
+        retries = inst.get_records_for_run(outcome.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY).records
+        assert len(retries) == 3, "prices was tried four times under its RetryPolicy"
+
+
+def test_a_transient_s3_outage_is_retried_and_nothing_is_half_written(tmp_path, postgres_admin_url, s3_endpoint):
+    """The bucket appears only after the first attempt failed: the retried step completes the run, and the
+    windows it had already written once hold each symbol-hour exactly once."""
+    bucket = f"late-{os.urandom(4).hex()}"
+    with (
+        services.fresh_database(postgres_admin_url) as dagster_url,
+        services.fresh_database(postgres_admin_url) as warehouse_url,
+        environment(AWS_ENDPOINT_URL_S3=s3_endpoint),
+        postgres_instance(tmp_path / "d", dagster_url) as inst,
+    ):
+        settings = production_settings(tmp_path, warehouse_url, f"s3://{bucket}/alphapulse")
+        stop = threading.Event()
+
+        def create_bucket_after_a_retry() -> None:
+            while not stop.wait(0.05):
+                if inst.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.STEP_UP_FOR_RETRY), limit=1):
+                    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+                    return
+
+        watcher = threading.Thread(target=create_bucket_after_a_retry, daemon=True)
+        watcher.start()
+        try:
+            outcome = run_job(
+                build_definitions(settings), inst, "data_job", partition_range=(FIRST, "2025-03-02-23:00")
+            )
+        finally:
+            stop.set()
+            watcher.join()
+        assert outcome.success, outcome.error
+        retried = inst.get_records_for_run(outcome.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY).records
+        assert retried and all(
+            "NoSuchBucket" in str(r.event_log_entry.dagster_event.event_specific_data) for r in retried
+        )
+        rows, distinct = (
+            PostgresWarehouse(url=warehouse_url)
+            .query("SELECT count(*), count(DISTINCT (ts, symbol)) FROM features")
+            .row(0)
+        )
+        assert rows == distinct == 48 * SYMBOLS
+
+
+class TcpProxy:
+    """Forwards a loopback port to an HTTP endpoint until closed: an S3 that can be made to vanish."""
+
+    def __init__(self, target_url: str):
+        host, port = target_url.removeprefix("http://").split(":")
+        self.target = (host, int(port))
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.open = True
+        self.connections: list[socket.socket] = []
+
+    def __enter__(self) -> "TcpProxy":
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Refuse new connections and cut the open ones (boto3 would otherwise reuse its pooled keep-alives)."""
+        self.open = False
+        self.server.close()
+        for sock in self.connections:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _accept(self) -> None:
+        while self.open:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.connections += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
