@@ -123,12 +123,17 @@ def run_job(
     error = None
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
-        error = (
-            "; ".join(
-                f"{e.step_key}: {e.step_failure_data.error.message.strip() if e.step_failure_data.error else 'failed'}"
-                for e in failures
-            )
-            or "run failed"
-        )
+        error = "; ".join(f"{e.step_key}: {_failure_message(e.step_failure_data.error)}" for e in failures)
+        error = error or "run failed"
     materialized = sum(1 for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION)
     return RunOutcome(run_id, result.success, time.monotonic() - started, materialized, error)
+
+
+def _failure_message(error) -> str:
+    """The step's error with its causes: after retries Dagster reports "Exceeded max_retries of 3", and what
+    failed each attempt (the warehouse is unreachable, say) is in the cause."""
+    messages = []
+    while error is not None:
+        messages.append(error.message.strip())
+        error = error.cause
+    return " <- ".join(messages) or "failed"

@@ -101,9 +101,7 @@ def test_the_warehouse_is_postgres_and_holds_every_symbol_hour_once(stack):
     warehouse = defs.resources["warehouse"]
     assert isinstance(warehouse, PostgresWarehouse)
     for table in ("prices", "news_sentiment", "features"):
-        rows, distinct = warehouse.query(
-            f"SELECT count(*) AS n, count(DISTINCT (ts, symbol)) AS d FROM {table}"  # noqa: S608
-        ).row(0)
+        rows, distinct = warehouse.query(f"SELECT count(*) AS n, count(DISTINCT (ts, symbol)) AS d FROM {table}").row(0)
         assert rows == distinct == HOURS * SYMBOLS, table
     decisions = warehouse.query("SELECT kind, action FROM promotion_decisions")
     assert decisions.height >= 1
@@ -123,18 +121,21 @@ def test_artifacts_reports_and_serving_objects_are_on_s3(stack):
 
 def test_the_api_serves_the_champion_from_s3_and_degrades_when_s3_goes_away(stack, tmp_path):
     _, _, settings, _, endpoint = stack
-    with TcpProxy(endpoint) as proxy, environment(AWS_ENDPOINT_URL_S3=proxy.url):
-        with api_client(settings.object_store_url, tmp_path / "audit") as client:
-            assert client.get("/ready").status_code == 200
-            served = client.post("/predict", json={"symbol": "BTCUSDT"}).json()
-            assert served["source"] == "primary"
-            proxy.close()  # S3 is gone: the API keeps its model and features in memory
-            client.app.state.serving.refresh()
-            health = client.get("/health").json()
-            assert health["status"] == "degraded"
-            assert any("object store unreachable" in reason for reason in health["reasons"])
-            again = client.post("/predict", json={"symbol": "BTCUSDT"}).json()
-            assert again["source"] == "primary" and again["probability"] == served["probability"]
+    with (
+        TcpProxy(endpoint) as proxy,
+        environment(AWS_ENDPOINT_URL_S3=proxy.url),
+        api_client(settings.object_store_url, tmp_path / "audit") as client,
+    ):
+        assert client.get("/ready").status_code == 200
+        served = client.post("/predict", json={"symbol": "BTCUSDT"}).json()
+        assert served["source"] == "primary"
+        proxy.close()  # S3 is gone: the API keeps its model and features in memory
+        client.app.state.serving.refresh()
+        health = client.get("/health").json()
+        assert health["status"] == "degraded"
+        assert any("object store unreachable" in reason for reason in health["reasons"])
+        again = client.post("/predict", json={"symbol": "BTCUSDT"}).json()
+        assert again["source"] == "primary" and again["probability"] == served["probability"]
 
 
 def test_a_sensor_ticks_against_the_postgres_instance(stack):
@@ -159,7 +160,8 @@ def test_an_unreachable_warehouse_fails_the_run_clearly_after_its_retries(tmp_pa
         assert not outcome.success
         assert "warehouse postgresql://alphapulse@127.0.0.1:9/warehouse is unreachable" in outcome.error
         retries = inst.get_records_for_run(outcome.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY).records
-        assert len(retries) == 3, "prices was tried four times under its RetryPolicy"
+        tries = {step: sum(r.event_log_entry.step_key == step for r in retries) for step in ("prices", "news")}
+        assert tries == {"prices": 3, "news": 3}, "each source step was tried four times under its RetryPolicy"
 
 
 def test_a_transient_s3_outage_is_retried_and_nothing_is_half_written(tmp_path, postgres_admin_url, s3_endpoint):
@@ -197,7 +199,7 @@ def test_a_transient_s3_outage_is_retried_and_nothing_is_half_written(tmp_path, 
         )
         rows, distinct = (
             PostgresWarehouse(url=warehouse_url)
-            .query("SELECT count(*), count(DISTINCT (ts, symbol)) FROM features")
+            .query("SELECT count(*) AS n, count(DISTINCT (ts, symbol)) AS d FROM features")
             .row(0)
         )
         assert rows == distinct == 48 * SYMBOLS
