@@ -14,12 +14,13 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY alphapulse_assets ./alphapulse_assets
 COPY alphapulse_serving ./alphapulse_serving
 COPY workspace.yaml dagster.yaml ./
+COPY infra/dagster ./infra/dagster
 RUN uv sync --frozen --no-dev --no-editable
 
 FROM python:3.11-slim-bookworm
 # xgboost's wheel links the system OpenMP runtime.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 \
+    && apt-get install -y --no-install-recommends libgomp1=12.2.0-14+deb12u1 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 alphapulse \
     && mkdir /data && chown alphapulse /data
@@ -30,7 +31,8 @@ ENV PATH=/app/.venv/bin:$PATH \
     DAGSTER_HOME=/data/dagster \
     ALPHAPULSE_API_HOST=0.0.0.0 \
     PYTHONUNBUFFERED=1
-USER alphapulse
+USER 10001
 EXPOSE 8000 3000
-HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)" || exit 1
+# /health answers 200 whenever the process serves (the body says how well); an exception exits non-zero.
+HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
 CMD ["python", "-m", "alphapulse_serving"]
