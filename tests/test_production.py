@@ -66,17 +66,23 @@ def postgres_instance(home, url: str) -> Iterator[dg.DagsterInstance]:
         yield inst
 
 
+@contextmanager
+def production(home, admin_url: str, s3_endpoint: str, bucket: str):
+    """A Postgres instance, a fresh Postgres warehouse and `bucket` on S3: (instance, settings, warehouse URL)."""
+    with (
+        services.fresh_database(admin_url) as dagster_url,
+        services.fresh_database(admin_url) as warehouse_url,
+        environment(AWS_ENDPOINT_URL_S3=s3_endpoint),
+        postgres_instance(home / "dagster", dagster_url) as instance,
+    ):
+        yield instance, production_settings(home, warehouse_url, f"s3://{bucket}/alphapulse"), warehouse_url
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, postgres_admin_url, s3_endpoint):
     home = tmp_path_factory.mktemp("production")
     bucket = services.create_bucket(s3_endpoint)
-    with (
-        services.fresh_database(postgres_admin_url) as dagster_url,
-        services.fresh_database(postgres_admin_url) as warehouse_url,
-        environment(AWS_ENDPOINT_URL_S3=s3_endpoint),
-        postgres_instance(home / "dagster", dagster_url) as instance,
-    ):
-        settings = production_settings(home, warehouse_url, f"s3://{bucket}/alphapulse")
+    with production(home, postgres_admin_url, s3_endpoint, bucket) as (instance, settings, _):
         defs = build_definitions(settings)
         data = run_job(defs, instance, "data_job", partition_range=(FIRST, LAST))
         assert data.success, data.error
@@ -168,13 +174,7 @@ def test_a_transient_s3_outage_is_retried_and_nothing_is_half_written(tmp_path, 
     """The bucket appears only after the first attempt failed: the retried step completes the run, and the
     windows it had already written once hold each symbol-hour exactly once."""
     bucket = f"late-{os.urandom(4).hex()}"
-    with (
-        services.fresh_database(postgres_admin_url) as dagster_url,
-        services.fresh_database(postgres_admin_url) as warehouse_url,
-        environment(AWS_ENDPOINT_URL_S3=s3_endpoint),
-        postgres_instance(tmp_path / "d", dagster_url) as inst,
-    ):
-        settings = production_settings(tmp_path, warehouse_url, f"s3://{bucket}/alphapulse")
+    with production(tmp_path, postgres_admin_url, s3_endpoint, bucket) as (inst, settings, warehouse_url):
         stop = threading.Event()
 
         def create_bucket_after_a_retry() -> None:

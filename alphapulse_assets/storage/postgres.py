@@ -66,7 +66,8 @@ def redact(url: str) -> str:
 
 
 class PostgresWarehouse(Warehouse):
-    """Tables in a PostgreSQL database (`url`: postgresql://user:password@host:5432/database).
+    """Tables in a PostgreSQL database (`url`: postgresql://user@host:5432/database; libpq takes the password from
+    PGPASSWORD or ~/.pgpass, which keeps it out of the resource config the Dagster UI shows).
 
     Writers of one table are serialised by a transaction-scoped advisory lock, so concurrent runs replacing
     overlapping windows (or creating a table for the first time) queue instead of interleaving; readers never wait.
@@ -78,7 +79,7 @@ class PostgresWarehouse(Warehouse):
     def _dsn(self) -> str:
         parsed = urlparse(self.url)
         if parsed.scheme not in ("postgresql", "postgres"):
-            raise ValueError(f"warehouse URL {redact(self.url)!r}: expected postgresql://user:password@host/database")
+            raise ValueError(f"warehouse URL {redact(self.url)!r}: expected postgresql://user@host:5432/database")
         query = dict(parse_qsl(parsed.query))
         query.setdefault("connect_timeout", str(self.connect_timeout_seconds))
         query.setdefault("application_name", "alphapulse")
