@@ -158,7 +158,6 @@ def test_production_backends_are_chosen_by_configuration():
     [
         ("ALPHAPULSE_WAREHOUSE_URL", "mysql://db/warehouse", "expected postgresql://"),
         ("ALPHAPULSE_WAREHOUSE_URL", "postgresql://alphapulse@db:5432", "names no database"),
-        ("ALPHAPULSE_OPTUNA_STORAGE", "sqlite:///optuna.db", "expected postgresql://"),
         ("ALPHAPULSE_OBJECT_STORE_URL", "s3://Bad_Bucket/x", "valid bucket name"),
         ("ALPHAPULSE_OBJECT_STORE_URL", "gs://bucket/x", "expected s3://"),
     ],
