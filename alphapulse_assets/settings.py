@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from alphapulse_assets.market.simulator import SYMBOL_CATALOG
+from alphapulse_serving.contract import store_location
 
 SUPPORTED_MARKET_SOURCES = ("simulated", "binance_archive", "binance_rest")
 SUPPORTED_NEWS_SOURCES = ("simulated", "rss", "jsonl")
@@ -178,7 +179,7 @@ def _postgres_url(env: dict[str, str], name: str) -> str | None:
     if not raw:
         return None
     parsed = urlparse(raw)
-    if parsed.scheme not in ("postgresql", "postgres", "postgresql+psycopg2") or not parsed.hostname:
+    if parsed.scheme not in ("postgresql", "postgres") or not parsed.hostname:
         raise ConfigError(f"{name}: expected postgresql://user@host:5432/database, got {parsed.scheme or raw!r}")
     if not parsed.path.strip("/"):
         raise ConfigError(f"{name}: the URL names no database (postgresql://user@host:5432/<database>)")
@@ -189,14 +190,10 @@ def _object_store_url(env: dict[str, str], name: str) -> str | None:
     raw = _env(env, name, "")
     if not raw:
         return None
-    parsed = urlparse(raw)
-    if parsed.scheme == "s3":
-        if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", parsed.netloc):
-            raise ConfigError(f"{name}={raw!r}: expected s3://<bucket>/<optional prefix> with a valid bucket name")
-        return raw
-    if parsed.scheme in ("", "file"):
-        return str(Path(parsed.path if parsed.scheme else raw).expanduser().resolve())
-    raise ConfigError(f"{name}={raw!r}: expected s3://<bucket>/<prefix> or a local directory")
+    try:
+        return store_location(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={exc}") from None
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
+from alphapulse_serving.contract import store_location
 from alphapulse_serving.security import ConfigError, load_keys
 
 
@@ -24,20 +24,14 @@ def _number(env: dict, name: str, default: float, minimum: float, integer: bool 
 
 
 def _store(raw: str, home: Path) -> str:
-    """The graph's object store (ALPHAPULSE_OBJECT_STORE_URL, as the code location reads it): s3://bucket/prefix or a
-    directory; by default $ALPHAPULSE_HOME/objects."""
+    """The graph's object store, read from ALPHAPULSE_OBJECT_STORE_URL as the code location reads it; by default
+    $ALPHAPULSE_HOME/objects."""
     if not raw:
         return str(home / "objects")
-    parsed = urlparse(raw)
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise ConfigError(
-                f"ALPHAPULSE_OBJECT_STORE_URL={raw!r}: an S3 URL names a bucket, like s3://alphapulse/prod"
-            )
-        return raw
-    if parsed.scheme in ("", "file"):
-        return str(Path(unquote(parsed.path) if parsed.scheme else raw).expanduser().resolve())
-    raise ConfigError(f"ALPHAPULSE_OBJECT_STORE_URL={raw!r}: expected s3://<bucket>/<prefix> or a local directory")
+    try:
+        return store_location(raw)
+    except ValueError as exc:
+        raise ConfigError(f"ALPHAPULSE_OBJECT_STORE_URL={exc}") from None
 
 
 @dataclass(frozen=True)

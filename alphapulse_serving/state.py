@@ -22,6 +22,7 @@ from alphapulse_serving.contract import (
     ModelManifest,
     ScoringModel,
     sha256_hex,
+    split_s3_uri,
 )
 from alphapulse_serving.s3 import StoreUnavailable, read_s3_object
 
@@ -98,9 +99,8 @@ class ServingState:
         """The object's bytes, or None when it is not there (yet); StoreUnavailable when the store cannot say."""
         try:
             if self.store.startswith("s3://"):
-                bucket, _, prefix = self.store.removeprefix("s3://").partition("/")
-                full = "/".join(part for part in (prefix.strip("/"), key) if part)
-                return read_s3_object(bucket, full, f"s3://{bucket}/{full}")
+                uri = f"{self.store.rstrip('/')}/{key}"
+                return read_s3_object(*split_s3_uri(uri), uri)
             return (Path(self.store) / key).read_bytes()
         except FileNotFoundError:
             return None

@@ -83,7 +83,7 @@ def test_a_missing_bucket_is_a_clear_error(s3_endpoint):
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("s3://b/p/q/", ("s3", "b", "p/q")),
+        ("s3://bucket-1/p/q/", ("s3", "bucket-1", "p/q")),
         ("/tmp/objects", ("local", "/tmp/objects")),
         ("file:///srv/o", ("local", "/srv/o")),
     ],
@@ -101,3 +101,15 @@ def test_bad_store_urls_are_refused():
         object_store_from_url("s3:///prefix")
     with pytest.raises(ValueError, match="local directory or an s3:// URL"):
         object_store_from_url("gs://bucket")
+
+
+def test_the_api_reads_the_store_url_by_the_same_rules():
+    from alphapulse_serving.config import ServingConfig
+    from alphapulse_serving.security import ConfigError
+
+    env = {"ALPHAPULSE_API_KEYS": "k" * 32, "ALPHAPULSE_HOME": "/tmp/alphapulse-api-config"}
+    config = ServingConfig.from_env({**env, "ALPHAPULSE_OBJECT_STORE_URL": "s3://alphapulse-prod/v1"})
+    assert config.store == "s3://alphapulse-prod/v1"
+    assert ServingConfig.from_env(env).store == "/tmp/alphapulse-api-config/objects"
+    with pytest.raises(ConfigError, match="ALPHAPULSE_OBJECT_STORE_URL=.*valid bucket name"):
+        ServingConfig.from_env({**env, "ALPHAPULSE_OBJECT_STORE_URL": "s3://Bad_Bucket/x"})

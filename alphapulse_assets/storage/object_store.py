@@ -6,13 +6,13 @@ import functools
 import os
 import tempfile
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.s3 import S3Resource
 
 from alphapulse_assets.storage.errors import StorageUnavailable
+from alphapulse_serving.contract import split_s3_uri, store_location
 
 
 def check_key(key: str) -> str:
@@ -145,14 +145,9 @@ def _cached_client(s3: S3Resource):
 
 
 def object_store_from_url(url: str, endpoint_url: str | None = None) -> ObjectStore:
-    """`s3://bucket/prefix` or a local directory (a path or `file://` URL)."""
-    parsed = urlparse(url)
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise ValueError(f"{url!r}: an S3 URL names a bucket, like s3://alphapulse/prod")
-        return S3ObjectStore(
-            bucket=parsed.netloc, prefix=parsed.path.strip("/"), s3=S3Resource(endpoint_url=endpoint_url or None)
-        )
-    if parsed.scheme in ("", "file"):
-        return LocalObjectStore(root=unquote(parsed.path) if parsed.scheme else url)
-    raise ValueError(f"{url!r}: the object store is a local directory or an s3:// URL")
+    """`s3://bucket/prefix` or a local directory (a path or `file://` URL): see `store_location`."""
+    location = store_location(url)
+    if location.startswith("s3://"):
+        bucket, prefix = split_s3_uri(location)
+        return S3ObjectStore(bucket=bucket, prefix=prefix, s3=S3Resource(endpoint_url=endpoint_url or None))
+    return LocalObjectStore(root=location)
