@@ -33,15 +33,22 @@ import dagster as dg
 import backfill
 from alphapulse_assets.partitions import partition_key
 from alphapulse_assets.runner import run_job
-from alphapulse_assets.storage.event_log import postgres_instance_overrides
+import yaml
+from alphapulse_assets.demo import POSTGRES_INSTANCE_TEMPLATE
 storage, n, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+os.environ["ALPHAPULSE_DAGSTER_PG_URL"] = url
 start = datetime(2025, 1, 1, tzinfo=UTC)
 keys = (partition_key(start), partition_key(start + timedelta(hours=n - 1)))
 with tempfile.TemporaryDirectory() as tmp:
     overrides = {
         "fast": backfill.INSTANCE_OVERRIDES,
         "postgres": {"storage": {"postgres": {"postgres_url": url}}},
-        "pooled_postgres": postgres_instance_overrides(url),
+        # the production template's storages, exactly as deployed
+        "pooled_postgres": {
+            key: value
+            for key, value in yaml.safe_load(POSTGRES_INSTANCE_TEMPLATE.read_text()).items()
+            if key.endswith("_storage")
+        },
     }.get(storage, {})
     with dg.instance_for_test(temp_dir=tmp, overrides=overrides) as instance:
         outcome = run_job(backfill.NOOP_DEFS, instance, "noop_job", partition_range=keys, out=open(os.devnull, "w"))

@@ -205,16 +205,3 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
             token_provider=get_token_provider_from_config(config_value),
         )
 
-
-def postgres_instance_overrides(postgres_url: str) -> dict:
-    """Instance config (dagster.yaml form) for runs, schedules and the pooled event log in one Postgres database."""
-    postgres = {"postgres_url": postgres_url}
-    return {
-        "run_storage": {"module": "dagster_postgres.run_storage", "class": "PostgresRunStorage", "config": postgres},
-        "schedule_storage": {
-            "module": "dagster_postgres.schedule_storage",
-            "class": "PostgresScheduleStorage",
-            "config": postgres,
-        },
-        "event_log_storage": {"module": __name__, "class": PooledPostgresEventLogStorage.__name__, "config": postgres},
-    }
