@@ -28,7 +28,9 @@ from alphapulse_serving.audit import AuditBacklogFull, AuditLog, new_decision_id
 from alphapulse_serving.baseline import RulesBaseline
 from alphapulse_serving.chain import Decision, FallbackChain, FeatureMismatch, UnknownSymbol
 from alphapulse_serving.config import ServingConfig
+from alphapulse_serving.contract import ScoringModel
 from alphapulse_serving.metrics import ApiMetrics, route_of
+from alphapulse_serving.registry import MlflowRegistryLoader
 from alphapulse_serving.resilience import CircuitBreaker, ScoreCache
 from alphapulse_serving.schemas import (
     AuditPacket,
@@ -158,6 +160,9 @@ def create_app(config: ServingConfig) -> FastAPI:
 
     state = ServingState(
         config.store,
+        load_model=MlflowRegistryLoader(config.mlflow_tracking_uri)
+        if config.model_source == "mlflow"
+        else ScoringModel.load,
         on_model=on_model,
         on_snapshot=on_snapshot,
         on_load_failure=lambda _: metrics.model_load_failures.inc(),
@@ -399,6 +404,7 @@ def create_app(config: ServingConfig) -> FastAPI:
                 "reasons": reasons,
                 "model_version": loaded.manifest.version if loaded else None,
                 "model_loaded_at": loaded.loaded_at if loaded else None,
+                "model_source": config.model_source,
                 "pending_model_version": state.pending.manifest.version if state.pending else None,
                 "feature_snapshot_ts": snapshot.newest_ts if snapshot else None,
                 "feature_version": snapshot.features.feature_version if snapshot else None,

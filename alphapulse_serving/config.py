@@ -34,11 +34,34 @@ def _store(raw: str, home: Path) -> str:
         raise ConfigError(f"ALPHAPULSE_OBJECT_STORE_URL={exc}") from None
 
 
+MODEL_SOURCES = ("store", "mlflow")
+
+
+def _model_source(env: dict) -> tuple[str, str | None]:
+    """(ALPHAPULSE_API_MODEL_SOURCE, the MLflow tracking URI it needs)."""
+    source = env.get("ALPHAPULSE_API_MODEL_SOURCE", "").strip() or "store"
+    if source not in MODEL_SOURCES:
+        raise ConfigError(f"ALPHAPULSE_API_MODEL_SOURCE={source!r}: expected one of {', '.join(MODEL_SOURCES)}")
+    if source == "store":
+        return source, None
+    tracking_uri = env.get("MLFLOW_TRACKING_URI", "").strip()
+    if not tracking_uri:
+        raise ConfigError(
+            "ALPHAPULSE_API_MODEL_SOURCE=mlflow loads the champion through the MLflow registry: set "
+            "MLFLOW_TRACKING_URI to the tracking server the graph logs to"
+        )
+    return source, tracking_uri
+
+
 @dataclass(frozen=True)
 class ServingConfig:
     store: str  # the graph's object store: a directory, or s3://bucket/prefix
     api_keys: list[str] = field(repr=False)
     audit_dir: Path
+    # Where the promoted model's bytes come from: "store" (the manifest's model_uri) or "mlflow" (its registered
+    # version, through the tracking server at mlflow_tracking_uri).
+    model_source: str = "store"
+    mlflow_tracking_uri: str | None = None
     poll_seconds: float = 2.0
     rate_limit_per_second: float = 50.0
     rate_limit_burst: float = 100.0
@@ -58,7 +81,10 @@ class ServingConfig:
         origins = tuple(o.strip() for o in env.get("ALPHAPULSE_API_CORS_ORIGINS", "").split(",") if o.strip())
         if "*" in origins:
             raise ConfigError("ALPHAPULSE_API_CORS_ORIGINS: list the origins; '*' would let any web page call the API")
+        model_source, tracking_uri = _model_source(env)
         values = dict(
+            model_source=model_source,
+            mlflow_tracking_uri=tracking_uri,
             store=_store(env.get("ALPHAPULSE_OBJECT_STORE_URL", "").strip(), home),
             api_keys=load_keys(env.get("ALPHAPULSE_API_KEYS"), env.get("ALPHAPULSE_API_KEYS_FILE")),
             audit_dir=Path(env.get("ALPHAPULSE_API_AUDIT_DIR", "").strip() or home / "audit"),

@@ -24,6 +24,13 @@ class ArtifactError(RuntimeError):
     """A manifest, snapshot or model artifact is missing, malformed or fails its checksum."""
 
 
+class SourceUnreachable(ArtifactError):
+    """Where the API reads from (the object store, the model registry) could not be reached: nothing is known about
+    the object, so nothing is concluded, and the next poll tries again. `source` names it in /health's errors."""
+
+    source = "source"
+
+
 class Predictor(Protocol):
     n_features: int
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import os
 
-from alphapulse_serving.predictors import ArtifactError
+from alphapulse_serving.predictors import SourceUnreachable
 
 
-class StoreUnavailable(ArtifactError):
-    """The object store could not be reached: nothing is known about the object, so nothing is concluded."""
+class StoreUnavailable(SourceUnreachable):
+    """The object store could not be reached."""
+
+    source = "store"
 
 
 def s3_client():

@@ -109,6 +109,7 @@ class HealthResponse(BaseModel):
                     "reasons": ["failed to load the promoted model: artifact sha256 is ..., still serving v1"],
                     "model_version": "v1",
                     "model_loaded_at": "2025-03-15T12:01:02+00:00",
+                    "model_source": "store",
                     "pending_model_version": None,
                     "feature_snapshot_ts": "2025-03-15T12:00:00+00:00",
                     "feature_version": "b6a4f3e2d1c0b9a8",
@@ -125,6 +126,9 @@ class HealthResponse(BaseModel):
     reasons: list[str]
     model_version: str | None
     model_loaded_at: str | None
+    model_source: Literal["store", "mlflow"] = Field(
+        description="where model bytes are loaded from: the object store, or the MLflow registry"
+    )
     pending_model_version: str | None = Field(description="a verified model waiting for features of its version")
     feature_snapshot_ts: str | None
     feature_version: str | None

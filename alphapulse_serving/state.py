@@ -24,7 +24,11 @@ from alphapulse_serving.contract import (
     sha256_hex,
     split_s3_uri,
 )
+from alphapulse_serving.predictors import SourceUnreachable
+from alphapulse_serving.registry import RegistryUnavailable
 from alphapulse_serving.s3 import StoreUnavailable, read_s3_object
+
+UNREACHABLE_LABELS = {StoreUnavailable.source: "object store", RegistryUnavailable.source: "MLflow model registry"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,9 @@ class Snapshot:
 @dataclass
 class ServingState:
     store: str  # a directory, or s3://bucket/prefix
+    # How a manifest's model is fetched and verified: from the URI it names (the default) or through the MLflow
+    # registry (alphapulse_serving.registry); either way the artifact must match the manifest's sha256.
+    load_model: Callable[[ModelManifest], ScoringModel] = ScoringModel.load
     on_model: Callable[[LoadedModel], None] | None = None
     on_snapshot: Callable[[Snapshot], None] | None = None
     on_load_failure: Callable[[str], None] | None = None
@@ -88,11 +95,13 @@ class ServingState:
             try:
                 self._refresh_features()
                 self._refresh_model()
-            except StoreUnavailable as exc:
+            except SourceUnreachable as exc:
                 # Keep serving what is in memory; the next poll tries again.
-                self.errors["store"] = f"object store unreachable, serving what was loaded before: {exc}"
+                label = UNREACHABLE_LABELS.get(exc.source, exc.source)
+                self.errors[exc.source] = f"{label} unreachable, serving what was loaded before: {exc}"
             else:
-                self.errors.pop("store", None)
+                for source in UNREACHABLE_LABELS:
+                    self.errors.pop(source, None)
             self._activate_pending()
 
     def _read(self, key: str) -> bytes | None:
@@ -136,8 +145,8 @@ class ServingState:
             return
         try:
             manifest = ModelManifest.from_json(data)
-            scorer = ScoringModel.load(manifest)
-        except StoreUnavailable:
+            scorer = self.load_model(manifest)
+        except SourceUnreachable:
             raise  # says nothing about the model: tried again at the next poll
         except (ArtifactError, OSError, TypeError, ValueError) as exc:
             self._manifest_digest = digest  # a broken manifest is tried once, not on every poll

@@ -7,6 +7,9 @@ database of its own, dropped afterwards.
 
 S3: `moto_server` from the project's environment on a free loopback port, one per test session; every test gets a
 bucket of its own.
+
+MLflow: `mlflow server` from the project's environment with a PostgreSQL backend store and S3 artifacts
+(`--artifacts-destination`), proxied, as docs/deploy.md runs it.
 """
 
 from __future__ import annotations
@@ -143,24 +146,21 @@ S3_ENV = {
 
 
 @contextmanager
-def s3_server(log_dir: Path) -> Iterator[str]:
-    """moto's standalone S3-compatible server over real HTTP; yields its endpoint URL."""
-    port = free_port()
-    moto = Path(sys.executable).with_name("moto_server")
-    log = (log_dir / "moto.log").open("w")
-    process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
+def _server(command: list[str], probe_url: str, log_path: Path, timeout: float, env: dict | None = None):
+    """Run `command` until the context exits, once `probe_url` answers; its output goes to `log_path`."""
+    log = log_path.open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                urllib.request.urlopen(probe_url, timeout=1).close()
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start; see {log.name}") from None
+                    raise RuntimeError(f"{Path(command[0]).name} did not start; see {log_path}") from None
                 time.sleep(0.1)
-        yield endpoint
+        yield
     finally:
         process.terminate()
         try:
@@ -168,6 +168,45 @@ def s3_server(log_dir: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def _tool(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+@contextmanager
+def s3_server(log_dir: Path) -> Iterator[str]:
+    """moto's standalone S3-compatible server over real HTTP; yields its endpoint URL."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    command = [_tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    with _server(command, f"{endpoint}/moto-api/", log_dir / "moto.log", timeout=30):
+        yield endpoint
+
+
+@contextmanager
+def mlflow_server(log_dir: Path, backend_store_url: str, artifacts_destination: str, s3_endpoint: str) -> Iterator[str]:
+    """An MLflow tracking server: runs and the registry in PostgreSQL, artifacts on S3 behind the server's proxy
+    (clients never see the bucket). Yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        _tool("mlflow"),
+        "server",
+        "--backend-store-uri",
+        backend_store_url,
+        "--artifacts-destination",
+        artifacts_destination,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    env = dict(os.environ, **S3_ENV, MLFLOW_S3_ENDPOINT_URL=s3_endpoint, AWS_ENDPOINT_URL_S3=s3_endpoint)
+    with _server(command, f"{url}/health", log_dir / "mlflow.log", timeout=120, env=env):
+        yield url
 
 
 def create_bucket(endpoint: str) -> str:

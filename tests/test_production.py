@@ -1,6 +1,6 @@
-"""The production stack, for real: a Dagster instance on PostgreSQL, the warehouse on PostgreSQL and the object store
-on S3 (moto's server over HTTP), switched by configuration alone. The same asset code backfills, retrains, serves
-and fails as it does on the laptop."""
+"""The production stack, for real: a Dagster instance on PostgreSQL, the warehouse on PostgreSQL, the object store
+on S3 (moto's server over HTTP) and an MLflow tracking server (PostgreSQL backend store, S3 artifacts), switched by
+configuration alone. The same asset code backfills, retrains, serves and fails as it does on the laptop."""
 
 import contextlib
 import os
@@ -8,9 +8,12 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import boto3
 import dagster as dg
+import psycopg2
 import pytest
 import services
 from api import api_client
@@ -24,7 +27,8 @@ from alphapulse_assets.settings import Settings
 from alphapulse_assets.storage.event_log import PooledPostgresEventLogStorage
 from alphapulse_assets.storage.object_store import S3ObjectStore
 from alphapulse_assets.storage.postgres import PostgresWarehouse
-from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY
+from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ArtifactError, ModelManifest
+from alphapulse_serving.registry import MlflowRegistryLoader, RegistryUnavailable, registered_version
 
 FIRST, LAST = "2025-03-01-00:00", "2025-03-13-23:00"
 HOURS, SYMBOLS = 13 * 24, 2
@@ -44,13 +48,14 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def production_settings(home, warehouse_url: str, store_url: str) -> Settings:
+def production_settings(home, warehouse_url: str, store_url: str, **env: str) -> Settings:
     return Settings.from_env(
         {
             **os.environ,
             "ALPHAPULSE_HOME": str(home),
             "ALPHAPULSE_WAREHOUSE_URL": warehouse_url,
             "ALPHAPULSE_OBJECT_STORE_URL": store_url,
+            **env,
         }
     )
 
@@ -67,7 +72,7 @@ def postgres_instance(home, url: str) -> Iterator[dg.DagsterInstance]:
 
 
 @contextmanager
-def production(home, admin_url: str, s3_endpoint: str, bucket: str):
+def production(home, admin_url: str, s3_endpoint: str, bucket: str, **env: str):
     """A Postgres instance, a fresh Postgres warehouse and `bucket` on S3: (instance, settings, warehouse URL)."""
     with (
         services.fresh_database(admin_url) as dagster_url,
@@ -75,14 +80,33 @@ def production(home, admin_url: str, s3_endpoint: str, bucket: str):
         environment(AWS_ENDPOINT_URL_S3=s3_endpoint),
         postgres_instance(home / "dagster", dagster_url) as instance,
     ):
-        yield instance, production_settings(home, warehouse_url, f"s3://{bucket}/alphapulse"), warehouse_url
+        yield instance, production_settings(home, warehouse_url, f"s3://{bucket}/alphapulse", **env), warehouse_url
+
+
+@dataclass(frozen=True)
+class Stack:
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    settings: Settings
+    bucket: str
+    s3_endpoint: str
+    mlflow_url: str
+    mlflow_db: str
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, postgres_admin_url, s3_endpoint):
     home = tmp_path_factory.mktemp("production")
     bucket = services.create_bucket(s3_endpoint)
-    with production(home, postgres_admin_url, s3_endpoint, bucket) as (instance, settings, _):
+    with (
+        services.fresh_database(postgres_admin_url) as mlflow_db,
+        services.mlflow_server(home, mlflow_db, f"s3://{bucket}/mlflow", s3_endpoint) as mlflow_url,
+        production(home, postgres_admin_url, s3_endpoint, bucket, MLFLOW_TRACKING_URI=mlflow_url) as (
+            instance,
+            settings,
+            _,
+        ),
+    ):
         defs = build_definitions(settings)
         data = run_job(defs, instance, "data_job", partition_range=(FIRST, LAST))
         assert data.success, data.error
@@ -90,11 +114,11 @@ def stack(tmp_path_factory, postgres_admin_url, s3_endpoint):
         assert retrain.success, retrain.error
         hourly = run_job(defs, instance, "hourly_job", partition_key=LAST)
         assert hourly.success, hourly.error
-        yield defs, instance, settings, bucket, s3_endpoint
+        yield Stack(defs, instance, settings, bucket, s3_endpoint, mlflow_url, mlflow_db)
 
 
 def test_the_instance_runs_on_postgres_with_the_pooled_event_log(stack):
-    _, instance, _, _, _ = stack
+    instance = stack.instance
     assert isinstance(instance.event_log_storage, PooledPostgresEventLogStorage)
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
@@ -103,8 +127,7 @@ def test_the_instance_runs_on_postgres_with_the_pooled_event_log(stack):
 
 
 def test_the_warehouse_is_postgres_and_holds_every_symbol_hour_once(stack):
-    defs, _, _, _, _ = stack
-    warehouse = defs.resources["warehouse"]
+    warehouse = stack.defs.resources["warehouse"]
     assert isinstance(warehouse, PostgresWarehouse)
     for table in ("prices", "news_sentiment", "features"):
         rows, distinct = warehouse.query(f"SELECT count(*) AS n, count(DISTINCT (ts, symbol)) AS d FROM {table}").row(0)
@@ -114,23 +137,18 @@ def test_the_warehouse_is_postgres_and_holds_every_symbol_hour_once(stack):
 
 
 def test_artifacts_reports_and_serving_objects_are_on_s3(stack):
-    defs, _, _, bucket, endpoint = stack
-    store = defs.resources["object_store"]
-    assert isinstance(store, S3ObjectStore)
-    keys = {
-        item["Key"] for item in boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket=bucket)["Contents"]
-    }
+    assert isinstance(stack.defs.resources["object_store"], S3ObjectStore)
+    keys = bucket_keys(stack)
     assert {f"alphapulse/{SNAPSHOT_KEY}", f"alphapulse/{MANIFEST_KEY}"} <= keys
     assert any(k.startswith("alphapulse/models/") for k in keys)
     assert any(k.startswith("alphapulse/reports/drift/") for k in keys)
 
 
 def test_the_api_serves_the_champion_from_s3_and_degrades_when_s3_goes_away(stack, tmp_path):
-    _, _, settings, _, endpoint = stack
     with (
-        TcpProxy(endpoint) as proxy,
+        TcpProxy(stack.s3_endpoint) as proxy,
         environment(AWS_ENDPOINT_URL_S3=proxy.url),
-        api_client(settings.object_store_url, tmp_path / "audit") as client,
+        api_client(stack.settings.object_store_url, tmp_path / "audit") as client,
     ):
         assert client.get("/ready").status_code == 200
         served = client.post("/predict", json={"symbol": "BTCUSDT"}).json()
@@ -144,8 +162,83 @@ def test_the_api_serves_the_champion_from_s3_and_degrades_when_s3_goes_away(stac
         assert again["source"] == "primary" and again["probability"] == served["probability"]
 
 
+def bucket_keys(stack: Stack) -> set[str]:
+    pages = boto3.client("s3", endpoint_url=stack.s3_endpoint).get_paginator("list_objects_v2")
+    return {item["Key"] for page in pages.paginate(Bucket=stack.bucket) for item in page.get("Contents", [])}
+
+
+def test_training_logs_runs_to_the_mlflow_server_with_postgres_metadata_and_s3_artifacts(stack):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url)
+    tracking = stack.defs.resources["mlflow"]
+    experiment = client.get_experiment_by_name(tracking.experiment_name)
+    assert experiment.artifact_location.startswith("mlflow-artifacts:"), "the server proxies the artifact store"
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED", "model_evaluation closed the run trained_model opened"
+    assert {"cv_log_loss", "dsr", "gates_passed"} <= set(run.data.metrics)
+    model = client.get_registered_model(tracking.registered_model_name)
+    assert model.latest_versions[0].run_id == run.info.run_id
+    # The server keeps runs in PostgreSQL and writes their artifacts to the bucket, under its destination prefix.
+    with psycopg2.connect(stack.mlflow_db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT run_uuid, status FROM runs")
+        assert cur.fetchall() == [(run.info.run_id, "FINISHED")]
+    keys = bucket_keys(stack)
+    prefix = f"mlflow/{experiment.experiment_id}/{run.info.run_id}/artifacts/"
+    assert {f"{prefix}model/MLmodel", f"{prefix}model/artifacts/model.bin", f"{prefix}plots/equity_curve.png"} <= keys
+
+
+def test_the_api_loads_the_champion_through_the_mlflow_registry(stack, tmp_path):
+    """Same manifest, bytes from the registered version: the same answer as from the object store. With the
+    registry gone, a newly promoted manifest cannot be loaded, and the API keeps serving the model it has."""
+    store_url = stack.settings.object_store_url
+    with api_client(store_url, tmp_path / "store-audit") as client:
+        from_store = client.post("/predict", json={"symbol": "BTCUSDT"}).json()
+    with (
+        TcpProxy(stack.mlflow_url) as proxy,
+        api_client(store_url, tmp_path / "audit", model_source="mlflow", mlflow_tracking_uri=proxy.url) as client,
+    ):
+        assert client.get("/ready").status_code == 200
+        health = client.get("/health").json()
+        assert (health["status"], health["model_source"]) == ("ok", "mlflow")
+        served = client.post("/predict", json={"symbol": "BTCUSDT"}).json()
+        assert served["source"] == "primary"
+        assert (served["model_version"], served["probability"]) == (
+            from_store["model_version"],
+            from_store["probability"],
+        )
+        proxy.close()
+        store = stack.defs.resources["object_store"]
+        manifest = ModelManifest.from_json(store.get_bytes(MANIFEST_KEY))
+        store.put_bytes(MANIFEST_KEY, replace(manifest, promoted_at=datetime.now(UTC).isoformat()).to_json())
+        try:
+            client.app.state.serving.refresh()
+            health = client.get("/health").json()
+            assert health["status"] == "degraded"
+            assert any("MLflow model registry unreachable" in reason for reason in health["reasons"])
+            assert client.post("/predict", json={"symbol": "BTCUSDT"}).json()["source"] == "primary"
+        finally:
+            store.put_bytes(MANIFEST_KEY, manifest.to_json())
+
+
+def test_the_registry_loader_refuses_a_version_the_manifest_does_not_describe(stack):
+    loader = MlflowRegistryLoader(stack.mlflow_url)
+    manifest = ModelManifest.from_json(stack.defs.resources["object_store"].get_bytes(MANIFEST_KEY))
+    assert loader(manifest).version == manifest.version
+    with pytest.raises(ArtifactError, match="artifact sha256 is"):
+        loader(replace(manifest, sha256="0" * 64))
+    with pytest.raises(ArtifactError, match="was logged by run"):
+        loader(replace(manifest, mlflow_run_id="f" * 32))
+    name, _ = registered_version(manifest)
+    with pytest.raises(ArtifactError, match="RESOURCE_DOES_NOT_EXIST") as missing:
+        loader(replace(manifest, extra=manifest.extra | {"registered_model": f"models:/{name}/999"}))
+    assert not isinstance(missing.value, RegistryUnavailable), "a missing version is the model's problem"
+    with pytest.raises(ArtifactError, match="names no registered MLflow model version"):
+        loader(replace(manifest, extra={}))
+
+
 def test_a_sensor_ticks_against_the_postgres_instance(stack):
-    defs, instance, _, _, _ = stack
+    defs, instance = stack.defs, stack.instance
     instance.report_runless_asset_event(
         dg.AssetMaterialization(asset_key="drift_report", partition=LAST, metadata={"drift_status": "critical"})
     )
@@ -226,6 +319,9 @@ class TcpProxy:
     def close(self) -> None:
         """Refuse new connections and cut the open ones (boto3 would otherwise reuse its pooled keep-alives)."""
         self.open = False
+        # close() alone leaves a thread blocked in accept() accepting; shutdown() wakes it with an error.
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
         self.server.close()
         for sock in self.connections:
             with contextlib.suppress(OSError):
@@ -236,6 +332,9 @@ class TcpProxy:
             try:
                 client, _ = self.server.accept()
             except OSError:
+                return
+            if not self.open:
+                client.close()
                 return
             upstream = socket.create_connection(self.target)
             self.connections += [client, upstream]

@@ -469,6 +469,20 @@ def test_keys_from_the_environment_and_a_secrets_file(tmp_path):
         ServingConfig.from_env({"ALPHAPULSE_API_RATE_LIMIT": "fast"})
     with pytest.raises(ConfigError, match="list the origins"):
         ServingConfig.from_env({"ALPHAPULSE_API_CORS_ORIGINS": "*"})
+    assert config.model_source == "store" and config.mlflow_tracking_uri is None
+    with pytest.raises(ConfigError, match="ALPHAPULSE_API_MODEL_SOURCE='registry': expected one of store, mlflow"):
+        ServingConfig.from_env({"ALPHAPULSE_API_MODEL_SOURCE": "registry"})
+    with pytest.raises(ConfigError, match="set MLFLOW_TRACKING_URI"):
+        ServingConfig.from_env({"ALPHAPULSE_API_MODEL_SOURCE": "mlflow"})
+    registry = ServingConfig.from_env(
+        {
+            "ALPHAPULSE_HOME": str(tmp_path),
+            "ALPHAPULSE_API_KEYS_FILE": str(secrets_file),
+            "ALPHAPULSE_API_MODEL_SOURCE": "mlflow",
+            "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        }
+    )
+    assert (registry.model_source, registry.mlflow_tracking_uri) == ("mlflow", "http://mlflow:5000")
 
 
 def test_rate_limit_per_key_with_retry_after(store, tmp_path):
