@@ -43,6 +43,7 @@ from alphapulse_assets.signals.assets import predictions, shadow_predictions
 from alphapulse_assets.storage.object_store import object_store_from_url
 from alphapulse_assets.storage.postgres import PostgresWarehouse
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse, Warehouse
+from alphapulse_assets.training.jobs import tuning_worker_job
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
 
 # Let Dagster hand asset events to the event log in batches (one transaction per batch with the storage in
@@ -117,6 +118,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             promotion_log_loss_margin=settings.promotion_log_loss_margin,
             promotion_sharpe_margin=settings.promotion_sharpe_margin,
             min_shadow_hours=settings.min_shadow_hours,
+            optuna_storage=settings.optuna_storage,
         ),
         "drift": DriftPolicy(
             window_hours=settings.drift_window_hours,
@@ -155,7 +157,7 @@ shadow_automation_sensor = dg.AutomationConditionSensorDefinition(
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
-        jobs=[data_job, hourly_job, retrain_job, rollback_job, news_job],
+        jobs=[data_job, hourly_job, retrain_job, rollback_job, news_job, tuning_worker_job],
         schedules=[hourly_schedule, daily_retrain_schedule],
         asset_checks=hourly_freshness_checks,
         sensors=[

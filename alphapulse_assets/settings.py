@@ -248,6 +248,7 @@ class Settings:
     warehouse_url: str | None = None
     object_store_url: str | None = None
     mlflow_artifact_root: str | None = None
+    optuna_storage: str | None = None
 
     @property
     def dagster_home(self) -> Path:
@@ -364,5 +365,6 @@ class Settings:
             warehouse_url=_postgres_url(env, "ALPHAPULSE_WAREHOUSE_URL"),
             object_store_url=_object_store_url(env, "ALPHAPULSE_OBJECT_STORE_URL"),
             mlflow_artifact_root=_env(env, "ALPHAPULSE_MLFLOW_ARTIFACT_ROOT", "") or None,
+            optuna_storage=_postgres_url(env, "ALPHAPULSE_OPTUNA_STORAGE"),
         )
         return settings

@@ -33,7 +33,7 @@ def test_training_settings_reach_the_policy():
     assert policy.model_families == ["logistic", "xgboost"] and policy.horizon_hours == 4
     thresholds = policy.evaluation().thresholds
     assert thresholds.min_dsr == 0.99 and thresholds.min_oos_rows == 500 and thresholds.min_psr == 0.95
-    assert policy.tuning().trainer.device == "cpu"
+    assert policy.tuning(datetime(2025, 3, 1, tzinfo=UTC)).trainer.device == "cpu"
 
 
 def test_history_start_formats():

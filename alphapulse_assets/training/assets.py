@@ -22,7 +22,7 @@ from alphapulse_assets.training.evaluation import ChosenModel, evaluate_model
 from alphapulse_assets.training.gates import Gate, gates_table
 from alphapulse_assets.training.metrics import HOURS_PER_YEAR
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
-from alphapulse_assets.training.tuning import TrainingSet, TuningResult, fit_final, tune
+from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, TuningResult, fit_final, tune
 from alphapulse_serving.contract import ScoringModel, sha256_hex
 from alphapulse_serving.predictors import CATBOOST_CBM, LOGISTIC_JSON, XGBOOST_UBJ
 
@@ -38,6 +38,30 @@ def load_window(warehouse: Warehouse, market: MarketSource, policy: ModelPolicy,
     return load_labelled(
         warehouse, market.symbols, start, end, policy.min_label_coverage, policy.horizon_hours, policy.dead_band
     )
+
+
+def training_rows(
+    warehouse: Warehouse,
+    market: MarketSource,
+    policy: ModelPolicy,
+    feature_version: str,
+    decision: datetime,
+    who: str,
+) -> pl.DataFrame:
+    """The labelled rows the model decided at `decision` is tuned and fitted on."""
+    windows = policy.windows(decision)
+    # Training and validation rows must be of the version the online features will have, or the model cannot serve.
+    require_feature_version(
+        warehouse, windows.train_start, windows.validation_end, feature_version, f"{who} {decision:%Y-%m-%d %H:00}"
+    )
+    return load_window(warehouse, market, policy, windows.train_start, windows.train_end)
+
+
+def tune_or_fail(data: TrainingSet, config: TuningConfig, what: str) -> TuningResult:
+    try:
+        return tune(data, config)
+    except ValueError as exc:  # folds that cannot be formed or trained: a data or configuration problem
+        raise NotRetryable(f"{what}: {exc}") from exc
 
 
 @dg.asset(
@@ -60,22 +84,11 @@ def trained_model(
     """The best of XGBoost, CatBoost and logistic regression, tuned by Optuna on purged walk-forward folds."""
     decision = partition_hour(context)
     windows = policy.windows(decision)
-    # Training and validation rows must be of the version the online features will have, or the model cannot serve.
     feature_version = current_feature_version(sentiment)
-    require_feature_version(
-        warehouse,
-        windows.train_start,
-        windows.validation_end,
-        feature_version,
-        f"trained_model {decision:%Y-%m-%d %H:00}",
-    )
-    train = load_window(warehouse, market, policy, windows.train_start, windows.train_end)
+    train = training_rows(warehouse, market, policy, feature_version, decision, "trained_model")
     data = TrainingSet.from_frame(train, list(FEATURE_NAMES))
-    config = policy.tuning()
-    try:
-        result = tune(data, config)
-    except ValueError as exc:  # folds that cannot be formed or trained: a data or configuration problem
-        raise NotRetryable(f"trained_model {decision:%Y-%m-%d %H:00}: {exc}") from exc
+    config = policy.tuning(decision, worker=context.run_id)
+    result = tune_or_fail(data, config, f"trained_model {decision:%Y-%m-%d %H:00}")
     best = result.best
     refit_started = time.perf_counter()
     model = fit_final(data, best.family, best.params, config.trainer)
@@ -178,7 +191,8 @@ def trained_model(
         }
     )
     trials = pl.DataFrame(
-        [{"ts": decision, **t.as_row(), "params": json.dumps(t.params, sort_keys=True)} for t in result.trials]
+        [{"ts": decision, **t.as_row(), "params": json.dumps(t.params, sort_keys=True)} for t in result.trials],
+        schema_overrides={"worker": pl.String},
     )
     window_end = context.partition_time_window.end
     warehouse.replace_window("trained_model", record, decision, window_end)
@@ -196,6 +210,9 @@ def trained_model(
             "train_base_rate": data.base_rate,
             "n_trials": result.n_trials,
             "n_pruned_trials": result.n_trials - result.n_completed,
+            "tuning_workers": dg.MetadataValue.json(
+                {w: sum(t.worker == w for t in result.trials) for w in result.workers}
+            ),
             "best_by_family": _best_by_family_table(result),
             "folds": table_preview(pl.DataFrame(fold_layout), rows=len(fold_layout)),
             "tuning_seconds": dg.MetadataValue.json(

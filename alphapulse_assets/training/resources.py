@@ -52,6 +52,8 @@ class ModelPolicy(dg.ConfigurableResource):
     promotion_sharpe_margin: float = 0.1
     # Live hours (outcomes known) a shadowing challenger needs before its live record can promote it.
     min_shadow_hours: int = 24
+    # Optuna storage shared by tuning workers (ALPHAPULSE_OPTUNA_STORAGE); None tunes in the run's own process.
+    optuna_storage: str | None = None
 
     def margins(self) -> Margins:
         return Margins(log_loss=self.promotion_log_loss_margin, sharpe=self.promotion_sharpe_margin)
@@ -69,7 +71,8 @@ class ModelPolicy(dg.ConfigurableResource):
     def trainer(self) -> Trainer:
         return Trainer(seed=self.seed, threads=self.threads, device=resolve_device(self.device))
 
-    def tuning(self) -> TuningConfig:
+    def tuning(self, decision_hour: datetime, worker: str | None = None) -> TuningConfig:
+        """The search for the model decided at `decision_hour`; `worker` (a run id) joins the hour's shared studies."""
         return TuningConfig(
             families=tuple(self.model_families),
             n_trials=self.tuning_trials,
@@ -80,6 +83,9 @@ class ModelPolicy(dg.ConfigurableResource):
             signal_band=self.signal_band,
             cost_bps=self.cost_bps,
             trainer=self.trainer(),
+            storage=self.optuna_storage,
+            study_prefix=f"alphapulse/{decision_hour:%Y-%m-%dT%H}",
+            worker=worker if self.optuna_storage else None,
         )
 
     def evaluation(self) -> EvaluationConfig:

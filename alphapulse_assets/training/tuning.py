@@ -5,10 +5,16 @@ Each family gets its own study (TPE sampler, median pruner on the running mean o
 the run's seed, so the same inputs and seed always walk the same trials. The configuration with the lowest mean
 fold log loss across all families wins; the final out-of-sample segment is never seen here. Every trial run,
 pruned ones included, counts towards the deflated Sharpe ratio's number of trials.
+
+With a shared Optuna storage (a database), several processes tune the same studies: each study is named by the
+decision, the family and a fingerprint of the data and settings, so only workers scoring the same rows the same way
+meet in it. `n_trials` is then the study's budget, not each worker's. A trial's fold scores and net returns live in
+the study (user attributes), so whichever worker reads the result counts every worker's trials (`counted_trials`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import zlib
@@ -23,6 +29,9 @@ from alphapulse_assets.training.families import TrainedModel, Trainer, family
 from alphapulse_assets.training.metrics import backtest, log_loss, roc_auc
 from alphapulse_assets.training.sharpe import sample_moments
 
+# pg_advisory_lock key serialising Optuna's schema creation (any constant no other code on the database uses).
+OPTUNA_SCHEMA_LOCK = zlib.crc32(b"alphapulse/optuna-schema")
+
 
 @dataclass(frozen=True)
 class TuningConfig:
@@ -35,6 +44,15 @@ class TuningConfig:
     signal_band: float
     cost_bps: float
     trainer: Trainer
+    # An Optuna storage URL (postgresql://...) shared by workers; None keeps the studies in this process.
+    storage: str | None = None
+    study_prefix: str = "alphapulse"
+    # Who is tuning (a Dagster run id): seeds this worker's samplers apart from the others'. None: the one worker.
+    worker: str | None = None
+    # How long the reader waits for other workers' running trials before giving up (the step then retries).
+    wait_for_running_seconds: float = 1800.0
+    # A worker that stops heartbeating this long has its running trial marked failed (needs a shared storage).
+    heartbeat_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,7 @@ class TrialRecord:
     folds: list[FoldScore] = field(default_factory=list)
     net_returns: np.ndarray | None = None  # walk-forward hourly net returns over every fold (complete trials)
     seconds: float = 0.0
+    worker: str | None = None  # who ran it, when workers share the study
 
     @property
     def cv_log_loss(self) -> float:
@@ -117,6 +136,22 @@ class TrialRecord:
         """Per-hour Sharpe of the walk-forward signal after costs (not annualised)."""
         return sample_moments(self.net_returns)[0] if self.net_returns is not None else float("nan")
 
+    @classmethod
+    def from_trial(cls, family_name: str, trial) -> TrialRecord:
+        """A finished Optuna trial as its record, from the attributes `_objective` stored on it."""
+        attrs = trial.user_attrs
+        net = attrs.get("net_returns")
+        return cls(
+            family=family_name,
+            number=trial.number,
+            state="complete" if trial.state.name == "COMPLETE" else "pruned",
+            params=dict(attrs.get("params", trial.params)),
+            folds=[FoldScore(**{k: v for k, v in f.items() if k != "gain"}) for f in attrs.get("folds", [])],
+            net_returns=np.asarray(net, dtype=np.float64) if net is not None else None,
+            seconds=float(attrs.get("seconds", 0.0)),
+            worker=attrs.get("worker"),
+        )
+
     def as_row(self) -> dict[str, Any]:
         return {
             "family": self.family,
@@ -128,6 +163,7 @@ class TrialRecord:
             "cv_sharpe_hourly": self.sharpe,
             "folds_scored": len(self.folds),
             "seconds": self.seconds,
+            "worker": self.worker,
         }
 
 
@@ -148,6 +184,11 @@ class TuningResult:
         return sum(t.state == "complete" for t in self.trials)
 
     @property
+    def workers(self) -> list[str]:
+        """The workers whose trials are in the result (empty when one process tuned alone)."""
+        return sorted({t.worker for t in self.trials if t.worker is not None})
+
+    @property
     def trial_sharpe_variance(self) -> float:
         """Variance of the completed trials' per-hour walk-forward Sharpe ratios: the spread luck alone has."""
         sharpes = [t.sharpe for t in self.trials if t.state == "complete" and math.isfinite(t.sharpe)]
@@ -163,9 +204,31 @@ class TuningResult:
         return best
 
 
-def family_seed(seed: int, family_name: str) -> int:
-    """Each family's sampler gets its own stream, fixed by the run's seed and the family's name."""
-    return (seed * 1_000_003 + zlib.crc32(family_name.encode())) % (2**31)
+def family_seed(seed: int, family_name: str, worker: str | None = None) -> int:
+    """Each family's sampler gets its own stream, fixed by the run's seed and the family's name, and, when several
+    workers share a study, by the worker: two workers with one seed would propose the same first trials."""
+    stream = family_name if worker is None else f"{family_name}/{worker}"
+    return (seed * 1_000_003 + zlib.crc32(stream.encode())) % (2**31)
+
+
+def study_fingerprint(data: TrainingSet, config: TuningConfig) -> str:
+    """Identifies what a study's trials were scored on: the rows and every setting that changes a score. Workers
+    share a study only when this agrees, and a re-run on corrected data starts a new one."""
+    digest = hashlib.sha256()
+    for array in (data.x, data.label, data.hours, data.frame["next_return"].to_numpy()):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    settings = (
+        config.n_folds,
+        config.window,
+        config.horizon_hours,
+        config.embargo_hours,
+        config.signal_band,
+        config.cost_bps,
+        config.trainer.seed,
+        config.trainer.device,
+    )
+    digest.update(repr(settings).encode())
+    return digest.hexdigest()[:16]
 
 
 def make_folds(data: TrainingSet, config: TuningConfig) -> list[Fold]:
@@ -186,14 +249,18 @@ def _fold_arrays(data: TrainingSet, fold: Fold) -> tuple[np.ndarray, np.ndarray]
 
 
 def tune(data: TrainingSet, config: TuningConfig) -> TuningResult:
-    """Run every family's study on the same folds and return every trial with the winner."""
+    """Run every family's study on the same folds and return every trial (every worker's, with a shared storage)
+    with the winner."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folds = make_folds(data, config)
+    storage = _storage(config)
+    fingerprint = study_fingerprint(data, config)
     trials: list[TrialRecord] = []
     seconds_by_family: dict[str, float] = {}
     prepare_seconds = 0.0
+    finished = _finished_states()
     for name in config.families:
         model_family = family(name)
         started = time.perf_counter()
@@ -203,37 +270,124 @@ def tune(data: TrainingSet, config: TuningConfig) -> TuningResult:
             prepared.append(model_family.prepare(data.x[train], data.label[train]))
         prepare_seconds += time.perf_counter() - started
 
-        def objective(trial, model_family=model_family, prepared=prepared, name=name):
-            trial_started = time.perf_counter()
-            params = model_family.search_space(trial)
-            record = TrialRecord(name, trial.number, "complete", params)
-            trials.append(record)
-            net = []
-            for step, (fold, fold_data) in enumerate(zip(folds, prepared, strict=True)):
-                model = model_family.fit(fold_data, params, config.trainer)
-                score, fold_net = score_fold(data, fold, model, config)
-                record.folds.append(score)
-                net.append(fold_net)
-                trial.report(record.cv_log_loss, step)
-                if trial.should_prune():
-                    record.state = "pruned"
-                    record.seconds = time.perf_counter() - trial_started
-                    raise optuna.TrialPruned()
-            record.net_returns = np.concatenate(net)
-            record.seconds = time.perf_counter() - trial_started
-            return record.cv_log_loss
+        def objective(trial, model_family=model_family, prepared=prepared):
+            return _objective(trial, model_family, prepared, folds, data, config)
 
         study = optuna.create_study(
+            storage=storage,
+            study_name=f"{config.study_prefix}/{name}/{fingerprint}",
+            load_if_exists=True,
             direction="minimize",
-            study_name=name,
-            sampler=optuna.samplers.TPESampler(seed=family_seed(config.trainer.seed, name)),
+            sampler=optuna.samplers.TPESampler(seed=family_seed(config.trainer.seed, name, config.worker)),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
         )
-        study.optimize(objective, n_trials=config.n_trials)
+        budget = config.n_trials - len(study.get_trials(deepcopy=False, states=finished))
+        if budget > 0:
+            study.optimize(
+                objective,
+                n_trials=budget,
+                # Stops this worker once the study as a whole has its trials, whoever ran them.
+                callbacks=[optuna.study.MaxTrialsCallback(config.n_trials, states=finished)],
+            )
+        counted = counted_trials(study, config.n_trials, storage is not None, config.wait_for_running_seconds)
+        trials += [TrialRecord.from_trial(name, t) for t in counted]
         seconds_by_family[name] = time.perf_counter() - started
     completed = [t for t in trials if t.state == "complete"]
     best = min(completed, key=lambda t: (t.cv_log_loss, t.family, t.number))
     return TuningResult(trials, best, folds, seconds_by_family, prepare_seconds)
+
+
+def _finished_states() -> tuple:
+    """The trials that count: complete and pruned (a failed trial scored nothing)."""
+    from optuna.trial import TrialState
+
+    return (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _objective(trial, model_family, prepared, folds: list[Fold], data: TrainingSet, config: TuningConfig) -> float:
+    """One configuration scored fold by fold; what the evaluation needs is kept on the trial itself, so a shared
+    study holds every worker's record."""
+    import optuna
+
+    trial_started = time.perf_counter()
+    params = model_family.search_space(trial)
+    trial.set_user_attr("params", params)
+    if config.worker is not None:
+        trial.set_user_attr("worker", config.worker)
+    scores: list[FoldScore] = []
+    net = []
+    for step, (fold, fold_data) in enumerate(zip(folds, prepared, strict=True)):
+        model = model_family.fit(fold_data, params, config.trainer)
+        score, fold_net = score_fold(data, fold, model, config)
+        scores.append(score)
+        net.append(fold_net)
+        trial.report(float(np.mean([s.val_log_loss for s in scores])), step)
+        if trial.should_prune():
+            _keep(trial, scores, None, trial_started)
+            raise optuna.TrialPruned()
+    _keep(trial, scores, np.concatenate(net), trial_started)
+    return float(np.mean([s.val_log_loss for s in scores]))
+
+
+def _keep(trial, scores: list[FoldScore], net_returns: np.ndarray | None, started: float) -> None:
+    trial.set_user_attr("folds", [s.__dict__ for s in scores])
+    if net_returns is not None:
+        trial.set_user_attr("net_returns", net_returns.tolist())
+    trial.set_user_attr("seconds", time.perf_counter() - started)
+
+
+def _storage(config: TuningConfig):
+    if config.storage is None:
+        return None
+    import optuna
+    import sqlalchemy
+
+    # Optuna creates its schema on first use: workers arriving together at an empty database would each try, and
+    # all but one fail on a duplicate type. A session-level advisory lock lets one create it and the rest see it.
+    engine = sqlalchemy.create_engine(config.storage, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as lock:
+            lock.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": OPTUNA_SCHEMA_LOCK})
+            try:
+                return optuna.storages.RDBStorage(
+                    config.storage,
+                    # A worker that dies mid-trial leaves it RUNNING; its missing heartbeat marks it failed, so the
+                    # readers' wait for running trials ends.
+                    heartbeat_interval=config.heartbeat_seconds,
+                    grace_period=config.heartbeat_seconds * 4,
+                    engine_kwargs={"pool_pre_ping": True},
+                )
+            finally:
+                lock.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": OPTUNA_SCHEMA_LOCK})
+    finally:
+        engine.dispose()
+
+
+def counted_trials(study, n_trials: int, shared: bool, timeout_seconds: float) -> list:
+    """The study's result: its first `n_trials` finished trials by trial number, read once no lower-numbered trial
+    is still running. Every reader gets the same set whenever it reads. A worker that started a trial just before
+    the budget was spent runs it past the budget; such trials are left out of the choice and the trial count alike.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    finished_states = _finished_states()
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+        finished = [t for t in trials if t.state in finished_states]
+        cutoff = finished[n_trials - 1].number if len(finished) >= n_trials else math.inf
+        unsettled = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING) and t.number < cutoff]
+        if not unsettled:
+            return finished[:n_trials]
+        if shared:
+            optuna.storages.fail_stale_trials(study)
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"study {study.study_name}: trials {[t.number for t in unsettled]} still running after "
+                f"{timeout_seconds:.0f} s; a result read now could change when they finish"
+            )
+        time.sleep(0.5)
 
 
 def score_fold(
