@@ -92,6 +92,8 @@ class Stack:
     s3_endpoint: str
     mlflow_url: str
     mlflow_db: str
+    tuning_worker_run: str
+    retrain_run: str
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +101,17 @@ def stack(tmp_path_factory, postgres_admin_url, s3_endpoint):
     home = tmp_path_factory.mktemp("production")
     bucket = services.create_bucket(s3_endpoint)
     with (
+        services.fresh_database(postgres_admin_url) as optuna_db,
         services.fresh_database(postgres_admin_url) as mlflow_db,
         services.mlflow_server(home, mlflow_db, f"s3://{bucket}/mlflow", s3_endpoint) as mlflow_url,
-        production(home, postgres_admin_url, s3_endpoint, bucket, MLFLOW_TRACKING_URI=mlflow_url) as (
+        production(
+            home,
+            postgres_admin_url,
+            s3_endpoint,
+            bucket,
+            MLFLOW_TRACKING_URI=mlflow_url,
+            ALPHAPULSE_OPTUNA_STORAGE=optuna_db,
+        ) as (
             instance,
             settings,
             _,
@@ -110,11 +120,14 @@ def stack(tmp_path_factory, postgres_admin_url, s3_endpoint):
         defs = build_definitions(settings)
         data = run_job(defs, instance, "data_job", partition_range=(FIRST, LAST))
         assert data.success, data.error
+        # A tuning worker spends the hour's shared trial budget; trained_model then chooses from its trials.
+        worker = run_job(defs, instance, "tuning_worker_job", partition_key=LAST)
+        assert worker.success, worker.error
         retrain = run_job(defs, instance, "retrain_job", partition_key=LAST)
         assert retrain.success, retrain.error
         hourly = run_job(defs, instance, "hourly_job", partition_key=LAST)
         assert hourly.success, hourly.error
-        yield Stack(defs, instance, settings, bucket, s3_endpoint, mlflow_url, mlflow_db)
+        yield Stack(defs, instance, settings, bucket, s3_endpoint, mlflow_url, mlflow_db, worker.run_id, retrain.run_id)
 
 
 def test_the_instance_runs_on_postgres_with_the_pooled_event_log(stack):
@@ -160,6 +173,19 @@ def test_the_api_serves_the_champion_from_s3_and_degrades_when_s3_goes_away(stac
         assert any("object store unreachable" in reason for reason in health["reasons"])
         again = client.post("/predict", json={"symbol": "BTCUSDT"}).json()
         assert again["source"] == "primary" and again["probability"] == served["probability"]
+
+
+def test_trained_model_chooses_from_the_tuning_workers_trials_in_the_shared_study(stack):
+    warehouse = stack.defs.resources["warehouse"]
+    trials = warehouse.query("SELECT family, trial, worker FROM tuning_trials")
+    policy = stack.defs.resources["policy"]
+    assert trials.height == policy.tuning_trials * len(policy.model_families)
+    assert set(trials["worker"]) == {stack.tuning_worker_run}, "the budget was spent: trained_model read the study"
+    [materialization] = stack.instance.get_records_for_run(
+        stack.retrain_run, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records[:1]
+    metadata = materialization.asset_materialization.metadata
+    assert metadata["tuning_workers"].value == {stack.tuning_worker_run: trials.height}
 
 
 def bucket_keys(stack: Stack) -> set[str]:

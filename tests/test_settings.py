@@ -144,8 +144,11 @@ def test_production_backends_are_chosen_by_configuration():
             ALPHAPULSE_WAREHOUSE_URL="postgresql://alphapulse@db:5432/warehouse",
             ALPHAPULSE_OBJECT_STORE_URL="s3://alphapulse-prod/v1",
             MLFLOW_TRACKING_URI="http://mlflow:5000",
+            ALPHAPULSE_OPTUNA_STORAGE="postgresql://alphapulse@db:5432/optuna",
         )
     )
+    assert embedded["policy"].optuna_storage is None, "tuning stays in the run's process by default"
+    assert production["policy"].optuna_storage == "postgresql://alphapulse@db:5432/optuna"
     assert isinstance(production["warehouse"], PostgresWarehouse)
     assert production["warehouse"].url == "postgresql://alphapulse@db:5432/warehouse"
     store = production["object_store"]
@@ -160,6 +163,7 @@ def test_production_backends_are_chosen_by_configuration():
         ("ALPHAPULSE_WAREHOUSE_URL", "postgresql://alphapulse@db:5432", "names no database"),
         ("ALPHAPULSE_OBJECT_STORE_URL", "s3://Bad_Bucket/x", "valid bucket name"),
         ("ALPHAPULSE_OBJECT_STORE_URL", "gs://bucket/x", "expected s3://"),
+        ("ALPHAPULSE_OPTUNA_STORAGE", "sqlite:///optuna.db", "expected postgresql://"),
     ],
 )
 def test_bad_backend_urls_name_the_variable(name, value, message):

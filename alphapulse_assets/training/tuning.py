@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -349,6 +350,8 @@ def _storage(config: TuningConfig):
         with engine.connect() as lock:
             lock.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": OPTUNA_SCHEMA_LOCK})
             try:
+                # Heartbeats are "experimental" in Optuna 5 and say so on every storage built.
+                warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
                     config.storage,
                     # A worker that dies mid-trial leaves it RUNNING; its missing heartbeat marks it failed, so the
