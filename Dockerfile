@@ -23,7 +23,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1=12.2.0-14+deb12u1 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 alphapulse \
-    && mkdir /data && chown alphapulse /data
+    && mkdir -p /data/dagster && chown -R alphapulse /data
 WORKDIR /app
 COPY --from=build --chown=alphapulse:alphapulse /app /app
 ENV PATH=/app/.venv/bin:$PATH \
