@@ -121,7 +121,8 @@ def stack(tmp_path_factory, postgres_admin_url, s3_endpoint):
         data = run_job(defs, instance, "data_job", partition_range=(FIRST, LAST))
         assert data.success, data.error
         # A tuning worker spends the hour's shared trial budget; trained_model then chooses from its trials.
-        worker = run_job(defs, instance, "tuning_worker_job", partition_key=LAST)
+        worker_config = {"ops": {"tune_shared_studies": {"config": {"worker_index": 1}}}}
+        worker = run_job(defs, instance, "tuning_worker_job", partition_key=LAST, run_config=worker_config)
         assert worker.success, worker.error
         retrain = run_job(defs, instance, "retrain_job", partition_key=LAST)
         assert retrain.success, retrain.error

@@ -34,7 +34,7 @@ WORKER = textwrap.dedent(
     config = TuningConfig(
         families=tuple(families.split(",")), n_trials=int(n_trials), n_folds=3, window="expanding",
         horizon_hours=1, embargo_hours=12, signal_band=0.02, cost_bps=2.0, trainer=Trainer(seed=5),
-        storage=storage, study_prefix="test/2024-01-31T00", worker=worker,
+        storage=storage, study_prefix="test/2024-01-31T00", worker=worker, sampler_stream=worker,
     )
     # Start together, or the first worker could spend the whole budget before the second arrives.
     Path(barrier, worker).touch()
@@ -116,8 +116,8 @@ def test_workers_are_seeded_apart_and_other_rows_or_settings_make_another_study(
     from alphapulse_assets.training.synthetic import lead_lag_market
     from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, family_seed, study_fingerprint
 
-    assert family_seed(5, "xgboost", "worker-a") != family_seed(5, "xgboost", "worker-b")
-    assert family_seed(5, "xgboost") == family_seed(5, "xgboost", None), "one worker keeps the run's own stream"
+    assert family_seed(5, "xgboost", "worker-1") != family_seed(5, "xgboost", "worker-2")
+    assert family_seed(5, "xgboost") == family_seed(5, "xgboost", None), "trained_model keeps the run's own stream"
     start = datetime(2024, 1, 1, tzinfo=UTC)
     prices, features = lead_lag_market(start, 10 * 24, seed=11)
     frame = labelled_rows(features, prices, ["BTCUSDT"], start, start + timedelta(days=10), 1, 0.0)

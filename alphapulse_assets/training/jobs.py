@@ -19,9 +19,16 @@ from alphapulse_assets.training.resources import ModelPolicy
 from alphapulse_assets.training.tuning import TrainingSet
 
 
+class TuningWorkerConfig(dg.Config):
+    # Seeds this worker's samplers: give each concurrent worker its own number for proposals that repeat run to
+    # run (given the same interleaving); by default the run id, which differs every run.
+    worker_index: int | None = None
+
+
 @dg.op(retry_policy=STORAGE_RETRY_POLICY, tags={"dagster/kind/optuna": ""})
 def tune_shared_studies(
     context: dg.OpExecutionContext,
+    config: TuningWorkerConfig,
     warehouse: Warehouse,
     policy: ModelPolicy,
     market: MarketSource,
@@ -36,7 +43,9 @@ def tune_shared_studies(
     decision = context.partition_time_window.start
     train = training_rows(warehouse, market, policy, current_feature_version(sentiment), decision, "tuning worker")
     data = TrainingSet.from_frame(train, list(FEATURE_NAMES))
-    result = tune_or_fail(data, policy.tuning(decision, worker=context.run_id), f"tuning worker {decision:%H:00}")
+    stream = f"worker-{config.worker_index}" if config.worker_index is not None else context.run_id
+    tuning = policy.tuning(decision, worker=context.run_id, sampler_stream=stream)
+    result = tune_or_fail(data, tuning, f"tuning worker {decision:%H:00}")
     mine = [t for t in result.trials if t.worker == context.run_id]
     context.log.info(
         f"ran {len(mine)} of the studies' {result.n_trials} trials ({len(result.workers)} workers); best so far: "

@@ -71,8 +71,11 @@ class ModelPolicy(dg.ConfigurableResource):
     def trainer(self) -> Trainer:
         return Trainer(seed=self.seed, threads=self.threads, device=resolve_device(self.device))
 
-    def tuning(self, decision_hour: datetime, worker: str | None = None) -> TuningConfig:
-        """The search for the model decided at `decision_hour`; `worker` (a run id) joins the hour's shared studies."""
+    def tuning(
+        self, decision_hour: datetime, worker: str | None = None, sampler_stream: str | None = None
+    ) -> TuningConfig:
+        """The search for the model decided at `decision_hour`. With a shared storage, `worker` (a run id) joins the
+        hour's studies, proposing from `sampler_stream` (None: the run's own stream)."""
         return TuningConfig(
             families=tuple(self.model_families),
             n_trials=self.tuning_trials,
@@ -86,6 +89,7 @@ class ModelPolicy(dg.ConfigurableResource):
             storage=self.optuna_storage,
             study_prefix=f"alphapulse/{decision_hour:%Y-%m-%dT%H}",
             worker=worker if self.optuna_storage else None,
+            sampler_stream=sampler_stream if self.optuna_storage else None,
         )
 
     def evaluation(self) -> EvaluationConfig:

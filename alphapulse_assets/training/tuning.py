@@ -48,8 +48,11 @@ class TuningConfig:
     # An Optuna storage URL (postgresql://...) shared by workers; None keeps the studies in this process.
     storage: str | None = None
     study_prefix: str = "alphapulse"
-    # Who is tuning (a Dagster run id): seeds this worker's samplers apart from the others'. None: the one worker.
+    # Who is tuning (a Dagster run id), recorded on each trial it runs.
     worker: str | None = None
+    # Seeds this worker's samplers apart from the other workers'. None: the run's own stream, as when tuning alone
+    # (trained_model keeps it, so its proposals are the ones a single process would make).
+    sampler_stream: str | None = None
     # How long the reader waits for other workers' running trials before giving up (the step then retries).
     wait_for_running_seconds: float = 1800.0
     # A worker that stops heartbeating this long has its running trial marked failed (needs a shared storage).
@@ -205,11 +208,12 @@ class TuningResult:
         return best
 
 
-def family_seed(seed: int, family_name: str, worker: str | None = None) -> int:
-    """Each family's sampler gets its own stream, fixed by the run's seed and the family's name, and, when several
-    workers share a study, by the worker: two workers with one seed would propose the same first trials."""
-    stream = family_name if worker is None else f"{family_name}/{worker}"
-    return (seed * 1_000_003 + zlib.crc32(stream.encode())) % (2**31)
+def family_seed(seed: int, family_name: str, stream: str | None = None) -> int:
+    """Each family's sampler gets its own stream, fixed by the run's seed and the family's name, and, for extra
+    workers on a shared study, by the worker's stream: two workers with one seed would propose the same first
+    trials."""
+    name = family_name if stream is None else f"{family_name}/{stream}"
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31)
 
 
 def study_fingerprint(data: TrainingSet, config: TuningConfig) -> str:
@@ -279,7 +283,7 @@ def tune(data: TrainingSet, config: TuningConfig) -> TuningResult:
             study_name=f"{config.study_prefix}/{name}/{fingerprint}",
             load_if_exists=True,
             direction="minimize",
-            sampler=optuna.samplers.TPESampler(seed=family_seed(config.trainer.seed, name, config.worker)),
+            sampler=optuna.samplers.TPESampler(seed=family_seed(config.trainer.seed, name, config.sampler_stream)),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
         )
         budget = config.n_trials - len(study.get_trials(deepcopy=False, states=finished))
