@@ -3,7 +3,6 @@ subprocesses; a partition backfill and a retrain are launched through Dagster's 
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from api import TEST_KEY
+from services import free_port
 
 from alphapulse_assets.demo import service_commands, stop_processes, write_instance_config
 
@@ -43,12 +43,6 @@ query Status($id: String!) {
     ... on PythonError { message }
   }
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method: str, url: str, body: dict | None = None, timeout: float = 30.0) -> tuple[int, dict]:

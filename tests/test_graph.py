@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 from api import api_client
 from polars.testing import assert_frame_equal
+from services import free_port
 
 from alphapulse_assets.definitions import build_definitions
 from alphapulse_assets.features.catalog import FEATURE_NAMES
@@ -215,7 +216,6 @@ def test_mlflow_models_serve_serves_the_registered_model(graph, tmp_path):
     """The command the issue names, with the local environment (no network to build one here)."""
     import json
     import os
-    import socket
     import subprocess
     import sys
     import time
@@ -224,9 +224,7 @@ def test_mlflow_models_serve_serves_the_registered_model(graph, tmp_path):
 
     defs, _, settings = graph
     trained = table(defs, "trained_model").row(0, named=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     uri = f"models:/{trained['registered_model']}/{trained['registered_version']}"
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     # MLflow execs `uvicorn` by name: the environment's bin directory must be on PATH, as under `uv run`.

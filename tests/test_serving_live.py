@@ -1,6 +1,5 @@
 """The API over real HTTP (uvicorn, uvloop, httptools), with promotions landing while clients hammer it."""
 
-import socket
 import threading
 import time
 from collections import Counter
@@ -9,16 +8,11 @@ import httpx
 import pytest
 import uvicorn
 from api import TEST_KEY, serving_config
+from services import free_port
 from test_serving import publish_model, publish_snapshot
 
 from alphapulse_assets.storage.object_store import LocalObjectStore
 from alphapulse_serving.app import create_app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
