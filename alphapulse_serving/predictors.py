@@ -28,7 +28,8 @@ class SourceUnreachable(ArtifactError):
     """Where the API reads from (the object store, the model registry) could not be reached: nothing is known about
     the object, so nothing is concluded, and the next poll tries again. `source` names it in /health's errors."""
 
-    source = "source"
+    source = "source"  # the key in ServingState.errors
+    label = "source"  # what /health calls it
 
 
 class Predictor(Protocol):

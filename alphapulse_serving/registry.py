@@ -27,6 +27,7 @@ class RegistryUnavailable(SourceUnreachable):
     """The MLflow tracking server could not be reached or did not answer."""
 
     source = "registry"
+    label = "MLflow model registry"
 
 
 def registered_version(manifest: ModelManifest) -> tuple[str, str]:

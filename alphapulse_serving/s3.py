@@ -16,6 +16,7 @@ class StoreUnavailable(SourceUnreachable):
     """The object store could not be reached."""
 
     source = "store"
+    label = "object store"
 
 
 def s3_client():

@@ -28,7 +28,8 @@ from alphapulse_serving.predictors import SourceUnreachable
 from alphapulse_serving.registry import RegistryUnavailable
 from alphapulse_serving.s3 import StoreUnavailable, read_s3_object
 
-UNREACHABLE_LABELS = {StoreUnavailable.source: "object store", RegistryUnavailable.source: "MLflow model registry"}
+# Where the API reads from; an unreachable one is reported under its `source` key until a poll succeeds.
+SOURCES = (StoreUnavailable, RegistryUnavailable)
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,10 @@ class ServingState:
                 self._refresh_model()
             except SourceUnreachable as exc:
                 # Keep serving what is in memory; the next poll tries again.
-                label = UNREACHABLE_LABELS.get(exc.source, exc.source)
-                self.errors[exc.source] = f"{label} unreachable, serving what was loaded before: {exc}"
+                self.errors[exc.source] = f"{exc.label} unreachable, serving what was loaded before: {exc}"
             else:
-                for source in UNREACHABLE_LABELS:
-                    self.errors.pop(source, None)
+                for source in SOURCES:
+                    self.errors.pop(source.source, None)
             self._activate_pending()
 
     def _read(self, key: str) -> bytes | None:
