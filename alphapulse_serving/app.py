@@ -8,12 +8,13 @@ OpenAPI schema, and the tests validate responses against them.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 
 import orjson
 from fastapi import FastAPI, HTTPException, Request, Security
@@ -24,12 +25,14 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from alphapulse_serving.audit import AuditBacklogFull, AuditLog, new_decision_id
+from alphapulse_serving.audit import AuditBacklogFull, AuditLog, decision_time_ms, iso_from_ms, new_decision_id
+from alphapulse_serving.audit_archive import archive_for
 from alphapulse_serving.baseline import RulesBaseline
 from alphapulse_serving.chain import Decision, FallbackChain, FeatureMismatch, UnknownSymbol
 from alphapulse_serving.config import ServingConfig
 from alphapulse_serving.contract import ScoringModel
 from alphapulse_serving.metrics import ApiMetrics, route_of
+from alphapulse_serving.predictors import SourceUnreachable
 from alphapulse_serving.registry import MlflowRegistryLoader
 from alphapulse_serving.resilience import CircuitBreaker, ScoreCache
 from alphapulse_serving.schemas import (
@@ -167,7 +170,13 @@ def create_app(config: ServingConfig) -> FastAPI:
         on_snapshot=on_snapshot,
         on_load_failure=lambda _: metrics.model_load_failures.inc(),
     )
-    audit = AuditLog(config.audit_dir, max_pending=config.audit_max_pending)
+    audit = AuditLog(
+        config.audit_dir,
+        max_pending=config.audit_max_pending,
+        archive=archive_for(config.audit_archive),
+        ship_seconds=config.audit_ship_seconds,
+        local_retention_seconds=config.audit_local_retention_hours * 3600,
+    )
     chain = FallbackChain(state, breaker, cache, baseline, config.time_budget_ms / 1e3)
 
     @asynccontextmanager
@@ -180,7 +189,7 @@ def create_app(config: ServingConfig) -> FastAPI:
         yield
         stop.set()
         poller.join(timeout=5)
-        audit.stop()  # everything accepted is committed before the process exits
+        audit.stop()  # everything accepted is committed, and shipped if the archive answers, before the exit
 
     app = FastAPI(
         title="AlphaPulse prediction API",
@@ -261,7 +270,7 @@ def create_app(config: ServingConfig) -> FastAPI:
             features["values"] = decision.values
         record = {
             "decision_id": decision.decision_id,
-            "decided_at": datetime.now(UTC).isoformat(),
+            "decided_at": iso_from_ms(decision_time_ms(decision.decision_id)),  # the id's own clock reading
             "key_id": identity,
             "endpoint": endpoint,
             "symbol": decision.symbol,
@@ -375,15 +384,34 @@ def create_app(config: ServingConfig) -> FastAPI:
             }
         )
 
-    @app.get("/audit/{decision_id}", response_model=AuditPacket, responses={404: {"model": ErrorResponse}} | ERRORS)
+    @app.get(
+        "/audit/{decision_id}",
+        response_model=AuditPacket,
+        responses={
+            404: {"model": ErrorResponse},
+            503: {"model": ErrorResponse, "description": "the packet is not here and the audit archive is down"},
+        }
+        | ERRORS,
+    )
     async def audit_packet(decision_id: str, identity: str = Security(authorised)) -> Response:
-        """Everything needed to re-derive one decision: request, exact features, model version and sha256, output."""
+        """Everything needed to re-derive one decision: request, exact features, model version and sha256, output.
+        Recent packets come from this process; older ones, or another pod's, from the audit archive."""
         charge(identity, 1)
         if len(decision_id) != 32 or any(c not in "0123456789abcdef" for c in decision_id):
             raise HTTPException(404, detail="decision ids are 32 lowercase hex characters")
         found = audit.get(decision_id)
         if found is None:
-            raise HTTPException(404, detail=f"no decision {decision_id}")
+            try:
+                found = await asyncio.to_thread(audit.get_archived, decision_id)
+            except SourceUnreachable as exc:
+                raise HTTPException(
+                    503,
+                    detail=f"decision {decision_id} is not held by this process and the {exc.label} is unreachable: "
+                    f"{exc}",
+                    headers={"Retry-After": "30"},
+                ) from None
+        if found is None:
+            raise HTTPException(404, detail=f"no decision {decision_id} here or in {audit.archive_uri}")
         return _json(found)
 
     @app.get("/health", response_model=HealthResponse)
@@ -397,6 +425,11 @@ def create_app(config: ServingConfig) -> FastAPI:
             reasons.append("the audit writer has stopped")
         if audit.last_error:
             reasons.append(f"audit writes failing ({audit.pending} waiting): {audit.last_error}")
+        if audit.last_ship_error:
+            reasons.append(
+                f"audit shipping failing ({audit.unshipped} packets kept locally until it works): "
+                f"{audit.last_ship_error}"
+            )
         status = "unavailable" if loaded is None else ("degraded" if reasons else "ok")
         return _json(
             {
@@ -411,6 +444,8 @@ def create_app(config: ServingConfig) -> FastAPI:
                 "circuit": breaker.state,
                 "reloads": state.reloads,
                 "audit_pending": audit.pending,
+                "audit_unshipped": audit.unshipped,
+                "audit_archive": audit.archive_uri,
             }
         )
 
@@ -440,6 +475,9 @@ def create_app(config: ServingConfig) -> FastAPI:
         metrics.circuit_open.set(0 if breaker.state == "closed" else 1)
         metrics.audit_pending.set(audit.pending)
         metrics.audit_write_errors.set(audit.write_errors)
+        metrics.audit_unshipped.set(audit.unshipped)
+        metrics.audit_ship_errors.set(audit.ship_errors)
+        metrics.audit_shipped_batches.set(audit.shipped_batches)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

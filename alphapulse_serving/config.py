@@ -23,15 +23,15 @@ def _number(env: dict, name: str, default: float, minimum: float, integer: bool 
     return value
 
 
-def _store(raw: str, home: Path) -> str:
-    """The graph's object store, read from ALPHAPULSE_OBJECT_STORE_URL as the code location reads it; by default
-    $ALPHAPULSE_HOME/objects."""
+def _location(env: dict, name: str, default: str | None) -> str | None:
+    """A store location (a directory or s3://bucket/prefix) from `name`, as the code location reads its store."""
+    raw = env.get(name, "").strip()
     if not raw:
-        return str(home / "objects")
+        return default
     try:
         return store_location(raw)
     except ValueError as exc:
-        raise ConfigError(f"ALPHAPULSE_OBJECT_STORE_URL={exc}") from None
+        raise ConfigError(f"{name}={exc}") from None
 
 
 MODEL_SOURCES = ("store", "mlflow")
@@ -73,6 +73,15 @@ class ServingConfig:
     breaker_failures: int = 5
     breaker_cooldown_seconds: float = 30.0
     audit_max_pending: int = 100_000
+    # Where sealed audit batches go (a directory or s3://bucket/prefix; by default the object store), how often,
+    # and how long a packet stays in the local database after the archive has confirmed it.
+    audit_archive: str | None = None
+    audit_ship_seconds: float = 60.0
+    audit_local_retention_hours: float = 1.0
+
+    def __post_init__(self):
+        if self.audit_archive is None:
+            object.__setattr__(self, "audit_archive", self.store)
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> ServingConfig:
@@ -85,7 +94,7 @@ class ServingConfig:
         values = dict(
             model_source=model_source,
             mlflow_tracking_uri=tracking_uri,
-            store=_store(env.get("ALPHAPULSE_OBJECT_STORE_URL", "").strip(), home),
+            store=_location(env, "ALPHAPULSE_OBJECT_STORE_URL", str(home / "objects")),
             api_keys=load_keys(env.get("ALPHAPULSE_API_KEYS"), env.get("ALPHAPULSE_API_KEYS_FILE")),
             audit_dir=Path(env.get("ALPHAPULSE_API_AUDIT_DIR", "").strip() or home / "audit"),
             poll_seconds=_number(env, "ALPHAPULSE_API_POLL_SECONDS", 2.0, 0.01),
@@ -99,5 +108,8 @@ class ServingConfig:
             breaker_failures=_number(env, "ALPHAPULSE_API_BREAKER_FAILURES", 5, 1, integer=True),
             breaker_cooldown_seconds=_number(env, "ALPHAPULSE_API_BREAKER_COOLDOWN_SECONDS", 30.0, 0.01),
             audit_max_pending=_number(env, "ALPHAPULSE_API_AUDIT_MAX_PENDING", 100_000, 1, integer=True),
+            audit_archive=_location(env, "ALPHAPULSE_API_AUDIT_ARCHIVE_URL", None),  # None: the object store
+            audit_ship_seconds=_number(env, "ALPHAPULSE_API_AUDIT_SHIP_SECONDS", 60.0, 0.01),
+            audit_local_retention_hours=_number(env, "ALPHAPULSE_API_AUDIT_LOCAL_RETENTION_HOURS", 1.0, 0),
         )
         return cls(**(values | overrides))

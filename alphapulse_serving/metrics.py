@@ -71,6 +71,17 @@ class ApiMetrics:
         self.audit_write_errors = Gauge(
             "alphapulse_api_audit_write_errors", "Failed audit commits since start (retried)", registry=r
         )
+        self.audit_unshipped = Gauge(
+            "alphapulse_api_audit_unshipped",
+            "Audit packets committed locally whose batch the archive has not confirmed",
+            registry=r,
+        )
+        self.audit_ship_errors = Gauge(
+            "alphapulse_api_audit_ship_errors", "Failed audit shipping passes since start (retried)", registry=r
+        )
+        self.audit_shipped_batches = Gauge(
+            "alphapulse_api_audit_shipped_batches", "Audit batches the archive confirmed since start", registry=r
+        )
         self.snapshot_timestamp = Gauge(
             "alphapulse_api_feature_snapshot_timestamp_seconds",
             "Newest hour in the online feature snapshot, as a Unix time",

@@ -116,6 +116,8 @@ class HealthResponse(BaseModel):
                     "circuit": "closed",
                     "reloads": 3,
                     "audit_pending": 0,
+                    "audit_unshipped": 1840,
+                    "audit_archive": "s3://alphapulse/prod/audit",
                 }
             ]
         }
@@ -134,7 +136,9 @@ class HealthResponse(BaseModel):
     feature_version: str | None
     circuit: Literal["closed", "open", "half_open"]
     reloads: int
-    audit_pending: int
+    audit_pending: int = Field(description="audit packets accepted but not yet committed to the local database")
+    audit_unshipped: int = Field(description="audit packets committed locally that the archive has not confirmed")
+    audit_archive: str | None = Field(description="where sealed audit batches are shipped")
 
 
 class ReadyResponse(BaseModel):

@@ -14,11 +14,13 @@ MLflow: `mlflow server` from the project's environment with a PostgreSQL backend
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -223,3 +225,57 @@ def _credentials() -> dict[str, str]:
         "aws_secret_access_key": S3_ENV["AWS_SECRET_ACCESS_KEY"],
         "region_name": S3_ENV["AWS_DEFAULT_REGION"],
     }
+
+
+class TcpProxy:
+    """Forwards a loopback port to an HTTP endpoint until closed: an S3 that can be made to vanish."""
+
+    def __init__(self, target_url: str, port: int = 0):
+        """`port`: listen where a closed proxy listened, to bring the same endpoint back."""
+        host, target_port = target_url.removeprefix("http://").split(":")
+        self.target = (host, int(target_port))
+        self.server = socket.create_server(("127.0.0.1", port))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.open = True
+        self.connections: list[socket.socket] = []
+
+    def __enter__(self) -> TcpProxy:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Refuse new connections and cut the open ones (boto3 would otherwise reuse its pooled keep-alives)."""
+        self.open = False
+        # close() alone leaves a thread blocked in accept() accepting; shutdown() wakes it with an error.
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
+        self.server.close()
+        for sock in self.connections:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _accept(self) -> None:
+        while self.open:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.open:
+                client.close()
+                return
+            upstream = socket.create_connection(self.target)
+            self.connections += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)

@@ -2,9 +2,7 @@
 on S3 (moto's server over HTTP) and an MLflow tracking server (PostgreSQL backend store, S3 artifacts), switched by
 configuration alone. The same asset code backfills, retrains, serves and fails as it does on the laptop."""
 
-import contextlib
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -160,7 +158,7 @@ def test_artifacts_reports_and_serving_objects_are_on_s3(stack):
 
 def test_the_api_serves_the_champion_from_s3_and_degrades_when_s3_goes_away(stack, tmp_path):
     with (
-        TcpProxy(stack.s3_endpoint) as proxy,
+        services.TcpProxy(stack.s3_endpoint) as proxy,
         environment(AWS_ENDPOINT_URL_S3=proxy.url),
         api_client(stack.settings.object_store_url, tmp_path / "audit") as client,
     ):
@@ -222,7 +220,7 @@ def test_the_api_loads_the_champion_through_the_mlflow_registry(stack, tmp_path)
     with api_client(store_url, tmp_path / "store-audit") as client:
         from_store = client.post("/predict", json={"symbol": "BTCUSDT"}).json()
     with (
-        TcpProxy(stack.mlflow_url) as proxy,
+        services.TcpProxy(stack.mlflow_url) as proxy,
         api_client(store_url, tmp_path / "audit", model_source="mlflow", mlflow_tracking_uri=proxy.url) as client,
     ):
         assert client.get("/ready").status_code == 200
@@ -323,56 +321,3 @@ def test_a_transient_s3_outage_is_retried_and_nothing_is_half_written(tmp_path, 
             .row(0)
         )
         assert rows == distinct == 48 * SYMBOLS
-
-
-class TcpProxy:
-    """Forwards a loopback port to an HTTP endpoint until closed: an S3 that can be made to vanish."""
-
-    def __init__(self, target_url: str):
-        host, port = target_url.removeprefix("http://").split(":")
-        self.target = (host, int(port))
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        self.open = True
-        self.connections: list[socket.socket] = []
-
-    def __enter__(self) -> "TcpProxy":
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def __exit__(self, *_) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Refuse new connections and cut the open ones (boto3 would otherwise reuse its pooled keep-alives)."""
-        self.open = False
-        # close() alone leaves a thread blocked in accept() accepting; shutdown() wakes it with an error.
-        with contextlib.suppress(OSError):
-            self.server.shutdown(socket.SHUT_RDWR)
-        self.server.close()
-        for sock in self.connections:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def _accept(self) -> None:
-        while self.open:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            if not self.open:
-                client.close()
-                return
-            upstream = socket.create_connection(self.target)
-            self.connections += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
