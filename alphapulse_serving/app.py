@@ -176,6 +176,7 @@ def create_app(config: ServingConfig) -> FastAPI:
         archive=archive_for(config.audit_archive),
         ship_seconds=config.audit_ship_seconds,
         local_retention_seconds=config.audit_local_retention_hours * 3600,
+        max_unshipped=config.audit_max_unshipped,
     )
     chain = FallbackChain(state, breaker, cache, baseline, config.time_budget_ms / 1e3)
 

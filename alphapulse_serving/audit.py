@@ -108,6 +108,7 @@ class AuditLog:
         ship_seconds: float = 60.0,
         local_retention_seconds: float = 3600.0,
         batch_max: int = 5000,
+        max_unshipped: int = 1_000_000,
     ):
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "audit.sqlite3"
@@ -117,6 +118,7 @@ class AuditLog:
         self.ship_seconds = ship_seconds
         self.local_retention_seconds = local_retention_seconds
         self.batch_max = batch_max
+        self.max_unshipped = max_unshipped
         self.written = 0
         self.write_errors = 0
         self.last_error: str | None = None
@@ -221,6 +223,14 @@ class AuditLog:
             raise AuditBacklogFull(
                 f"{len(self._pending)} audit packets are waiting to be written"
                 + (f" (last write error: {self.last_error})" if self.last_error else "")
+            )
+        # An archive outage fills the local disk; in Kubernetes a full emptyDir gets the pod evicted, packets and all.
+        # Refusing first keeps the promise that every decision has a record.
+        waiting = self.unshipped + len(self._pending)
+        if self.archive is not None and waiting >= self.max_unshipped:
+            raise AuditBacklogFull(
+                f"{waiting} audit packets are waiting to be shipped to {self.archive_uri}"
+                + (f" (last shipping error: {self.last_ship_error})" if self.last_ship_error else "")
             )
         self._pending[packet["decision_id"]] = packet
         self._queue.append(packet)

@@ -74,10 +74,12 @@ class ServingConfig:
     breaker_cooldown_seconds: float = 30.0
     audit_max_pending: int = 100_000
     # Where sealed audit batches go (a directory or s3://bucket/prefix; by default the object store), how often,
-    # and how long a packet stays in the local database after the archive has confirmed it.
+    # how long a packet stays in the local database after the archive has confirmed it, and how many unconfirmed
+    # packets the local disk may hold before the API refuses to decide.
     audit_archive: str | None = None
     audit_ship_seconds: float = 60.0
     audit_local_retention_hours: float = 1.0
+    audit_max_unshipped: int = 1_000_000
 
     def __post_init__(self):
         if self.audit_archive is None:
@@ -111,5 +113,6 @@ class ServingConfig:
             audit_archive=_location(env, "ALPHAPULSE_API_AUDIT_ARCHIVE_URL", None),  # None: the object store
             audit_ship_seconds=_number(env, "ALPHAPULSE_API_AUDIT_SHIP_SECONDS", 60.0, 0.01),
             audit_local_retention_hours=_number(env, "ALPHAPULSE_API_AUDIT_LOCAL_RETENTION_HOURS", 1.0, 0),
+            audit_max_unshipped=_number(env, "ALPHAPULSE_API_AUDIT_MAX_UNSHIPPED", 1_000_000, 1, integer=True),
         )
         return cls(**(values | overrides))

@@ -290,7 +290,9 @@ def test_batches_land_in_s3_with_their_checksum_and_are_read_back(store, tmp_pat
 def test_with_s3_down_packets_stay_local_and_ship_when_it_is_back(store, tmp_path, s3_bucket, s3_endpoint, monkeypatch):
     audit_dir = tmp_path / "audit"
     location = f"s3://{s3_bucket}/prod"
-    options = dict(audit_archive=location, audit_ship_seconds=3600, audit_local_retention_hours=0)
+    options = dict(
+        audit_archive=location, audit_ship_seconds=3600, audit_local_retention_hours=0, audit_max_unshipped=30
+    )
     with services.TcpProxy(s3_endpoint) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
         port = int(proxy.url.rsplit(":", 1)[1])
@@ -307,6 +309,9 @@ def test_with_s3_down_packets_stay_local_and_ship_when_it_is_back(store, tmp_pat
             health = client.get("/health").json()
             assert health["status"] == "degraded" and health["audit_unshipped"] == 25
             assert any("audit shipping failing (25 packets kept locally" in r for r in health["reasons"])
+            kept += decide(client, 5)  # up to ALPHAPULSE_API_AUDIT_MAX_UNSHIPPED, then refusals, not eviction
+            refused = client.post("/predict", json={"symbol": "BTCUSDT"})
+            assert refused.status_code == 503 and "30 audit packets are waiting to be shipped" in refused.text
             unreachable = client.get(f"/audit/{shipped[0]}")
             assert unreachable.status_code == 503 and "audit archive" in unreachable.json()["detail"]
             assert client.get("/ready").status_code == 200, "deciding goes on: every packet is on local disk"
@@ -316,8 +321,9 @@ def test_with_s3_down_packets_stay_local_and_ship_when_it_is_back(store, tmp_pat
     # The next process on the same directory, with S3 back at the same endpoint, ships what the last one could not.
     with services.TcpProxy(s3_endpoint, port=port), api_client(store.root, audit_dir, **options) as client:
         audit = client.app.state.audit
-        assert audit.unshipped == 25
-        assert audit.ship() == 1 and audit.unshipped == 0
+        assert audit.unshipped == 30
+        assert audit.ship() == 2, "the batch sealed during the outage, then one for the packets after it"
+        assert audit.unshipped == 0
         assert local_ids(audit_dir) == set()
         assert all(client.get(f"/audit/{i}").status_code == 200 for i in shipped + kept)
         packets = archived_packets(S3AuditArchive(location))
@@ -346,13 +352,11 @@ def test_archive_configuration_is_checked():
             "ALPHAPULSE_API_AUDIT_ARCHIVE_URL": "s3://alphapulse-audit/api",
             "ALPHAPULSE_API_AUDIT_SHIP_SECONDS": "15",
             "ALPHAPULSE_API_AUDIT_LOCAL_RETENTION_HOURS": "0",
+            "ALPHAPULSE_API_AUDIT_MAX_UNSHIPPED": "5000",
         }
     )
-    assert (config.audit_archive, config.audit_ship_seconds, config.audit_local_retention_hours) == (
-        "s3://alphapulse-audit/api",
-        15,
-        0,
-    )
+    assert config.audit_archive == "s3://alphapulse-audit/api"
+    assert (config.audit_ship_seconds, config.audit_local_retention_hours, config.audit_max_unshipped) == (15, 0, 5000)
     with pytest.raises(ConfigError, match="ALPHAPULSE_API_AUDIT_ARCHIVE_URL"):
         ServingConfig.from_env(env | {"ALPHAPULSE_API_AUDIT_ARCHIVE_URL": "gs://bucket/audit"})
     with pytest.raises(ConfigError, match="ALPHAPULSE_API_AUDIT_SHIP_SECONDS"):
