@@ -1,6 +1,6 @@
 """The prediction API under load, next to `mlflow models serve` on the same model, in one run.
 
-    uv run python bench/serving.py [--steady-seconds 60] [--peak-seconds 30] [--skip-mlflow]
+    uv run python bench/serving.py [--steady-seconds 60] [--peak-seconds 30] [--skip-mlflow] [--audit-ship-seconds 60]
 
 Model: 300 trees of depth 6 on 50 features (XGBoost, binary:logistic), the calibration model of issue #8.
 Our API: `python -m alphapulse_serving`, one uvicorn worker (uvloop, httptools), API key auth, the audit trail and
@@ -178,6 +178,8 @@ def main() -> None:
     parser.add_argument("--steady-seconds", type=int, default=60)
     parser.add_argument("--peak-seconds", type=int, default=30)
     parser.add_argument("--skip-mlflow", action="store_true")
+    # The shipper seals, gzips and writes audit batches in the serving process: 3600 takes it out of the run.
+    parser.add_argument("--audit-ship-seconds", type=float, default=60)
     args = parser.parse_args()
     if shutil.which("hey") is None:
         raise SystemExit("hey is not installed: apt-get install hey")
@@ -196,6 +198,7 @@ def main() -> None:
         ALPHAPULSE_API_PORT=str(port),
         ALPHAPULSE_API_RATE_LIMIT="100000",
         ALPHAPULSE_API_RATE_BURST="100000",
+        ALPHAPULSE_API_AUDIT_SHIP_SECONDS=str(args.audit_ship_seconds),
     )
     api = subprocess.Popen([sys.executable, "-m", "alphapulse_serving"], cwd=REPO, env=env, stderr=subprocess.DEVNULL)
     try:
@@ -213,7 +216,11 @@ def main() -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
             metrics = response.read().decode()
         primary = re.search(r'alphapulse_api_predictions_total\{source="primary"\} ([\d.e+]+)', metrics)
-        print(f"  (the API's own count of primary decisions: {float(primary.group(1)):.0f}; audit on)")
+        shipped = re.search(r"alphapulse_api_audit_shipped_batches ([\d.e+]+)", metrics)
+        print(
+            f"  (the API's own count of primary decisions: {float(primary.group(1)):.0f}; audit on; "
+            f"{float(shipped.group(1)):.0f} audit batches shipped during the load, every {args.audit_ship_seconds:g} s)"
+        )
     finally:
         api.send_signal(signal.SIGINT)
         api.wait(30)

@@ -19,7 +19,14 @@ from test_serving import publish_model, publish_snapshot
 
 from alphapulse_assets.storage.object_store import LocalObjectStore
 from alphapulse_serving.audit import AuditLog, decision_time_ms, iso_from_ms, ms_from_iso, new_decision_id
-from alphapulse_serving.audit_archive import BatchName, LocalAuditArchive, S3AuditArchive, find_packet
+from alphapulse_serving.audit_archive import (
+    ArchiveUnavailable,
+    BatchName,
+    LocalAuditArchive,
+    S3AuditArchive,
+    batch_body,
+    find_packet,
+)
 from alphapulse_serving.config import ServingConfig
 from alphapulse_serving.security import ConfigError
 
@@ -86,6 +93,45 @@ def test_find_packet_takes_one_line_out_of_a_batch():
     assert find_packet(body, f"{537:032x}") == packets[537]
     assert find_packet(body, f"{999:032x}") == packets[999]
     assert find_packet(body, f"{5000:032x}") is None
+
+
+# -- one contract, two archives --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["directory", "s3"])
+def archive(request, tmp_path):
+    if request.param == "directory":
+        return LocalAuditArchive(tmp_path / "archive")
+    request.getfixturevalue("monkeypatch").setenv("AWS_ENDPOINT_URL_S3", request.getfixturevalue("s3_endpoint"))
+    return S3AuditArchive(f"s3://{request.getfixturevalue('s3_bucket')}/prod")
+
+
+def test_both_archives_keep_the_same_contract(archive):
+    ids = [new_decision_id(1_763_800_000_000 + i) for i in range(3)]
+    body = batch_body([packet(i) for i in ids])
+    name = BatchName("2025-11-22", "pod-1-abcd0123", 1, decision_time_ms(ids[0]), decision_time_ms(ids[-1]))
+    assert archive.put(name.key, body, {"packets": "3", "sha256": hashlib.sha256(body).hexdigest()})
+    archive.put(name.key, body, {"packets": "3", "sha256": hashlib.sha256(body).hexdigest()})  # a retry: same object
+    assert archive.get(name.key) == body
+    assert archive.keys("audit/") == archive.keys("audit/2025-11-22/") == [name.key]
+    assert archive.keys("audit/2025-11-21/") == []
+    with pytest.raises(FileNotFoundError):
+        archive.get("audit/2025-11-22/absent.jsonl.gz")
+    assert archive.find(ids[1], decision_time_ms(ids[1])) == packet(ids[1])
+    assert archive.find(new_decision_id(decision_time_ms(ids[1])), decision_time_ms(ids[1])) is None
+    assert archive.uri(name.key).endswith(name.key)
+
+
+def test_an_unreachable_s3_archive_says_so(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{services.free_port()}")
+    archive = S3AuditArchive("s3://alphapulse/prod")
+    for attempt in (
+        lambda: archive.put("audit/2025-11-22/x.jsonl.gz", b"x", {"sha256": "x"}),
+        lambda: archive.get("audit/2025-11-22/x.jsonl.gz"),
+        lambda: archive.keys("audit/"),
+    ):
+        with pytest.raises(ArchiveUnavailable, match="s3://alphapulse/prod/audit"):
+            attempt()
 
 
 # -- shipping to a directory (the laptop) -----------------------------------------------------------------------------
@@ -157,8 +203,6 @@ def test_an_upload_that_succeeded_but_was_not_confirmed_is_rewritten_not_duplica
             super().put(key, body, metadata)
             if self.failures:
                 self.failures -= 1
-                from alphapulse_serving.audit_archive import ArchiveUnavailable
-
                 raise ArchiveUnavailable("read timeout after the body was sent")
             return metadata["sha256"]
 
