@@ -80,12 +80,19 @@ def decision_time_ms(decision_id: str) -> int | None:
 
 
 def iso_from_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=(ms % 1000) * 1000).isoformat()
+    moment = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=(ms % 1000) * 1000)
+    return moment.isoformat(timespec="milliseconds")
 
 
 def ms_from_iso(text: str) -> int:
     moment = datetime.fromisoformat(text)
     return int(moment.timestamp()) * 1000 + moment.microsecond // 1000
+
+
+def _now(seconds: float | None = None) -> str:
+    """A UTC time as stored in `batches`: fixed width, so that comparing the strings compares the times."""
+    moment = datetime.now(UTC) if seconds is None else datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="microseconds")
 
 
 def writer_host() -> str:
@@ -383,7 +390,7 @@ class AuditLog:
                 name = BatchName(day, self.writer, seq, min(ms for _, ms in members), max(ms for _, ms in members))
                 db.execute(
                     "INSERT INTO batches (seq, key, packets, sealed_at) VALUES (?, ?, ?, ?)",
-                    (seq, name.key, len(members), datetime.now(UTC).isoformat()),
+                    (seq, name.key, len(members), _now()),
                 )
                 db.executemany("UPDATE decisions SET batch = ? WHERE rowid = ?", [(seq, r) for r, _ in members])
 
@@ -401,7 +408,7 @@ class AuditLog:
             db.execute("BEGIN IMMEDIATE")
             db.execute(
                 "UPDATE batches SET shipped_at = ?, bytes = ?, sha256 = ?, receipt = ? WHERE seq = ?",
-                (datetime.now(UTC).isoformat(), len(body), digest, receipt, seq),
+                (_now(), len(body), digest, receipt, seq),
             )
         self.shipped_batches += 1
         self.shipped_packets += len(packets)
@@ -410,7 +417,7 @@ class AuditLog:
         """Delete packets whose batch the archive confirmed more than the retention ago, then snapshots no packet
         left here refers to, except the newest two: a decision can be in flight with the one just replaced."""
         db = self._shipper_db
-        horizon = datetime.fromtimestamp(time.time() - self.local_retention_seconds, UTC).isoformat()
+        horizon = _now(time.time() - self.local_retention_seconds)
         with db:
             db.execute("BEGIN IMMEDIATE")
             pruned = db.execute(

@@ -113,7 +113,7 @@ def in_process(root: Path, artifact: bytes, manifest: ModelManifest) -> None:
     booster = xgb.Booster()
     booster.load_model(bytearray(artifact))
     booster.set_param({"nthread": 1})
-    state = ServingState(root / "objects")
+    state = ServingState(str(root / "objects"))  # a directory or s3:// URL, as ServingConfig.store
     state.refresh()
     chain = FallbackChain(state, CircuitBreaker(5, 30), ScoreCache(3600), RulesBaseline(), 0.05)
     print("in-process, one row, one thread (best of 3 x 20,000 calls):")
