@@ -63,6 +63,9 @@ CREATE INDEX IF NOT EXISTS decisions_by_snapshot ON decisions(snapshot);
 """
 
 
+LAST_MS = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp() * 1000)
+
+
 def new_decision_id(now_ms: int | None = None) -> str:
     """A UUIDv7 as 32 hex digits: the first 48 bits are the Unix time in ms, the rest random (os.urandom). The time
     is what lets an id be found in the archive after its pod is gone; the order makes ids sort by time."""
@@ -76,7 +79,9 @@ def decision_time_ms(decision_id: str) -> int | None:
     """When a UUIDv7 decision id was made (ms since the epoch); None for ids from before ids carried a time."""
     if len(decision_id) != 32 or decision_id[12] != "7" or decision_id[16] not in "89ab":
         return None
-    return int(decision_id[:12], 16)
+    ms = int(decision_id[:12], 16)
+    # 48 bits of ms reach the year 10889; a datetime stops at 9999. Such an id was never issued: nothing to find.
+    return ms if ms < LAST_MS else None
 
 
 def iso_from_ms(ms: int) -> str:

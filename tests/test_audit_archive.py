@@ -15,9 +15,8 @@ import orjson
 import pytest
 import services
 from api import api_client
-from test_serving import publish_model, publish_snapshot
+from test_serving import published_store
 
-from alphapulse_assets.storage.object_store import LocalObjectStore
 from alphapulse_serving.audit import AuditLog, decision_time_ms, iso_from_ms, ms_from_iso, new_decision_id
 from alphapulse_serving.audit_archive import (
     ArchiveUnavailable,
@@ -36,10 +35,7 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
 @pytest.fixture
 def store(tmp_path):
-    store = LocalObjectStore(root=str(tmp_path / "objects"))
-    publish_model(store, 1, "v1")
-    publish_snapshot(store)
-    return store
+    return published_store(tmp_path / "objects")
 
 
 def decide(client, n: int) -> list[str]:
@@ -72,6 +68,7 @@ def test_decision_ids_are_uuid7_carrying_their_time_and_sorting_by_it():
     assert all(len(i) == 32 and set(i) <= set("0123456789abcdef") for i in ids)
     assert [decision_time_ms(i) for i in ids] == [1_763_800_000_000 + i for i in range(100)]
     assert decision_time_ms("0" * 32) is None, "a uuid4-era id has no time to look it up by"
+    assert decision_time_ms("f" * 12 + "7" + "0" * 3 + "8" + "0" * 15) is None, "past what a datetime holds"
     for ms in (0, 999, 1_763_800_000_123, 1_763_855_999_999):
         assert ms_from_iso(iso_from_ms(ms)) == ms
 
@@ -191,6 +188,7 @@ def test_another_pod_reads_a_decision_it_did_not_make(store, tmp_path):
         missing = new_decision_id()
         response = pod_b.get(f"/audit/{missing}")
         assert response.status_code == 404 and "audit" in response.json()["detail"]
+        assert pod_b.get(f"/audit/{'f' * 12}7000{'8' + '0' * 15}").status_code == 404, "a time no datetime holds"
 
 
 def test_an_upload_that_succeeded_but_was_not_confirmed_is_rewritten_not_duplicated(store, tmp_path):

@@ -66,12 +66,17 @@ def publish_snapshot(store: LocalObjectStore, version: str | None = None, hour: 
     store.put_bytes(SNAPSHOT_KEY, json.dumps(payload).encode())
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = LocalObjectStore(root=str(tmp_path / "objects"))
+def published_store(root: Path) -> LocalObjectStore:
+    """A local object store with model v1 promoted and an online snapshot of its feature version."""
+    store = LocalObjectStore(root=str(root))
     publish_model(store, 1, "v1")
     publish_snapshot(store)
     return store
+
+
+@pytest.fixture
+def store(tmp_path):
+    return published_store(tmp_path / "objects")
 
 
 @pytest.fixture
