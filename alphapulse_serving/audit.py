@@ -350,8 +350,11 @@ class AuditLog:
             try:
                 self.ship()
             except Exception as exc:  # a bug must show in /health and be retried, not end the thread unseen
-                self.ship_errors += 1
-                self.last_ship_error = f"{type(exc).__name__}: {exc}"
+                self._ship_failed(exc)
+
+    def _ship_failed(self, exc: Exception) -> None:
+        self.ship_errors += 1
+        self.last_ship_error = f"{type(exc).__name__}: {exc}"
 
     def ship(self) -> int:
         """Seal what is committed into batches, upload every batch the archive has not confirmed (oldest first),
@@ -370,8 +373,7 @@ class AuditLog:
                     shipped += 1
                 self._prune()
             except (SourceUnreachable, sqlite3.Error, OSError) as exc:
-                self.ship_errors += 1
-                self.last_ship_error = f"{type(exc).__name__}: {exc}"
+                self._ship_failed(exc)
                 return shipped
             self.last_ship_error = None
             return shipped

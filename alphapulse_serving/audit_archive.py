@@ -32,6 +32,7 @@ import orjson
 
 from alphapulse_serving.contract import split_s3_uri
 from alphapulse_serving.predictors import SourceUnreachable
+from alphapulse_serving.s3 import call_s3
 
 PREFIX = "audit"
 
@@ -181,25 +182,14 @@ class S3AuditArchive(AuditArchive):
     def _full(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _call(self, what: str, key: str, fn):
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from alphapulse_serving.s3 import s3_client
-
-        try:
-            return fn(s3_client())
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                raise FileNotFoundError(self.uri(key)) from None
-            raise ArchiveUnavailable(f"{what} {self.uri(key)} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise ArchiveUnavailable(f"{what} {self.uri(key)} failed: {exc}") from exc
+    def _call(self, verb: str, key: str, fn):
+        return call_s3(fn, self.uri(key), verb, ArchiveUnavailable)
 
     def put(self, key: str, body: bytes, metadata: dict[str, str]) -> str:
         # Content-MD5 makes S3 refuse a body that changed on the way: a 200 is a confirmation of these bytes.
         md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
         response = self._call(
-            "writing",
+            "write",
             key,
             lambda s3: s3.put_object(
                 Bucket=self.bucket,
@@ -213,8 +203,7 @@ class S3AuditArchive(AuditArchive):
         return response["ETag"].strip('"')
 
     def get(self, key: str) -> bytes:
-        response = self._call("reading", key, lambda s3: s3.get_object(Bucket=self.bucket, Key=self._full(key)))
-        return response["Body"].read()
+        return self._call("read", key, lambda s3: s3.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read())
 
     def keys(self, prefix: str) -> list[str]:
         def listing(s3) -> list[str]:
@@ -222,7 +211,7 @@ class S3AuditArchive(AuditArchive):
             strip = len(self._full(""))
             return [item["Key"][strip:] for page in pages for item in page.get("Contents", [])]
 
-        return self._call("listing", prefix, listing)
+        return self._call("list", prefix, listing)
 
     def uri(self, key: str = "") -> str:
         return f"s3://{self.bucket}/" + "/".join(part for part in (self.prefix, key) if part)

@@ -33,15 +33,22 @@ def _client_for(endpoint_url: str | None):
     return boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
 
-def read_s3_object(bucket: str, key: str, uri: str) -> bytes:
-    """The object's bytes; FileNotFoundError when it does not exist; StoreUnavailable when S3 cannot be read."""
+def call_s3(fn, uri: str, verb: str, unavailable: type[SourceUnreachable] = StoreUnavailable):
+    """`fn(client)`, with S3's failures as the API reasons about them: FileNotFoundError(uri) for a missing key,
+    `unavailable` for anything else (unreachable, refused, a body that stopped arriving). Reading a response body
+    belongs inside `fn`, where its errors are caught too."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return fn(s3_client())
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             raise FileNotFoundError(uri) from None
-        raise StoreUnavailable(f"cannot read {uri}: {exc}") from exc
+        raise unavailable(f"cannot {verb} {uri}: {exc}") from exc
     except BotoCoreError as exc:
-        raise StoreUnavailable(f"cannot read {uri}: {exc}") from exc
+        raise unavailable(f"cannot {verb} {uri}: {exc}") from exc
+
+
+def read_s3_object(bucket: str, key: str, uri: str) -> bytes:
+    """The object's bytes; FileNotFoundError when it does not exist; StoreUnavailable when S3 cannot be read."""
+    return call_s3(lambda s3: s3.get_object(Bucket=bucket, Key=key)["Body"].read(), uri, "read")
