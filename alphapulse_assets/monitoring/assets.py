@@ -1,3 +1,4 @@
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -7,14 +8,16 @@ import polars as pl
 from alphapulse_assets.features.assets import features
 from alphapulse_assets.features.store import current_feature_version
 from alphapulse_assets.market.resources import MarketSource
+from alphapulse_assets.metadata import partition_metadata, table_preview
 from alphapulse_assets.monitoring.drift import DriftSummary, FeatureDrift, compare_feature, measure_drift, render_html
 from alphapulse_assets.monitoring.evidently_report import evidently_drift_html
 from alphapulse_assets.monitoring.live import champion_live, promised, record
 from alphapulse_assets.monitoring.performance import PerformanceDrift, performance_drift
 from alphapulse_assets.monitoring.resources import DriftPolicy
 from alphapulse_assets.news.resources import SentimentModel
-from alphapulse_assets.partitions import HOURLY, partition_hour
-from alphapulse_assets.promotion.assets import current_champion, promoted_model
+from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
+from alphapulse_assets.promotion.assets import manifest_of, promoted_model
+from alphapulse_assets.promotion.timeline import decision_timeline, in_force
 from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
 from alphapulse_assets.signals.assets import predictions
 from alphapulse_assets.storage.object_store import ObjectStore
@@ -118,10 +121,132 @@ def _band(shortfall) -> str:
     return f"{shortfall.live:.4f} [{shortfall.band_low:.4f}, {shortfall.band_high:.4f}]"
 
 
+@dataclass(frozen=True)
+class _Reference:
+    """What every report of one champion compares with: computed once per run, whatever the number of hours."""
+
+    champion: ModelManifest
+    window: dict[str, datetime]
+    rows: int
+    columns: dict[str, np.ndarray]
+    model: ScoringModel
+    validation_probabilities: np.ndarray
+
+    @classmethod
+    def of(cls, warehouse: Warehouse, champion: ModelManifest) -> "_Reference":
+        window = {k: datetime.fromisoformat(v) for k, v in champion.training_window.items()}
+        reference = warehouse.read_window("features", window["train_start"], window["train_end"])
+        model = ScoringModel.load(champion)
+        validation = warehouse.read_window("features", window["validation_start"], window["validation_end"])
+        return cls(
+            champion,
+            window,
+            reference.height,
+            _columns(reference, champion.feature_names),
+            model,
+            _probabilities(model, validation),
+        )
+
+
+@dataclass(frozen=True)
+class _HourReport:
+    hour: datetime
+    summary: DriftSummary
+    prediction: FeatureDrift
+    performance: PerformanceDrift
+    report_uri: str
+    evidently_uri: str | None
+    evidently_share: float
+
+
+def _report_hour(
+    hour: datetime,
+    ref: _Reference,
+    current: pl.DataFrame,
+    current_start: datetime,
+    warehouse: Warehouse,
+    object_store: ObjectStore,
+    policy: ModelPolicy,
+    drift: DriftPolicy,
+    market: MarketSource,
+    features_now: str,
+    with_evidently: bool,
+) -> _HourReport:
+    champion, window, names = ref.champion, ref.window, ref.champion.feature_names
+    end = hour + timedelta(hours=1)
+    summary = measure_drift(ref.columns, _columns(current, names), drift.thresholds())
+
+    # Prediction drift: the champion's P(up) now against its P(up) on its own out-of-sample window.
+    prediction = compare_feature(
+        "probability_up",
+        ref.validation_probabilities,
+        _probabilities(ref.model, current),
+        drift.alpha,
+        drift.thresholds().min_effective_rows,
+    )
+
+    # Performance drift: the champion's own live predictions whose outcomes are known, against its promise.
+    live_start = max(end - timedelta(hours=drift.performance_window_hours), window["validation_end"])
+    live_rows = champion_live(warehouse, market.symbols, policy, champion.version, live_start, end)
+    _, live = record(live_rows, policy)
+    performance = performance_drift(live, promised(champion.metrics), drift.min_live_hours, drift.rollback_z)
+
+    lines = [
+        f"champion {champion.version}, feature version {champion.feature_version} (features now {features_now})",
+        f"reference: training window {window['train_start']:%Y-%m-%d %H:00} .. {window['train_end']:%Y-%m-%d %H:00}"
+        f", {ref.rows} rows",
+        f"current: {current_start:%Y-%m-%d %H:00} .. {end:%Y-%m-%d %H:00}, {current.height} rows",
+        f"prediction drift: {prediction.level} (PSI {prediction.psi:.4f}, KS {prediction.ks:.4f})",
+        f"live performance: {performance.reason}",
+    ]
+    report_uri = object_store.put_bytes(
+        f"reports/drift/{hour:%Y%m%dT%H}.html",
+        render_html(summary, f"Drift at {hour:%Y-%m-%d %H:00} UTC", lines).encode(),
+    )
+    evidently_uri, evidently_share = None, float("nan")
+    if with_evidently and drift.wants_evidently(hour, summary.status == "critical") and ref.rows and current.height:
+        reference = warehouse.read_window("features", window["train_start"], window["train_end"])
+        page, evidently_share = evidently_drift_html(reference, current, names, seed=policy.seed)
+        evidently_uri = object_store.put_bytes(f"reports/drift/{hour:%Y%m%dT%H}-evidently.html", page.encode())
+    return _HourReport(hour, summary, prediction, performance, report_uri, evidently_uri, evidently_share)
+
+
+def _hour_metadata(report: _HourReport, drift: DriftPolicy, champion: ModelManifest) -> dict:
+    summary, performance = report.summary, report.performance
+    accuracy, sharpe = performance.shortfall("accuracy"), performance.shortfall("sharpe")
+    return {
+        "drift_status": summary.status,
+        "reason": summary.reason,
+        "drifted_share": summary.drifted_share,
+        "max_psi": summary.max_psi,
+        "top_drifted": ", ".join(f"{f.feature} (PSI {f.psi:.3f}, p {f.p_value:.1g})" for f in summary.top()) or "none",
+        "psi": dg.MetadataValue.json({f.feature: round(f.psi, 5) for f in summary.features}),
+        "report": dg.MetadataValue.url(report.report_uri),
+        "evidently_report": dg.MetadataValue.url(report.evidently_uri)
+        if report.evidently_uri
+        else f"not written this hour (every {drift.evidently_every_hours} h, or when drift is critical; "
+        "never in a range run)",
+        "evidently_drifted_share": report.evidently_share,
+        "prediction_drift": report.prediction.level,
+        "prediction_psi": report.prediction.psi,
+        "performance_status": performance.status,
+        "performance_reason": performance.reason,
+        "live_hours": performance.live_hours,
+        "live_accuracy": _band(accuracy),
+        "promised_accuracy": accuracy.promised if accuracy else float("nan"),
+        "accuracy_z": accuracy.z if accuracy else float("nan"),
+        "live_sharpe": _band(sharpe),
+        "promised_sharpe": sharpe.promised if sharpe else float("nan"),
+        "sharpe_z": sharpe.z if sharpe else float("nan"),
+        "champion_version": champion.version,
+    }
+
+
 @dg.asset(
     partitions_def=HOURLY,
     retry_policy=STORAGE_RETRY_POLICY,
     pool=WAREHOUSE_WRITERS,
+    backfill_policy=SINGLE_RUN,
     group_name="monitoring",
     kinds={"evidently", "html", "duckdb"},
     deps=[features, predictions, promoted_model],
@@ -135,88 +260,66 @@ def drift_report(
     market: MarketSource,
     sentiment: SentimentModel,
 ) -> dg.MaterializeResult:
-    """Feature, prediction and live-performance drift of the champion at this hour, with an Evidently report."""
-    hour = partition_hour(context)
-    champion = current_champion(object_store)
-    if champion is None:
-        raise NotRetryable("no promoted model yet, so there is no training reference to compare with: run retrain_job")
-    end = hour + timedelta(hours=1)
-    current_start = end - timedelta(hours=drift.window_hours)
-    window = {k: datetime.fromisoformat(v) for k, v in champion.training_window.items()}
-    reference = warehouse.read_window("features", window["train_start"], window["train_end"])
-    current = warehouse.read_window("features", current_start, end)
-    names = champion.feature_names
-    summary = measure_drift(_columns(reference, names), _columns(current, names), drift.thresholds())
-
-    # Prediction drift: the champion's P(up) now against its P(up) on its own out-of-sample window.
-    model = ScoringModel.load(champion)
-    validation = warehouse.read_window("features", window["validation_start"], window["validation_end"])
-    prediction = compare_feature(
-        "probability_up",
-        _probabilities(model, validation),
-        _probabilities(model, current),
-        drift.alpha,
-        drift.thresholds().min_effective_rows,
-    )
-
-    # Performance drift: the champion's own live predictions whose outcomes are known, against its promise.
-    live_start = max(end - timedelta(hours=drift.performance_window_hours), window["validation_end"])
-    live_rows = champion_live(warehouse, market.symbols, policy, champion.version, live_start, end)
-    _, live = record(live_rows, policy)
-    performance = performance_drift(live, promised(champion.metrics), drift.min_live_hours, drift.rollback_z)
-
-    lines = [
-        f"champion {champion.version}, feature version {champion.feature_version} "
-        f"(features now {current_feature_version(sentiment)})",
-        f"reference: training window {window['train_start']:%Y-%m-%d %H:00} .. {window['train_end']:%Y-%m-%d %H:00}"
-        f", {reference.height} rows",
-        f"current: {current_start:%Y-%m-%d %H:00} .. {end:%Y-%m-%d %H:00}, {current.height} rows",
-        f"prediction drift: {prediction.level} (PSI {prediction.psi:.4f}, KS {prediction.ks:.4f})",
-        f"live performance: {performance.reason}",
-    ]
-    report_uri = object_store.put_bytes(
-        f"reports/drift/{hour:%Y%m%dT%H}.html",
-        render_html(summary, f"Drift at {hour:%Y-%m-%d %H:00} UTC", lines).encode(),
-    )
-    evidently_uri, evidently_share = None, float("nan")
-    if drift.wants_evidently(hour, summary.status == "critical") and reference.height and current.height:
-        page, evidently_share = evidently_drift_html(reference, current, names, seed=policy.seed)
-        evidently_uri = object_store.put_bytes(f"reports/drift/{hour:%Y%m%dT%H}-evidently.html", page.encode())
-
+    """Feature, prediction and live-performance drift of the champion in force at each hour, with an HTML report."""
+    start, end = context.partition_time_window
+    served = in_force(decision_timeline(warehouse), start, end)
+    missing = served.filter(pl.col("champion_version").is_null())["ts"]
+    if missing.len():
+        raise NotRetryable(
+            f"no champion was in force at {missing.len()} of {served.height} hours (the first: "
+            f"{missing.min():%Y-%m-%d-%H:%M}), so there is no training reference to compare with: a champion serves "
+            "from the hour after its promotion was decided (run retrain_job at an earlier hour)"
+        )
+    current_all = warehouse.read_window("features", start - timedelta(hours=drift.window_hours - 1), end)
+    features_now = current_feature_version(sentiment)
+    # The Evidently page costs ~10 s: a single hour (the hourly schedule) writes it; a range (a backfill, a replay)
+    # does not, and says so in each hour's metadata.
+    single_hour = served.height == 1
+    references: dict[str, _Reference] = {}
+    reports: list[_HourReport] = []
+    feature_rows, summary_rows = [], []
+    for hour, version in served.select("ts", "champion_version").iter_rows():
+        if version not in references:
+            references[version] = _Reference.of(warehouse, manifest_of(object_store, version))
+        ref = references[version]
+        current_start = hour + timedelta(hours=1) - timedelta(hours=drift.window_hours)
+        current = current_all.filter((pl.col("ts") >= current_start) & (pl.col("ts") <= hour))
+        report = _report_hour(
+            hour, ref, current, current_start, warehouse, object_store, policy, drift, market, features_now, single_hour
+        )
+        reports.append(report)
+        feature_rows.append(_feature_rows(hour, report.summary, ref.champion))
+        summary_rows.append(
+            _summary_row(
+                hour, ref.champion, report.summary, report.prediction, report.performance, report.evidently_uri
+            )
+        )
+    summaries = pl.concat(summary_rows, how="vertical_relaxed")
     warehouse.replace_windows(
-        {
-            "drift_report": _feature_rows(hour, summary, champion),
-            "drift_summary": _summary_row(hour, champion, summary, prediction, performance, evidently_uri),
-        },
-        hour,
-        end,
+        {"drift_report": pl.concat(feature_rows, how="vertical_relaxed"), "drift_summary": summaries}, start, end
     )
-    accuracy, sharpe = performance.shortfall("accuracy"), performance.shortfall("sharpe")
+    if single_hour:
+        return dg.MaterializeResult(metadata=_hour_metadata(reports[0], drift, references[served.item(0, 1)]))
+    statuses = summaries.group_by("drift_status").len().sort("drift_status")
+    performance = summaries.group_by("performance_status").len().sort("performance_status")
     return dg.MaterializeResult(
-        metadata={
-            "drift_status": summary.status,
-            "reason": summary.reason,
-            "drifted_share": summary.drifted_share,
-            "max_psi": summary.max_psi,
-            "top_drifted": ", ".join(f"{f.feature} (PSI {f.psi:.3f}, p {f.p_value:.1g})" for f in summary.top())
-            or "none",
-            "psi": dg.MetadataValue.json({f.feature: round(f.psi, 5) for f in summary.features}),
-            "report": dg.MetadataValue.url(report_uri),
-            "evidently_report": dg.MetadataValue.url(evidently_uri)
-            if evidently_uri
-            else f"not written this hour (every {drift.evidently_every_hours} h, or when drift is critical)",
-            "evidently_drifted_share": evidently_share,
-            "prediction_drift": prediction.level,
-            "prediction_psi": prediction.psi,
-            "performance_status": performance.status,
-            "performance_reason": performance.reason,
-            "live_hours": performance.live_hours,
-            "live_accuracy": _band(accuracy),
-            "promised_accuracy": accuracy.promised if accuracy else float("nan"),
-            "accuracy_z": accuracy.z if accuracy else float("nan"),
-            "live_sharpe": _band(sharpe),
-            "promised_sharpe": sharpe.promised if sharpe else float("nan"),
-            "sharpe_z": sharpe.z if sharpe else float("nan"),
-            "champion_version": champion.version,
-        }
+        metadata=partition_metadata(
+            context,
+            light={
+                "dagster/row_count": summaries.height,
+                "critical_hours": int((summaries["drift_status"] == "critical").sum()),
+                "performance_critical_hours": int((summaries["performance_status"] == "critical").sum()),
+            },
+            heavy={
+                "drift_status_hours": dg.MetadataValue.json(dict(statuses.iter_rows())),
+                "performance_status_hours": dg.MetadataValue.json(dict(performance.iter_rows())),
+                "champions": ", ".join(references),
+                "evidently_report": "not written in a range run (materialize one hour to get its page)",
+                "preview": table_preview(
+                    summaries.select(
+                        "ts", "champion_version", "drift_status", "drifted_share", "performance_status"
+                    ).sort("ts", descending=True)
+                ),
+            },
+        )
     )

@@ -24,24 +24,20 @@ def _hour(partition: str) -> datetime:
     return datetime.strptime(partition, PARTITION_FORMAT).replace(tzinfo=UTC)
 
 
-@dg.asset_sensor(
-    asset_key=drift_report.key,
-    job=retrain_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
-)
-def drift_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-    """Critical feature drift requests a retrain at that hour, at most once per cooldown of partition hours."""
-    partition = asset_event.asset_materialization.partition if asset_event.asset_materialization else None
-    status = _metadata(asset_event, "drift_status")
-    if status != "critical" or partition is None:
-        return dg.SkipReason(f"drift status at {partition}: {status}")
-    if _metadata(asset_event, "performance_status") == "critical":
+def drift_retrain_request(
+    instance: dg.DagsterInstance, partition: str, drift_status: str | None, performance_status: str | None
+) -> dg.RunRequest | dg.SkipReason:
+    """The drift rule: critical feature drift at `partition` requests a retrain there, unless the champion also
+    failed live (the rollback goes first) or a drift-triggered retrain ran within the cooldown. The sensor and the
+    replay both decide with this function."""
+    if drift_status != "critical":
+        return dg.SkipReason(f"drift status at {partition}: {drift_status}")
+    if performance_status == "critical":
         return dg.SkipReason(
             f"critical drift at {partition}, but the champion also failed live: the rollback goes first, and the "
             "restored champion is measured afresh"
         )
-    earlier = context.instance.get_run_records(
+    earlier = instance.get_run_records(
         dg.RunsFilter(job_name=retrain_job.name, tags={TRIGGER_TAG: "drift_retrain_sensor"}), limit=20
     )
     hour = _hour(partition)
@@ -57,6 +53,41 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.Ev
     )
 
 
+def rollback_request(
+    partition: str, performance_status: str | None, champion: str | None, reason: str | None
+) -> dg.RunRequest | dg.SkipReason:
+    """The rollback rule: a champion failing live at `partition` is rolled back, once per champion (the run key
+    names it). The sensor and the replay both decide with this function."""
+    if performance_status != "critical":
+        return dg.SkipReason(f"live performance of {champion} at {partition}: {performance_status}")
+    reason = reason or "live performance critical"
+    return dg.RunRequest(
+        run_key=f"rollback-{champion}",
+        partition_key=partition,
+        run_config={"ops": {"promotion_decision": {"config": {"action": "rollback", "reason": reason}}}},
+        tags={TRIGGER_TAG: "live_performance_sensor", "alphapulse/rolled_back": str(champion)},
+    )
+
+
+@dg.asset_sensor(
+    asset_key=drift_report.key,
+    job=retrain_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)
+def drift_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    """Critical feature drift requests a retrain at that hour, at most once per cooldown of partition hours."""
+    partition = asset_event.asset_materialization.partition if asset_event.asset_materialization else None
+    if partition is None:
+        return dg.SkipReason("a drift report without a partition")
+    return drift_retrain_request(
+        context.instance,
+        partition,
+        _metadata(asset_event, "drift_status"),
+        _metadata(asset_event, "performance_status"),
+    )
+
+
 @dg.asset_sensor(
     asset_key=drift_report.key,
     job=rollback_job,
@@ -67,16 +98,13 @@ def live_performance_sensor(context: dg.SensorEvaluationContext, asset_event: dg
     """A champion whose live accuracy or Sharpe fell below its promise by more than the rollback threshold is
     rolled back to the previous champion (once per champion: the run key names it)."""
     partition = asset_event.asset_materialization.partition if asset_event.asset_materialization else None
-    status = _metadata(asset_event, "performance_status")
-    champion = _metadata(asset_event, "champion_version")
-    if status != "critical" or partition is None:
-        return dg.SkipReason(f"live performance of {champion} at {partition}: {status}")
-    reason = _metadata(asset_event, "performance_reason") or "live performance critical"
-    return dg.RunRequest(
-        run_key=f"rollback-{champion}",
-        partition_key=partition,
-        run_config={"ops": {"promotion_decision": {"config": {"action": "rollback", "reason": reason}}}},
-        tags={TRIGGER_TAG: "live_performance_sensor", "alphapulse/rolled_back": str(champion)},
+    if partition is None:
+        return dg.SkipReason("a drift report without a partition")
+    return rollback_request(
+        partition,
+        _metadata(asset_event, "performance_status"),
+        _metadata(asset_event, "champion_version"),
+        _metadata(asset_event, "performance_reason"),
     )
 
 

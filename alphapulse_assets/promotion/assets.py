@@ -22,6 +22,14 @@ from alphapulse_assets.promotion.gates import (
     promotion_gates,
     shadow_gates,
 )
+from alphapulse_assets.promotion.timeline import (
+    DECISIONS_TABLE,
+    KIND_ORDER,
+    decision_timeline,
+    decisions_after,
+    out_of_order_message,
+    state_before,
+)
 from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Upsert, Warehouse
@@ -38,9 +46,9 @@ from alphapulse_assets.training.metrics import evaluate_predictions
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
 from alphapulse_serving.contract import MANIFEST_KEY, ModelManifest, ScoringModel
 
-# The challenger in shadow: its manifest, read by `shadow_predictions`. Absent when there is none.
+# The newest challenger in shadow, for people and tools (the graph reads the challenger in force at an hour from
+# the decision timeline). Absent when there is none.
 CHALLENGER_KEY = "serving/challenger.json"
-DECISIONS_TABLE = "promotion_decisions"
 
 
 def _manifest_at(object_store: ObjectStore, key: str) -> ModelManifest | None:
@@ -48,6 +56,7 @@ def _manifest_at(object_store: ObjectStore, key: str) -> ModelManifest | None:
 
 
 def current_champion(object_store: ObjectStore) -> ModelManifest | None:
+    """The manifest the API serves now (the newest decision's champion)."""
     return _manifest_at(object_store, MANIFEST_KEY)
 
 
@@ -57,6 +66,16 @@ def current_challenger(object_store: ObjectStore) -> ModelManifest | None:
 
 def manifest_key(version: str) -> str:
     return f"models/{version}/manifest.json"
+
+
+def manifest_of(object_store: ObjectStore, version: str | None) -> ModelManifest | None:
+    """A champion's or challenger's manifest by version (None for None); a version the timeline names must have one."""
+    if version is None:
+        return None
+    manifest = _manifest_at(object_store, manifest_key(version))
+    if manifest is None:
+        raise NotRetryable(f"the decision timeline names model {version}, but {manifest_key(version)} is missing")
+    return manifest
 
 
 def _metrics_from_row(row: dict, prefix: str) -> dict[str, float]:
@@ -179,29 +198,32 @@ def _challenge(
 
 
 def latest_decision(warehouse: Warehouse, hour: datetime) -> dict:
-    """The decision this run's `promotion_decision` just made at `hour` (the newest, if a rollback shares it)."""
+    """The last decision made at `hour` in the loop's order (the retrain's, if a rollback shares the hour)."""
     rows = (
-        warehouse.query(f"select * from {DECISIONS_TABLE} where ts = ? order by decided_at desc limit 1", [hour])
+        warehouse.query(f"select * from {DECISIONS_TABLE} where ts = ?", [hour])
         if warehouse.table_exists(DECISIONS_TABLE)
         else pl.DataFrame()
     )
     if rows.is_empty():
         raise NotRetryable(f"no promotion decision at {hour:%Y-%m-%d-%H:%M}: materialize promotion_decision first")
-    return rows.row(0, named=True)
+    return max(rows.iter_rows(named=True), key=lambda row: KIND_ORDER[row["kind"]])
 
 
-def _fallback_of(warehouse: Warehouse, version: str) -> str | None:
-    """The champion to restore if `version` fails live: the one it replaced when it was (last) made champion."""
+def _fallback_of(warehouse: Warehouse, version: str, before: datetime) -> str | None:
+    """The champion to restore if `version` fails live: the one it replaced when it was last made champion, at or
+    before the hour `before`."""
     if not warehouse.table_exists("promoted_model"):
         return None
     rows = warehouse.query(
-        "select fallback_version from promoted_model where model_version = ? order by promoted_at desc limit 1",
-        [version],
+        "select fallback_version from promoted_model where model_version = ? and ts <= ? "
+        "order by ts desc, promoted_at desc limit 1",
+        [version, before],
     )
     return rows.item(0, 0) if rows.height else None
 
 
 def _rollback(
+    decision_hour: datetime,
     warehouse: Warehouse,
     object_store: ObjectStore,
     feature_version: str,
@@ -212,7 +234,7 @@ def _rollback(
     if champion is None:
         raise NotRetryable("rollback requested, but there is no champion to roll back")
     challenger_version = challenger.version if challenger else None
-    fallback = _fallback_of(warehouse, champion.version)
+    fallback = _fallback_of(warehouse, champion.version, decision_hour)
     previous = _manifest_at(object_store, manifest_key(fallback)) if fallback else None
     gates = [
         Gate("previous_champion_exists", previous is not None, 1.0 if previous else 0.0, 1.0, "a champion to restore"),
@@ -260,11 +282,17 @@ def promotion_decision(
     """Champion/challenger rules: promote, keep (the challenger goes to shadow), or roll back a failing champion."""
     decision_hour = partition_hour(context)
     feature_version = current_feature_version(sentiment)
-    champion_before = current_champion(object_store)
-    challenger_before = current_challenger(object_store)
+    timeline = decision_timeline(warehouse)
+    later = decisions_after(timeline, decision_hour, config.action)
+    if not later.is_empty():
+        raise NotRetryable(out_of_order_message(f"a {config.action} decision", decision_hour, later))
+    # The champion and challenger in force when this hour's decision is made, whatever was decided since.
+    state = state_before(timeline, decision_hour, config.action)
+    champion_before = manifest_of(object_store, state.champion)
+    challenger_before = manifest_of(object_store, state.challenger)
     if config.action == "rollback":
         verdict, gates, notes = _rollback(
-            warehouse, object_store, feature_version, config.reason, champion_before, challenger_before
+            decision_hour, warehouse, object_store, feature_version, config.reason, champion_before, challenger_before
         )
     else:
         verdict, gates, notes = _challenge(
@@ -337,6 +365,10 @@ def promoted_model(
     """The champion's manifest the API serves; materialized only at hours where the champion changed."""
     decision_hour = partition_hour(context)
     verdict = latest_decision(warehouse, decision_hour)
+    later = decisions_after(decision_timeline(warehouse), decision_hour, verdict["kind"])
+    if not later.is_empty():
+        # The API serves the newest decision's champion; an older decision must not replace it.
+        raise NotRetryable(out_of_order_message("promoted_model", decision_hour, later))
     if not verdict["promote"]:
         context.log.info(f"the champion stays: {verdict['summary']}")
         return
@@ -353,7 +385,11 @@ def promoted_model(
                 f"no manifest for {verdict['champion_after']} at {manifest_key(verdict['champion_after'])}"
             )
         # A promoted challenger falls back to the champion it replaces; a restored champion to its own fallback.
-        fallback = replaced if verdict["action"] == PROMOTE_CHALLENGER else _fallback_of(warehouse, chosen.version)
+        fallback = (
+            replaced
+            if verdict["action"] == PROMOTE_CHALLENGER
+            else _fallback_of(warehouse, chosen.version, decision_hour)
+        )
     manifest = replace(chosen, promoted_at=datetime.now(UTC).isoformat(), decision_partition=decision_hour.isoformat())
     # Load it exactly as the API will before pointing the API at it.
     ScoringModel.load(manifest)

@@ -8,19 +8,19 @@ from alphapulse_assets.features.assets import features
 from alphapulse_assets.features.store import require_feature_version
 from alphapulse_assets.metadata import partition_metadata, table_preview
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
-from alphapulse_assets.promotion.assets import current_challenger, current_champion, promoted_model
-from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
+from alphapulse_assets.promotion.assets import manifest_of, promoted_model
+from alphapulse_assets.promotion.timeline import decision_timeline, in_force, segments
+from alphapulse_assets.retries import STORAGE_RETRY_POLICY
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 from alphapulse_assets.training.assets import score_frame
 from alphapulse_serving.contract import ModelManifest, ScoringModel, signal_from_probability
 
 
-def _scored(warehouse: Warehouse, manifest: ModelManifest, start: datetime, end: datetime, role: str) -> pl.DataFrame:
-    """One model's P(up) and signal for every (hour, symbol) in [start, end), scored exactly as the API scores."""
-    require_feature_version(warehouse, start, end, manifest.feature_version, f"{role} {manifest.version}")
+def _scored(features: pl.DataFrame, manifest: ModelManifest) -> pl.DataFrame:
+    """One model's P(up) and signal for every (hour, symbol) row of `features`, scored exactly as the API scores."""
     model = ScoringModel.load(manifest)
-    rows = score_frame(model, warehouse.read_window("features", start, end))
+    rows = score_frame(model, features)
     validation_end = datetime.fromisoformat(manifest.training_window["validation_end"])
     signals = np.array([signal_from_probability(p, model.signal_band) for p in rows["probability"].to_list()])
     return rows.select(
@@ -35,6 +35,41 @@ def _scored(warehouse: Warehouse, manifest: ModelManifest, start: datetime, end:
     )
 
 
+PREDICTION_SCHEMA = {
+    "ts": pl.Datetime("us", "UTC"),
+    "symbol": pl.String,
+    "probability_up": pl.Float64,
+    "signal": pl.Int8,
+    "model_version": pl.String,
+    "feature_version": pl.String,
+    "in_model_window": pl.Boolean,
+}
+
+
+def scored_in_force(
+    warehouse: Warehouse, object_store: ObjectStore, start: datetime, end: datetime, role: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each hour in [start, end) scored by the `role` ("champion" or "challenger") in force at that hour, and the
+    hours' assignment (`in_force`). Hours with none in force get no rows: never a score from a later model."""
+    served = in_force(decision_timeline(warehouse), start, end)
+    column = f"{role}_version"
+    runs = segments(served, column)
+    features = warehouse.read_window("features", start, end) if runs else pl.DataFrame()
+    frames = [pl.DataFrame(schema=PREDICTION_SCHEMA)]
+    for version, first, stop in runs:
+        manifest = manifest_of(object_store, version)
+        require_feature_version(warehouse, first, stop, manifest.feature_version, f"{role} {version}")
+        rows = features.filter((pl.col("ts") >= first) & (pl.col("ts") < stop))
+        frames.append(_scored(rows, manifest))
+    return pl.concat(frames, how="vertical_relaxed").sort("ts", "symbol"), served
+
+
+def _served_by(served: pl.DataFrame, column: str) -> dict:
+    """Hours per version in force (and without one), for metadata."""
+    counts = served.group_by(column).len().sort(column, nulls_last=True)
+    return {(version or "none"): int(n) for version, n in counts.iter_rows()}
+
+
 @dg.asset(
     partitions_def=HOURLY,
     retry_policy=STORAGE_RETRY_POLICY,
@@ -47,23 +82,31 @@ def _scored(warehouse: Warehouse, manifest: ModelManifest, start: datetime, end:
 def predictions(
     context: dg.AssetExecutionContext, warehouse: Warehouse, object_store: ObjectStore
 ) -> dg.MaterializeResult:
-    """The champion's P(up) and signal per symbol for each hour, scored exactly as the API scores."""
+    """The P(up) and signal per symbol-hour of the champion in force at that hour, scored exactly as the API does."""
     start, end = context.partition_time_window
-    champion = current_champion(object_store)
-    if champion is None:
-        raise NotRetryable("no promoted model yet: run retrain_job (or wait for the daily retrain) before predictions")
-    frame = _scored(warehouse, champion, start, end, "champion")
+    frame, served = scored_in_force(warehouse, object_store, start, end, "champion")
     warehouse.replace_window("predictions", frame, start, end)
+    without = int(served["champion_version"].null_count())
+    if without:
+        first = served.filter(pl.col("champion_version").is_not_null())["ts"].min()
+        context.log.warning(
+            f"{without} of {served.height} hours had no champion in force (no promotion decided before them"
+            + (f"; the first champion serves from {first:%Y-%m-%d-%H:%M}" if first else "")
+            + "): they have no prediction"
+        )
     counts = frame.group_by("signal").len().sort("signal")
+    versions = frame["model_version"].unique().sort().to_list()
     return dg.MaterializeResult(
         metadata=partition_metadata(
             context,
             light={
                 "dagster/row_count": frame.height,
-                "model_version": champion.version,
+                "model_version": ", ".join(versions) if versions else "none",
+                "hours_without_champion": without,
                 "in_model_window_rows": int(frame["in_model_window"].sum()),
             },
             heavy={
+                "hours_by_champion": dg.MetadataValue.json(_served_by(served, "champion_version")),
                 "signals": dg.MetadataValue.json({int(s): int(n) for s, n in counts.iter_rows()}),
                 "preview": table_preview(frame.sort("ts", descending=True)),
             },
@@ -104,24 +147,22 @@ def shadow_predictions(
 ) -> dg.MaterializeResult:
     """The challenger's P(up) and signal beside the champion's for the same hours; recorded, never served."""
     start, end = context.partition_time_window
-    challenger = current_challenger(object_store)
-    if challenger is None:
-        frame = pl.DataFrame(schema=SHADOW_SCHEMA)
-    else:
-        champion = warehouse.read_window("predictions", start, end).select(
-            "ts",
-            "symbol",
-            pl.col("model_version").alias("champion_version"),
-            pl.col("probability_up").alias("champion_probability_up"),
-            pl.col("signal").alias("champion_signal"),
-            pl.col("in_model_window").alias("champion_in_model_window"),
-        )
-        frame = (
-            _scored(warehouse, challenger, start, end, "challenger")
-            .join(champion, on=["ts", "symbol"], how="left")
-            .select(list(SHADOW_SCHEMA))
-        )
+    shadow, served = scored_in_force(warehouse, object_store, start, end, "challenger")
+    champion = (
+        warehouse.read_window("predictions", start, end)
+        if warehouse.table_exists("predictions")
+        else pl.DataFrame(schema=PREDICTION_SCHEMA)
+    ).select(
+        "ts",
+        "symbol",
+        pl.col("model_version").alias("champion_version"),
+        pl.col("probability_up").alias("champion_probability_up"),
+        pl.col("signal").alias("champion_signal"),
+        pl.col("in_model_window").alias("champion_in_model_window"),
+    )
+    frame = shadow.join(champion, on=["ts", "symbol"], how="left").select(list(SHADOW_SCHEMA)).cast(SHADOW_SCHEMA)
     warehouse.replace_window("shadow_predictions", frame, start, end)
+    challengers = frame["model_version"].unique().sort().to_list()
     agreement = (
         float((frame["signal"] == frame["champion_signal"]).mean())
         if frame.height and frame["champion_signal"].null_count() < frame.height
@@ -132,9 +173,12 @@ def shadow_predictions(
             context,
             light={
                 "dagster/row_count": frame.height,
-                "challenger_version": challenger.version if challenger else "none",
+                "challenger_version": ", ".join(challengers) if challengers else "none",
                 "signal_agreement": agreement,
             },
-            heavy={"preview": table_preview(frame.sort("ts", descending=True))},
+            heavy={
+                "hours_by_challenger": dg.MetadataValue.json(_served_by(served, "challenger_version")),
+                "preview": table_preview(frame.sort("ts", descending=True)),
+            },
         )
     )
