@@ -16,6 +16,7 @@ from alphapulse_assets.jobs import (
     news_job,
     retrain_job,
     rollback_job,
+    signals_job,
 )
 from alphapulse_assets.market.resources import (
     BinanceArchiveMarket,
@@ -37,6 +38,8 @@ from alphapulse_assets.news.resources import (
     SimulatedNewswire,
 )
 from alphapulse_assets.news.sensors import news_drop_sensor
+from alphapulse_assets.replay.assets import loop_performance, loop_performance_job
+from alphapulse_assets.replay.jobs import replay_job
 from alphapulse_assets.schedules import daily_retrain_schedule, hourly_schedule
 from alphapulse_assets.settings import Settings
 from alphapulse_assets.signals.assets import predictions, shadow_predictions
@@ -143,7 +146,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     }
 
 
-ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, drift_report, predictions, shadow_predictions]
+ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, drift_report, predictions, shadow_predictions, loop_performance]
 
 # Evaluates shadow_predictions' AutomationCondition: the challenger's shadow follows the champion's predictions.
 shadow_automation_sensor = dg.AutomationConditionSensorDefinition(
@@ -157,7 +160,17 @@ shadow_automation_sensor = dg.AutomationConditionSensorDefinition(
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
-        jobs=[data_job, hourly_job, retrain_job, rollback_job, news_job, tuning_worker_job],
+        jobs=[
+            data_job,
+            hourly_job,
+            retrain_job,
+            rollback_job,
+            news_job,
+            signals_job,
+            tuning_worker_job,
+            replay_job,
+            loop_performance_job,
+        ],
         schedules=[hourly_schedule, daily_retrain_schedule],
         asset_checks=hourly_freshness_checks,
         sensors=[

@@ -7,7 +7,7 @@ from alphapulse_assets.market.assets import prices
 from alphapulse_assets.monitoring.assets import drift_report
 from alphapulse_assets.news.assets import news, news_sentiment
 from alphapulse_assets.promotion.assets import promoted_model, promotion_decision
-from alphapulse_assets.signals.assets import predictions
+from alphapulse_assets.signals.assets import predictions, shadow_predictions
 from alphapulse_assets.training.assets import model_evaluation, trained_model
 
 DATA_ASSETS = [prices, news, news_sentiment, features]
@@ -45,4 +45,12 @@ rollback_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(promotion_decision, promoted_model),
     description="Restore the previous champion at this hour (the live-performance sensor's remedy), as a decision.",
     config={"ops": {"promotion_decision": {"config": {"action": "rollback", "reason": "requested from the UI"}}}},
+)
+signals_job = dg.define_asset_job(
+    "signals_job",
+    selection=dg.AssetSelection.assets(predictions, shadow_predictions, drift_report),
+    description=(
+        "The model side of a range of hours: the champion's predictions, the challenger's shadow and a drift report "
+        "per hour, each from the models in force at that hour (backfills; the replay)."
+    ),
 )

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from alphapulse_assets.retries import NotRetryable
 from alphapulse_assets.settings import DEFAULT_HISTORY_START, parse_history_start
 
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
@@ -30,6 +31,16 @@ SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 def partition_key(hour: datetime) -> str:
     return hour.strftime(PARTITION_FORMAT)
+
+
+def parse_partition_hour(value: str, name: str) -> datetime:
+    """An hour given as a partition key (YYYY-MM-DD-HH:MM, UTC); a malformed one is a configuration error, named."""
+    try:
+        return datetime.strptime(value.strip(), PARTITION_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise NotRetryable(
+            f"{name}: {value!r} is not an hour as YYYY-MM-DD-HH:MM (UTC), e.g. 2025-06-01-00:00"
+        ) from None
 
 
 def partition_hour(context: dg.AssetExecutionContext) -> datetime:

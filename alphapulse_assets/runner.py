@@ -58,9 +58,17 @@ def _progress(instance: dg.DagsterInstance, run_id: str, label: str, total: int,
         print(f"  .. {label}: {line}, {elapsed}", file=out, flush=True)
 
 
-def _check_range(defs: dg.Definitions, job_name: str, first: str, last: str) -> None:
+Jobs = dg.Definitions | dg.RepositoryDefinition
+
+
+def _job(defs: Jobs, job_name: str) -> dg.JobDefinition:
+    """A job with its resources bound, from the definitions or, inside a run (the replay), from its repository."""
+    return defs.resolve_job_def(job_name) if isinstance(defs, dg.Definitions) else defs.get_job(job_name)
+
+
+def _check_range(defs: Jobs, job_name: str, first: str, last: str) -> None:
     """An empty, inverted or unknown range is refused before a run exists, so nothing is written."""
-    partitions = defs.resolve_job_def(job_name).partitions_def
+    partitions = _job(defs, job_name).partitions_def
     if partitions is None:
         raise ValueError(f"{job_name} is not partitioned")
     keys = partitions.get_partition_keys()
@@ -75,7 +83,7 @@ def _check_range(defs: dg.Definitions, job_name: str, first: str, last: str) -> 
 
 
 def run_job(
-    defs: dg.Definitions,
+    defs: Jobs,
     instance: dg.DagsterInstance,
     job_name: str,
     *,
@@ -89,10 +97,10 @@ def run_job(
     expected_materializations: int = 0,
     out=sys.stdout,
 ) -> RunOutcome:
-    """Execute `job_name` (or `asset_selection` of it) for one partition or an inclusive range of partitions,
-    printing progress every 5 s."""
-    if (partition_key is None) == (partition_range is None):
-        raise ValueError("give exactly one of partition_key or partition_range")
+    """Execute `job_name` (or `asset_selection` of it) for one partition, an inclusive range of partitions, or (an
+    unpartitioned job) neither, printing progress every 5 s."""
+    if partition_key is not None and partition_range is not None:
+        raise ValueError("give one of partition_key or partition_range, not both")
     run_tags = dict(tags or {})
     if partition_range is not None:
         _check_range(defs, job_name, *partition_range)
@@ -108,7 +116,7 @@ def run_job(
     started = time.monotonic()
     watcher.start()
     try:
-        result = defs.resolve_job_def(job_name).execute_in_process(
+        result = _job(defs, job_name).execute_in_process(
             run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}},
             asset_selection=asset_selection,
             instance=instance,

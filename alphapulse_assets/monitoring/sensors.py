@@ -9,6 +9,8 @@ from alphapulse_assets.partitions import PARTITION_FORMAT
 from alphapulse_assets.storage.object_store import ObjectStore
 
 TRIGGER_TAG = "alphapulse/trigger"
+# Runs a replay makes carry its run id: the replay applies the rules to its own hours, so the sensors leave them.
+REPLAY_TAG = "alphapulse/replay"
 # Partition hours (the loop's own clock, not the wall clock: a backfill replays it faster) between two
 # drift-triggered retrains. Drift that a retrain did not cure would otherwise request one every hour.
 RETRAIN_COOLDOWN = timedelta(hours=12)
@@ -18,6 +20,11 @@ def _metadata(event: dg.EventLogEntry, key: str):
     materialization = event.asset_materialization
     entry = materialization.metadata.get(key) if materialization else None
     return getattr(entry, "value", None)
+
+
+def _replayed(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry) -> bool:
+    run = context.instance.get_run_by_id(asset_event.run_id)
+    return run is not None and REPLAY_TAG in run.tags
 
 
 def _hour(partition: str) -> datetime:
@@ -80,6 +87,8 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.Ev
     partition = asset_event.asset_materialization.partition if asset_event.asset_materialization else None
     if partition is None:
         return dg.SkipReason("a drift report without a partition")
+    if _replayed(context, asset_event):
+        return dg.SkipReason(f"the drift report at {partition} belongs to a replay, which applies this rule itself")
     return drift_retrain_request(
         context.instance,
         partition,
@@ -100,6 +109,8 @@ def live_performance_sensor(context: dg.SensorEvaluationContext, asset_event: dg
     partition = asset_event.asset_materialization.partition if asset_event.asset_materialization else None
     if partition is None:
         return dg.SkipReason("a drift report without a partition")
+    if _replayed(context, asset_event):
+        return dg.SkipReason(f"the drift report at {partition} belongs to a replay, which applies this rule itself")
     return rollback_request(
         partition,
         _metadata(asset_event, "performance_status"),

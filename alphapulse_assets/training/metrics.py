@@ -90,21 +90,25 @@ class Backtest:
     exposure: float  # share of symbol-hours with a position
 
 
-def backtest(frame: pl.DataFrame, band: float, cost_bps: float) -> Backtest:
-    """Positions from `probability` held over the next hour, paying `cost_bps` per unit of position change.
+def position_returns(frame: pl.DataFrame, cost_bps: float) -> pl.DataFrame:
+    """Per symbol-hour returns of holding `position` over the next hour: `trade` (absolute position change, from flat
+    at each symbol's first row), `gross`, `cost` (`cost_bps` per unit traded) and `net`. `frame` has ts, symbol,
+    position and next_return; the result is ordered by symbol, then time."""
+    return (
+        frame.sort("symbol", "ts")
+        .with_columns(
+            (pl.col("position") - pl.col("position").shift(1, fill_value=0)).abs().over("symbol").alias("trade"),
+        )
+        .with_columns(
+            (pl.col("position") * pl.col("next_return")).alias("gross"),
+            (pl.col("trade") * cost_bps / 10_000.0).alias("cost"),
+        )
+        .with_columns((pl.col("gross") - pl.col("cost")).alias("net"))
+    )
 
-    `frame` has ts, symbol, probability, next_return. Each symbol is traded independently; the portfolio return
-    of an hour is the mean over symbols.
-    """
-    ordered = frame.sort("symbol", "ts").with_columns(
-        pl.Series("position", signal_from_probability(frame.sort("symbol", "ts")["probability"].to_numpy(), band))
-    )
-    ordered = ordered.with_columns(
-        (pl.col("position") - pl.col("position").shift(1, fill_value=0)).abs().over("symbol").alias("trade"),
-    ).with_columns(
-        (pl.col("position") * pl.col("next_return")).alias("gross"),
-        (pl.col("trade") * cost_bps / 10_000.0).alias("cost"),
-    )
+
+def summarize_returns(ordered: pl.DataFrame) -> Backtest:
+    """Portfolio statistics of `position_returns` rows: each hour's return is the mean over symbols."""
     hourly = (
         ordered.group_by("ts")
         .agg(pl.col("gross").mean(), pl.col("cost").mean())
@@ -126,10 +130,23 @@ def backtest(frame: pl.DataFrame, band: float, cost_bps: float) -> Backtest:
         sharpe=sharpe,
         sortino=sortino,
         max_drawdown=max_drawdown,
-        turnover=float(ordered["trade"].mean()),
+        turnover=float(ordered["trade"].mean()) if ordered.height else 0.0,
         hit_rate=hit_rate,
-        exposure=float((ordered["position"] != 0).mean()),
+        exposure=float((ordered["position"] != 0).mean()) if ordered.height else 0.0,
     )
+
+
+def backtest(frame: pl.DataFrame, band: float, cost_bps: float) -> Backtest:
+    """Positions from `probability` held over the next hour, paying `cost_bps` per unit of position change.
+
+    `frame` has ts, symbol, probability, next_return. Each symbol is traded independently; the portfolio return
+    of an hour is the mean over symbols.
+    """
+    ordered = frame.sort("symbol", "ts")
+    positioned = ordered.with_columns(
+        pl.Series("position", signal_from_probability(ordered["probability"].to_numpy(), band))
+    )
+    return summarize_returns(position_returns(positioned, cost_bps))
 
 
 def evaluate_predictions(frame: pl.DataFrame, band: float, cost_bps: float) -> tuple[dict[str, float], Backtest]:

@@ -1,0 +1,293 @@
+"""The replay: the loop run over a range of history, hour by hour in time order, seeing nothing from the future.
+
+It materializes what the schedules and sensors would have, with their own code: the data side (skipping hours
+already there), the retrain at every scheduled decision hour (the daily schedule's own run request), the
+champion's predictions, the challenger's shadow and a drift report for every hour, and after each drift report
+the drift-retrain and rollback rules the sensors apply (`drift_retrain_request`, `rollback_request`), with the
+daemon's one-run-per-run-key rule. Every run it makes lands in the Dagster instance, tagged with the replay's run
+id, so the UI shows them like any other.
+
+Hours between two decisions share one champion, so they are materialized as one range run. A rule that fires at
+hour h inside a range changes the champion from h + 1 on: the runs from h + 1 are then made again with it (they
+replace their hours), so a rule is never judged on reports of a champion that was no longer in force.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import dagster as dg
+import polars as pl
+
+from alphapulse_assets.features.catalog import WARMUP_HOURS
+from alphapulse_assets.jobs import DATA_ASSETS
+from alphapulse_assets.monitoring.sensors import REPLAY_TAG, TRIGGER_TAG, drift_retrain_request, rollback_request
+from alphapulse_assets.partitions import HOURLY, parse_partition_hour, partition_key
+from alphapulse_assets.promotion.timeline import decision_timeline, in_force
+from alphapulse_assets.retries import NotRetryable
+from alphapulse_assets.runner import Jobs, run_job
+from alphapulse_assets.schedules import daily_retrain_schedule
+from alphapulse_assets.storage.warehouse import Warehouse
+from alphapulse_assets.training.resources import ModelPolicy
+
+RUN_KEY_TAG = "alphapulse/run_key"
+HOUR = timedelta(hours=1)
+DAILY = 24
+
+
+def scheduled_decision_hours(start: datetime, end: datetime, every_hours: int) -> list[datetime]:
+    """Decision hours in [start, end]: the last hour of every `every_hours` block counted from 1970-01-01 00:00 UTC.
+    Every 24 hours this is 23:00, the hour the daily schedule (00:30) decides at."""
+    epoch_hours = int(start.timestamp()) // 3600
+    first = start + timedelta(hours=(every_hours - 1 - epoch_hours) % every_hours)
+    hours = []
+    while first <= end:
+        hours.append(first)
+        first += timedelta(hours=every_hours)
+    return hours
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did, for its caller and its metadata."""
+
+    start: datetime
+    end: datetime
+    resumed_from: datetime
+    runs: list[tuple[str, str, str]] = field(default_factory=list)  # (partition or range, job, why)
+    data_hours: int = 0
+
+    def count(self, why: str) -> int:
+        return sum(1 for _, _, reason in self.runs if reason == why)
+
+
+class Replay:
+    """One replay over [start, end] (inclusive hours), driving runs of the code location's jobs."""
+
+    def __init__(
+        self,
+        jobs: Jobs,
+        instance: dg.DagsterInstance,
+        warehouse: Warehouse,
+        policy: ModelPolicy,
+        start: datetime,
+        end: datetime,
+        retrain_every_hours: int = DAILY,
+        replay_id: str = "cli",
+        say: Callable[[str], None] = print,
+    ):
+        if end < start:
+            raise NotRetryable(f"the replay ends ({end:%Y-%m-%d-%H:%M}) before it starts ({start:%Y-%m-%d-%H:%M})")
+        if retrain_every_hours < 1:
+            raise NotRetryable(f"retrain_every_hours={retrain_every_hours}: expected a positive number of hours")
+        keys = HOURLY.get_partition_keys()
+        for name, hour in (("start", start), ("end", end)):
+            if partition_key(hour) not in keys:
+                raise NotRetryable(
+                    f"{name} {partition_key(hour)} is not an hourly partition (from ALPHAPULSE_HISTORY_START "
+                    f"{keys[0]} to the last closed hour {keys[-1]})"
+                )
+        self.jobs, self.instance, self.warehouse, self.policy = jobs, instance, warehouse, policy
+        self.start, self.end, self.every = start, end, retrain_every_hours
+        self.tags = {REPLAY_TAG: replay_id}
+        self.say = say
+        self.decision_hours = scheduled_decision_hours(start, end, retrain_every_hours)
+
+    # --- runs ------------------------------------------------------------------------------------------------------
+
+    def _run(self, report: ReplayReport, job: str, why: str, label: str, **kwargs) -> None:
+        tags = {**self.tags, **kwargs.pop("tags", {})}
+        outcome = run_job(self.jobs, self.instance, job, tags=tags, label=label, **kwargs)
+        if not outcome.success:
+            raise NotRetryable(f"replay: {label} failed (run {outcome.run_id}): {outcome.error}")
+        where = kwargs.get("partition_key") or " .. ".join(kwargs["partition_range"])
+        report.runs.append((where, job, why))
+
+    def _request(self, report: ReplayReport, request: dg.RunRequest, job: str, why: str) -> bool:
+        """Execute a sensor's or schedule's run request as the daemon would: once per run key, ever."""
+        if request.run_key and self._ran(request.run_key):
+            return False
+        tags = dict(request.tags) | ({RUN_KEY_TAG: request.run_key} if request.run_key else {})
+        self._run(
+            report,
+            job,
+            why,
+            f"{why} {request.partition_key}",
+            partition_key=request.partition_key,
+            tags=tags,
+            run_config=request.run_config or None,
+        )
+        return True
+
+    def _ran(self, run_key: str) -> bool:
+        """Whether a run with this run key exists: launched by this or an earlier replay, or by the daemon."""
+        for tag in (RUN_KEY_TAG, "dagster/run_key"):
+            records = self.instance.get_run_records(dg.RunsFilter(tags={tag: run_key}), limit=5)
+            if any(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records):
+                return True
+        return False
+
+    def _scheduled_retrain(self, hour: datetime) -> dg.RunRequest:
+        if self.every == DAILY:
+            # The daily schedule's own request: its evaluation at 00:30 after this hour decides at this hour.
+            context = dg.build_schedule_context(
+                instance=self.instance, scheduled_execution_time=hour + timedelta(hours=1, minutes=30)
+            )
+            (request,) = daily_retrain_schedule.evaluate_tick(context).run_requests
+            return request
+        key = partition_key(hour)
+        return dg.RunRequest(
+            run_key=f"retrain-every-{self.every}h-{key}",
+            partition_key=key,
+            tags={TRIGGER_TAG: f"retrain_every_{self.every}h"},
+        )
+
+    # --- the loop --------------------------------------------------------------------------------------------------
+
+    def history_start(self) -> datetime:
+        """The first hour the data side must hold: the first retrain's training window, and its features' warm-up."""
+        first_decision = self.decision_hours[0] if self.decision_hours else self.start
+        needed = self.policy.windows(first_decision).train_start - timedelta(hours=WARMUP_HOURS)
+        return max(
+            min(needed, self.start),
+            parse_partition_hour(HOURLY.get_first_partition_key(), "the first partition"),
+        )
+
+    def run(self) -> ReplayReport:
+        timeline = decision_timeline(self.warehouse)
+        last = timeline["ts"].max() if timeline.height else None
+        resume = self.start if last is None or last < self.start else last + HOUR
+        report = ReplayReport(self.start, self.end, resume)
+        self.say(
+            f"replay {partition_key(self.start)} .. {partition_key(self.end)}: {len(self.decision_hours)} scheduled "
+            f"decision hours (every {self.every} h)"
+        )
+        if resume > self.start:
+            self.say(
+                f"  decisions are recorded up to {partition_key(last)}: the loop's timeline is kept as it is, and the "
+                f"replay continues from {partition_key(min(resume, self.end + HOUR))}"
+                + (" (nothing left to decide)" if resume > self.end else "")
+                + ". To replay the past from scratch, use a fresh ALPHAPULSE_HOME."
+            )
+        self._data(report)
+        if resume > self.start:
+            self._fill_served(report, self.start, min(resume, self.end + HOUR))
+        cursor = resume
+        while cursor <= self.end:
+            cursor = self._segment(report, cursor)
+        return report
+
+    def _data(self, report: ReplayReport) -> None:
+        first = self.history_start()
+        missing = self._first_missing_data_hour(first)
+        if missing is None:
+            self.say(f"  data: {partition_key(first)} .. {partition_key(self.end)} already materialized")
+            return
+        hours = int((self.end - missing) / HOUR) + 1
+        self.say(
+            f"  data: {hours} hours from {partition_key(missing)} (the first retrain needs {partition_key(first)} on)"
+        )
+        self._run(
+            report,
+            "data_job",
+            "data",
+            "data backfill",
+            partition_range=(partition_key(missing), partition_key(self.end)),
+            expected_materializations=hours * len(DATA_ASSETS),
+        )
+        report.data_hours = hours
+
+    def _first_missing_data_hour(self, first: datetime) -> datetime | None:
+        missing = None
+        for asset in DATA_ASSETS:
+            done = self.instance.get_materialized_partitions(asset.key)
+            hour = first
+            while hour <= self.end and partition_key(hour) in done:
+                hour += HOUR
+            if hour <= self.end and (missing is None or hour < missing):
+                missing = hour
+        return missing
+
+    def _fill_served(self, report: ReplayReport, start: datetime, stop: datetime) -> None:
+        """Hours before the point the replay resumes from: decided already; their predictions and shadow are made
+        where missing (the decisions, and the drift reports that led to them, stay as recorded)."""
+        done = self.instance.get_materialized_partitions(dg.AssetKey("predictions"))
+        hour = start
+        while hour < stop and partition_key(hour) in done:
+            hour += HOUR
+        if hour >= stop:
+            return
+        self._run(
+            report,
+            "signals_job",
+            "signals",
+            f"predictions {partition_key(hour)} .. {partition_key(stop - HOUR)}",
+            partition_range=(partition_key(hour), partition_key(stop - HOUR)),
+            asset_selection=[dg.AssetKey("predictions"), dg.AssetKey("shadow_predictions")],
+        )
+
+    def _segment(self, report: ReplayReport, cursor: datetime) -> datetime:
+        """Hours from `cursor` to the next scheduled decision (or the end); returns where the next segment starts."""
+        scheduled = next((h for h in self.decision_hours if h >= cursor), None)
+        last = min(scheduled, self.end) if scheduled else self.end
+        span = (partition_key(cursor), partition_key(last))
+        served = in_force(decision_timeline(self.warehouse), cursor, last + HOUR)
+        with_champion = served.filter(pl.col("champion_version").is_not_null())["ts"]
+        selection = [dg.AssetKey("predictions"), dg.AssetKey("shadow_predictions")]
+        if with_champion.len():
+            selection.append(dg.AssetKey("drift_report"))
+        self._run(
+            report,
+            "signals_job",
+            "signals",
+            f"hours {span[0]} .. {span[1]}",
+            partition_range=span,
+            asset_selection=selection,
+        )
+        if with_champion.len():
+            fired = self._apply_rules(report, with_champion.min(), last)
+            if fired is not None:
+                if fired == scheduled:
+                    self._retrain_at(report, fired)
+                return fired + HOUR
+        if scheduled is not None and scheduled <= self.end:
+            self._retrain_at(report, scheduled)
+        return last + HOUR
+
+    def _retrain_at(self, report: ReplayReport, hour: datetime) -> None:
+        decided = decision_timeline(self.warehouse).filter((pl.col("ts") == hour) & (pl.col("kind") == "challenge"))
+        if decided.height:  # a drift-triggered retrain decided this hour already: the same run, the same model
+            return
+        request = self._scheduled_retrain(hour)
+        if self._request(report, request, "retrain_job", "scheduled retrain"):
+            self._said_decision(hour, "scheduled retrain")
+
+    def _apply_rules(self, report: ReplayReport, first: datetime, last: datetime) -> datetime | None:
+        """The sensors' rules on each hour's drift report, in time order; the hour of the first that acted."""
+        summaries = self.warehouse.query(
+            "select ts, champion_version, drift_status, performance_status, performance_reason from drift_summary "
+            "where ts >= ? and ts <= ? order by ts",
+            [first, last],
+        )
+        for row in summaries.iter_rows(named=True):
+            partition = partition_key(row["ts"])
+            rollback = rollback_request(
+                partition, row["performance_status"], row["champion_version"], row["performance_reason"]
+            )
+            acted = isinstance(rollback, dg.RunRequest) and self._request(
+                report, rollback, "rollback_job", "live_performance_sensor"
+            )
+            retrain = drift_retrain_request(self.instance, partition, row["drift_status"], row["performance_status"])
+            if isinstance(retrain, dg.RunRequest):
+                acted = self._request(report, retrain, "retrain_job", "drift_retrain_sensor") or acted
+            if acted:
+                self._said_decision(row["ts"], "drift report")
+                return row["ts"]
+        return None
+
+    def _said_decision(self, hour: datetime, why: str) -> None:
+        rows = self.warehouse.query("select kind, summary from promotion_decisions where ts = ?", [hour])
+        for kind, summary in rows.iter_rows():
+            self.say(f"  {partition_key(hour)} {kind} ({why}): {summary}")
