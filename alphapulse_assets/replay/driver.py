@@ -132,10 +132,14 @@ class Replay:
     def _scheduled_retrain(self, hour: datetime) -> dg.RunRequest:
         if self.every == DAILY:
             # The daily schedule's own request: its evaluation at 00:30 after this hour decides at this hour.
+            repository = self.jobs.get_repository_def() if isinstance(self.jobs, dg.Definitions) else self.jobs
             context = dg.build_schedule_context(
-                instance=self.instance, scheduled_execution_time=hour + timedelta(hours=1, minutes=30)
+                instance=self.instance,
+                scheduled_execution_time=hour + timedelta(hours=1, minutes=30),
+                repository_def=repository,
             )
-            (request,) = daily_retrain_schedule.evaluate_tick(context).run_requests
+            schedule = repository.get_schedule_def(daily_retrain_schedule.name)
+            (request,) = schedule.evaluate_tick(context).run_requests
             return request
         key = partition_key(hour)
         return dg.RunRequest(

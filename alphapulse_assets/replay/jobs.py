@@ -51,9 +51,16 @@ def replay(context: dg.OpExecutionContext, config: ReplayConfig, warehouse: Ware
         print(line, flush=True)
         context.log.info(line)
 
+    # The replay drives runs of the code location's own jobs, with their resources. A run executed in-process (the
+    # CLI, tests) has no repository on its context, so the code location is built here from the same environment
+    # every process of it reads (for a run the daemon launched, that is the repository it runs in).
+    from alphapulse_assets.definitions import build_definitions
+    from alphapulse_assets.settings import Settings
+
+    jobs = build_definitions(Settings.from_env())
     start, end = parse_partition_hour(config.start, "start"), parse_partition_hour(config.end, "end")
     driver = Replay(
-        context.repository_def,
+        jobs,
         context.instance,
         warehouse,
         policy,
@@ -66,7 +73,7 @@ def replay(context: dg.OpExecutionContext, config: ReplayConfig, warehouse: Ware
     report = driver.run()
     say(f"replay done: {len(report.runs)} runs")
     outcome = run_job(
-        context.repository_def,
+        jobs,
         context.instance,
         "loop_performance_job",
         run_config={"ops": {"loop_performance": {"config": {"start": config.start, "end": config.end}}}},
