@@ -95,10 +95,12 @@ def run_job(
     label: str | None = None,
     log_level: str = "WARNING",
     expected_materializations: int = 0,
+    progress: bool = True,
     out=sys.stdout,
 ) -> RunOutcome:
     """Execute `job_name` (or `asset_selection` of it) for one partition, an inclusive range of partitions, or (an
-    unpartitioned job) neither, printing progress every 5 s."""
+    unpartitioned job) neither, printing progress every 5 s (unless `progress` is off: a run that drives other runs,
+    which print their own)."""
     if partition_key is not None and partition_range is not None:
         raise ValueError("give one of partition_key or partition_range, not both")
     run_tags = dict(tags or {})
@@ -114,7 +116,8 @@ def run_job(
         target=_progress, args=(instance, run_id, label or job_name, expected_materializations, stop, out), daemon=True
     )
     started = time.monotonic()
-    watcher.start()
+    if progress:
+        watcher.start()
     try:
         result = _job(defs, job_name).execute_in_process(
             run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}},
@@ -127,7 +130,8 @@ def run_job(
         )
     finally:
         stop.set()
-        watcher.join()
+        if progress:
+            watcher.join()
     error = None
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]

@@ -18,6 +18,10 @@ from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifes
 
 FIRST, LAST = "2025-03-01-00:00", "2025-03-13-23:00"
 LAST_HOUR = datetime(2025, 3, 13, 23, tzinfo=UTC)
+# The retrain decides a day before the last hour: its champion is in force from the hour after, so the last day's
+# predictions and drift reports are its own, out of sample.
+DECISION = "2025-03-12-23:00"
+DECISION_HOUR = datetime(2025, 3, 12, 23, tzinfo=UTC)
 HOURS = 13 * 24
 
 
@@ -29,7 +33,7 @@ def graph(tmp_path_factory):
     with dg.instance_for_test() as instance:
         data = run_job(defs, instance, "data_job", partition_range=(FIRST, LAST))
         assert data.success, data.error
-        retrain = run_job(defs, instance, "retrain_job", partition_key=LAST)
+        retrain = run_job(defs, instance, "retrain_job", partition_key=DECISION)
         assert retrain.success, retrain.error
         hourly = run_job(defs, instance, "hourly_job", partition_key=LAST)
         assert hourly.success, hourly.error
@@ -51,19 +55,10 @@ def test_data_tables_hold_one_row_per_symbol_hour(graph):
 
 def test_every_asset_is_materialized_and_checks_pass(graph):
     defs, instance, _ = graph
-    for key in (
-        "prices",
-        "news",
-        "news_sentiment",
-        "features",
-        "trained_model",
-        "model_evaluation",
-        "promotion_decision",
-        "promoted_model",
-        "drift_report",
-        "predictions",
-    ):
+    for key in ("prices", "news", "news_sentiment", "features", "drift_report", "predictions"):
         assert LAST in instance.get_materialized_partitions(dg.AssetKey(key)), key
+    for key in ("trained_model", "model_evaluation", "promotion_decision", "promoted_model"):
+        assert DECISION in instance.get_materialized_partitions(dg.AssetKey(key)), key
     evaluation = instance.get_latest_materialization_event(dg.AssetKey("model_evaluation")).asset_materialization
     for key in ("oos_accuracy", "oos_auc", "oos_log_loss", "oos_sharpe", "oos_max_drawdown", "n_oos", "equity_curve"):
         assert key in evaluation.metadata, key
@@ -84,7 +79,7 @@ def test_promotion_published_a_loadable_manifest(graph):
     manifest = ModelManifest.from_json(store.get_bytes(MANIFEST_KEY))
     assert manifest.version == decision["challenger_version"]
     assert manifest.feature_names == list(FEATURE_NAMES)
-    assert datetime.fromisoformat(manifest.training_window["validation_end"]) == LAST_HOUR
+    assert datetime.fromisoformat(manifest.training_window["validation_end"]) == DECISION_HOUR
     assert table(defs, "promoted_model").height == 1
 
 
@@ -153,15 +148,53 @@ def test_rerunning_ranges_in_other_chunks_changes_nothing(graph):
     assert defs.resources["object_store"].get_bytes(SNAPSHOT_KEY) == snapshot, "old backfills keep the newest snapshot"
 
 
-def test_retraining_the_same_hour_is_deterministic_and_not_promoted_twice(graph):
+def test_retraining_the_same_hour_is_deterministic_and_decides_the_same(graph):
+    """A decision reads the champion in force at its hour, not the one it made itself: re-running it is idempotent."""
     defs, instance, _ = graph
     first = table(defs, "trained_model").row(0, named=True)
-    assert run_job(defs, instance, "retrain_job", partition_key=LAST).success
+    decided = table(defs, "promotion_decisions").row(0, named=True)
+    assert run_job(defs, instance, "retrain_job", partition_key=DECISION).success
     again = table(defs, "trained_model").row(0, named=True)
     assert again["sha256"] == first["sha256"]
     decision = table(defs, "promotion_decisions").row(0, named=True)
-    assert not decision["promote"] and "beats_champion" in decision["summary"]
-    assert table(defs, "promoted_model").height == 1
+    assert (decision["action"], decision["champion_after"]) == (decided["action"], decided["champion_after"])
+    assert decision["champion_version"] is None
+    assert table(defs, "promotion_decisions").height == 1 and table(defs, "promoted_model").height == 1
+
+
+def test_a_decision_before_a_recorded_one_is_refused(graph):
+    """Deciding at an earlier hour would change the champion every later decision started from: refused, clearly,
+    before anything is written."""
+    defs, instance, _ = graph
+    outcome = run_job(
+        defs,
+        instance,
+        "retrain_job",
+        partition_key="2025-03-12-22:00",
+        asset_selection=[dg.AssetKey("promotion_decision")],
+    )
+    assert not outcome.success and "would come before 1 decision(s) already recorded" in outcome.error
+    assert "fresh ALPHAPULSE_HOME" in outcome.error
+    assert table(defs, "promotion_decisions").height == 1
+
+
+def test_hours_before_the_first_champion_have_no_prediction(graph):
+    """Never a score from a model decided later: hours up to the decision hour have no champion in force."""
+    defs, instance, _ = graph
+    outcome = run_job(
+        defs,
+        instance,
+        "signals_job",
+        partition_range=("2025-03-12-20:00", "2025-03-13-01:00"),
+        asset_selection=[dg.AssetKey("predictions")],
+    )
+    assert outcome.success, outcome.error
+    hours = table(defs, "predictions").filter(pl.col("ts") <= datetime(2025, 3, 13, 1, tzinfo=UTC))["ts"].unique()
+    assert hours.min() == datetime(2025, 3, 13, 0, tzinfo=UTC)
+    event = instance.get_latest_materialization_event(dg.AssetKey("predictions"))
+    assert event.asset_materialization.metadata["range"].value == "2025-03-12-20:00 .. 2025-03-13-01:00"
+    observed = instance.fetch_observations(dg.AssetKey("predictions"), limit=1).records[0]
+    assert observed.asset_observation.metadata["hours_without_champion"].value == 4
 
 
 def test_model_assets_fail_clearly_without_data(graph):

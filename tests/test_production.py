@@ -29,6 +29,8 @@ from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ArtifactErro
 from alphapulse_serving.registry import MlflowRegistryLoader, RegistryUnavailable, registered_version
 
 FIRST, LAST = "2025-03-01-00:00", "2025-03-13-23:00"
+# The retrain decides an hour before the last, so its champion is in force at LAST (it serves the hours after it).
+DECISION = "2025-03-13-22:00"
 HOURS, SYMBOLS = 13 * 24, 2
 
 
@@ -120,9 +122,9 @@ def stack(tmp_path_factory, postgres_admin_url, s3_endpoint):
         assert data.success, data.error
         # A tuning worker spends the hour's shared trial budget; trained_model then chooses from its trials.
         worker_config = {"ops": {"tune_shared_studies": {"config": {"worker_index": 1}}}}
-        worker = run_job(defs, instance, "tuning_worker_job", partition_key=LAST, run_config=worker_config)
+        worker = run_job(defs, instance, "tuning_worker_job", partition_key=DECISION, run_config=worker_config)
         assert worker.success, worker.error
-        retrain = run_job(defs, instance, "retrain_job", partition_key=LAST)
+        retrain = run_job(defs, instance, "retrain_job", partition_key=DECISION)
         assert retrain.success, retrain.error
         hourly = run_job(defs, instance, "hourly_job", partition_key=LAST)
         assert hourly.success, hourly.error

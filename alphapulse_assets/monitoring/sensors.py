@@ -31,15 +31,36 @@ def _hour(partition: str) -> datetime:
     return datetime.strptime(partition, PARTITION_FORMAT).replace(tzinfo=UTC)
 
 
+ROLLED_BACK_TAG = "alphapulse/rolled_back"
+
+
+def _rollback_ran(instance: dg.DagsterInstance, champion: str | None) -> bool:
+    """Whether this champion's rollback was decided already (restored, or refused for want of a predecessor)."""
+    if champion is None:
+        return False
+    runs = instance.get_run_records(
+        dg.RunsFilter(
+            job_name=rollback_job.name, tags={ROLLED_BACK_TAG: champion}, statuses=[dg.DagsterRunStatus.SUCCESS]
+        ),
+        limit=1,
+    )
+    return bool(runs)
+
+
 def drift_retrain_request(
-    instance: dg.DagsterInstance, partition: str, drift_status: str | None, performance_status: str | None
+    instance: dg.DagsterInstance,
+    partition: str,
+    drift_status: str | None,
+    performance_status: str | None,
+    champion: str | None = None,
 ) -> dg.RunRequest | dg.SkipReason:
     """The drift rule: critical feature drift at `partition` requests a retrain there, unless the champion also
-    failed live (the rollback goes first) or a drift-triggered retrain ran within the cooldown. The sensor and the
-    replay both decide with this function."""
+    failed live and its rollback has not been decided yet (it goes first), or a drift-triggered retrain ran within
+    the cooldown. The sensor and the replay both decide with this function."""
     if drift_status != "critical":
         return dg.SkipReason(f"drift status at {partition}: {drift_status}")
-    if performance_status == "critical":
+    # Once the rollback was decided (a refused one keeps the failing champion), only a retrain can replace it.
+    if performance_status == "critical" and not _rollback_ran(instance, champion):
         return dg.SkipReason(
             f"critical drift at {partition}, but the champion also failed live: the rollback goes first, and the "
             "restored champion is measured afresh"
@@ -72,7 +93,7 @@ def rollback_request(
         run_key=f"rollback-{champion}",
         partition_key=partition,
         run_config={"ops": {"promotion_decision": {"config": {"action": "rollback", "reason": reason}}}},
-        tags={TRIGGER_TAG: "live_performance_sensor", "alphapulse/rolled_back": str(champion)},
+        tags={TRIGGER_TAG: "live_performance_sensor", ROLLED_BACK_TAG: str(champion)},
     )
 
 
@@ -94,6 +115,7 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.Ev
         partition,
         _metadata(asset_event, "drift_status"),
         _metadata(asset_event, "performance_status"),
+        _metadata(asset_event, "champion_version"),
     )
 
 

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     config = {"start": args.start, "end": args.end, "retrain_every_hours": args.retrain_every_hours}
     with dg.DagsterInstance.get() as instance:
         outcome = run_job(
-            defs, instance, "replay_job", run_config={"ops": {"replay": {"config": config}}}, label="replay"
+            defs, instance, "replay_job", run_config={"ops": {"replay": {"config": config}}}, progress=False
         )
     if not outcome.success:
         print(f"replay failed (run {outcome.run_id}): {outcome.error}", file=sys.stderr)

@@ -17,6 +17,7 @@ from alphapulse_assets.replay.performance import (
     FIGURES,
     POLICIES,
     champion_segments,
+    paired_t,
     policy_figures,
     system_dsr,
     with_policy_returns,
@@ -191,7 +192,8 @@ def _equity_plot(curves: dict[str, pl.DataFrame], decisions: pl.DataFrame) -> by
             colour, label = marks[action]
             axis.axvline(ts, color=colour, alpha=0.5, linewidth=1, label=None if label in labelled else label)
             labelled.add(label)
-    locator = mdates.AutoDateLocator(maxticks=8)
+    # Few, concise date labels: hourly timestamps over months otherwise overlap.
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=10)
     axis.xaxis.set_major_locator(locator)
     axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     axis.set_ylabel("equity (start = 1), after costs")
@@ -308,6 +310,8 @@ def loop_performance(
             "drift_retrains": _count(
                 warehouse, DECISIONS_TABLE, f"{in_range} and trigger = 'drift_retrain_sensor'", window
             ),
+            # Does gating add value? The loop against always deploying the newest model, hour by hour.
+            "loop_vs_naive_t": paired_t(curves["loop"]["net"].to_numpy(), curves["naive"]["net"].to_numpy()),
             "dsr": dsr,
             "dsr_trials": n_trials,
             "dsr_trial_sharpe_variance": trial_variance,

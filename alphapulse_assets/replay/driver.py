@@ -175,6 +175,7 @@ class Replay:
                 + (" (nothing left to decide)" if resume > self.end else "")
                 + ". To replay the past from scratch, use a fresh ALPHAPULSE_HOME."
             )
+        self._warn_short_history()
         self._data(report)
         if resume > self.start:
             self._fill_served(report, self.start, min(resume, self.end + HOUR))
@@ -182,6 +183,18 @@ class Replay:
         while cursor <= self.end:
             cursor = self._segment(report, cursor)
         return report
+
+    def _warn_short_history(self) -> None:
+        if not self.decision_hours:
+            return
+        train_start = self.policy.windows(self.decision_hours[0]).train_start
+        first = parse_partition_hour(HOURLY.get_first_partition_key(), "the first partition")
+        if train_start - timedelta(hours=WARMUP_HOURS) < first:
+            self.say(
+                f"  !! the first retrain trains from {partition_key(train_start)}, less than the features' warm-up "
+                f"({WARMUP_HOURS} h) after ALPHAPULSE_HISTORY_START ({partition_key(first)}): its long-window features "
+                "are null there, its reference for drift too. Start the replay later for a faithful loop."
+            )
 
     def _data(self, report: ReplayReport) -> None:
         first = self.history_start()
@@ -277,13 +290,16 @@ class Replay:
         )
         for row in summaries.iter_rows(named=True):
             partition = partition_key(row["ts"])
+            # Both rules read the same report before either acts, as the two sensors do.
             rollback = rollback_request(
                 partition, row["performance_status"], row["champion_version"], row["performance_reason"]
+            )
+            retrain = drift_retrain_request(
+                self.instance, partition, row["drift_status"], row["performance_status"], row["champion_version"]
             )
             acted = isinstance(rollback, dg.RunRequest) and self._request(
                 report, rollback, "rollback_job", "live_performance_sensor"
             )
-            retrain = drift_retrain_request(self.instance, partition, row["drift_status"], row["performance_status"])
             if isinstance(retrain, dg.RunRequest):
                 acted = self._request(report, retrain, "retrain_job", "drift_retrain_sensor") or acted
             if acted:

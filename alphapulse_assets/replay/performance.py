@@ -83,6 +83,16 @@ def system_dsr(hourly_net: np.ndarray, trial_sharpes: np.ndarray) -> tuple[float
     return dsr, int(trials.size), variance
 
 
+def paired_t(a: np.ndarray, b: np.ndarray) -> float:
+    """t-statistic of the mean hourly difference a - b (same hours): is one policy better than the other, beyond
+    what the noise of these hours allows? NaN with fewer than two hours; 0 when they never differ."""
+    difference = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if difference.size < 2:
+        return float("nan")
+    spread = float(np.std(difference, ddof=1))
+    return float(difference.mean() / (spread / math.sqrt(difference.size))) if spread > 0 else 0.0
+
+
 def champion_segments(frame: pl.DataFrame) -> pl.DataFrame:
     """One row per contiguous run of hours served by one champion (or none): from, to, hours, the loop's net
     return over them and the naive policy's."""
