@@ -16,13 +16,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# Each retrain tunes three families (~50 s on 2 cores with the default 30 trials each): three replays show a
-# first promotion and the champion being challenged without making the demo wait minutes more.
-RETRAIN_REPLAYS = 3
+# Each retrain tunes three families (~50 s on 2 cores with the default 30 trials each): three days of the loop show
+# a first promotion and the champion being challenged without making the demo wait minutes more.
+LOOP_REPLAY_DAYS = 3
 
 
 def say(message: str) -> None:
@@ -71,23 +71,6 @@ def prepare_instance(settings) -> None:
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
 
 
-def first_missing_hour(instance, assets, start: datetime, end: datetime) -> datetime | None:
-    """The earliest hour in [start, end] some data asset lacks; None when all are there."""
-    import dagster as dg
-
-    from alphapulse_assets.partitions import partition_key
-
-    missing: datetime | None = None
-    for asset in assets:
-        done = instance.get_materialized_partitions(dg.AssetKey(asset.key.path))
-        hour = start
-        while hour <= end and partition_key(hour) in done:
-            hour += timedelta(hours=1)
-        if hour <= end and (missing is None or hour < missing):
-            missing = hour
-    return missing
-
-
 def materialize(settings) -> bool:
     import dagster as dg
 
@@ -95,7 +78,8 @@ def materialize(settings) -> bool:
     from alphapulse_assets.features.catalog import WARMUP_HOURS
     from alphapulse_assets.jobs import DATA_ASSETS
     from alphapulse_assets.partitions import last_closed_hour, partition_key
-    from alphapulse_assets.runner import run_job
+    from alphapulse_assets.replay.driver import scheduled_decision_hours
+    from alphapulse_assets.runner import first_missing_hour, run_job
 
     instance = dg.DagsterInstance.get()
     end = last_closed_hour()
@@ -113,8 +97,9 @@ def materialize(settings) -> bool:
             )
             end = covered
     start = max(end - timedelta(days=settings.demo_days) + timedelta(hours=1), settings.history_start)
-    retrain_hours = [end - timedelta(days=k) for k in range(RETRAIN_REPLAYS - 1, -1, -1)]
-    needed = retrain_hours[0] - timedelta(hours=settings.min_training_hours + WARMUP_HOURS)
+    replay_start = end - timedelta(days=LOOP_REPLAY_DAYS) + timedelta(hours=1)
+    first_decision = scheduled_decision_hours(replay_start, end, 24)[0]
+    needed = first_decision - timedelta(hours=settings.min_training_hours + WARMUP_HOURS)
     if needed < start:
         raise SystemExit(
             f"the demo window starts {start:%Y-%m-%d %H:00} but the first retrain needs data from "
@@ -126,7 +111,7 @@ def materialize(settings) -> bool:
 
     resume = first_missing_hour(instance, DATA_ASSETS, start, end)
     n_hours = 0 if resume is None else int((end - resume) / timedelta(hours=1)) + 1
-    say(f"[1/4] data backfill {partition_key(start)} .. {partition_key(end)} ({len(settings.symbols)} symbols)")
+    say(f"[1/3] data backfill {partition_key(start)} .. {partition_key(end)} ({len(settings.symbols)} symbols)")
     if resume is None:
         say("      every hour is already materialized: nothing to backfill")
     else:
@@ -143,31 +128,22 @@ def materialize(settings) -> bool:
             raise SystemExit(f"data backfill failed: {outcome.error}")
         say(f"      done in {outcome.seconds:.0f}s ({outcome.materializations} asset partitions)")
 
-    from alphapulse_assets.promotion.assets import current_champion, latest_decision
+    from alphapulse_assets.promotion.assets import current_champion
     from alphapulse_assets.storage.object_store import LocalObjectStore
 
-    store = LocalObjectStore(root=str(settings.object_store_root))
-    if current_champion(store) is not None:
-        retrain_hours = retrain_hours[-1:]
-    say(f"[2/4] retrain: the daily retrain at {len(retrain_hours)} decision hour(s), as the schedule would have run")
-    for hour in retrain_hours:
-        outcome = run_job(
-            defs, instance, "retrain_job", partition_key=partition_key(hour), label=f"retrain {partition_key(hour)}"
-        )
-        if not outcome.success:
-            raise SystemExit(f"retrain at {partition_key(hour)} failed: {outcome.error}")
-        verdict = latest_decision(defs.resources["warehouse"], hour)
-        say(f"      {partition_key(hour)}: {verdict['summary']} ({outcome.seconds:.0f}s)")
-    champion = current_champion(store)
+    say(
+        f"[2/3] the loop over the last {LOOP_REPLAY_DAYS} days, replayed hour by hour as the schedules and sensors "
+        f"would have run it (python -m alphapulse_assets.replay {partition_key(replay_start)} {partition_key(end)})"
+    )
+    config = {"start": partition_key(replay_start), "end": partition_key(end)}
+    outcome = run_job(defs, instance, "replay_job", run_config={"ops": {"replay": {"config": config}}}, progress=False)
+    if not outcome.success:
+        raise SystemExit(f"the replay failed: {outcome.error}")
+    say(f"      done in {outcome.seconds:.0f}s; Assets -> loop_performance shows it, with the equity curves")
+    champion = current_champion(LocalObjectStore(root=str(settings.object_store_root)))
     if champion is None:
         say("      !! no challenger passed the gate, so there is no champion: the API will answer 503 until one does")
         return False
-
-    say(f"[3/4] hourly job for {partition_key(end)}: predictions and drift report with champion {champion.version}")
-    outcome = run_job(defs, instance, "hourly_job", partition_key=partition_key(end), label="hourly job")
-    if not outcome.success:
-        raise SystemExit(f"hourly job failed: {outcome.error}")
-    say(f"      done in {outcome.seconds:.0f}s")
     return True
 
 
@@ -234,7 +210,7 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
     env = dict(os.environ, DAGSTER_HOME=str(settings.dagster_home), ALPHAPULSE_API_PORT=str(api_port))
     printed_key = demo_api_key(settings, env)
     commands = service_commands(ui_port)
-    say("[4/4] starting the Dagster webserver, the Dagster daemon and the prediction API")
+    say("[3/3] starting the Dagster webserver, the Dagster daemon and the prediction API")
     processes: dict[str, subprocess.Popen] = {}
 
     def stop(*_):

@@ -11,9 +11,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from alphapulse_assets.partitions import partition_key
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,19 @@ def run_job(
         error = error or "run failed"
     materialized = sum(1 for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION)
     return RunOutcome(run_id, result.success, time.monotonic() - started, materialized, error)
+
+
+def first_missing_hour(instance: dg.DagsterInstance, assets, start: datetime, end: datetime) -> datetime | None:
+    """The earliest hour in [start, end] some of `assets` lacks; None when all are there."""
+    missing: datetime | None = None
+    for asset in assets:
+        done = instance.get_materialized_partitions(dg.AssetKey(asset.key.path))
+        hour = start
+        while hour <= end and partition_key(hour) in done:
+            hour += timedelta(hours=1)
+        if hour <= end and (missing is None or hour < missing):
+            missing = hour
+    return missing
 
 
 def _failure_message(error) -> str:

@@ -134,6 +134,21 @@ def fresh_database(admin_url: str) -> Iterator[str]:
         admin.close()
 
 
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the block, then restore them (unset ones are unset again)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -16,6 +16,7 @@ import pytest
 import services
 from api import api_client
 from dagster._core.instance.ref import InstanceRef
+from services import environment
 
 from alphapulse_assets.definitions import build_definitions
 from alphapulse_assets.demo import write_instance_config
@@ -32,20 +33,6 @@ FIRST, LAST = "2025-03-01-00:00", "2025-03-13-23:00"
 # The retrain decides an hour before the last, so its champion is in force at LAST (it serves the hours after it).
 DECISION = "2025-03-13-22:00"
 HOURS, SYMBOLS = 13 * 24, 2
-
-
-@contextmanager
-def environment(**values: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def production_settings(home, warehouse_url: str, store_url: str, **env: str) -> Settings:

@@ -18,6 +18,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
+from services import environment
 
 from alphapulse_assets.definitions import build_definitions
 from alphapulse_assets.monitoring.sensors import drift_retrain_sensor, live_performance_sensor
@@ -36,26 +37,12 @@ FLIP = datetime(2025, 3, 22, 6, tzinfo=UTC)
 FLIP_END = datetime(2025, 3, 24, 23, tzinfo=UTC)
 
 
-@contextmanager
-def environment(**values: str) -> Iterator[None]:
-    """The replay's op builds the code location from the environment, as a launched run does."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 @dataclass
 class Replayed:
     defs: dg.Definitions
     instance: dg.DagsterInstance
     settings: Settings
+    env: dict[str, str]
     first_decisions: pl.DataFrame | None = None
 
     def table(self, name: str, order: str = "ts") -> pl.DataFrame:
@@ -68,19 +55,24 @@ class Replayed:
 
 def replay(replayed: Replayed, start: datetime, end: datetime) -> None:
     config = {"start": partition_key(start), "end": partition_key(end)}
-    outcome = run_job(
-        replayed.defs, replayed.instance, "replay_job", run_config={"ops": {"replay": {"config": config}}}
-    )
+    # Only while it runs: the replay's op builds the code location from the environment, as a launched run does.
+    with environment(**replayed.env):
+        outcome = run_job(
+            replayed.defs,
+            replayed.instance,
+            "replay_job",
+            run_config={"ops": {"replay": {"config": config}}},
+            progress=False,
+        )
     assert outcome.success, outcome.error
 
 
 @contextmanager
 def replay_home(tmp_path_factory, name: str, **env: str) -> Iterator[Replayed]:
-    home = tmp_path_factory.mktemp(name)
-    with environment(ALPHAPULSE_HOME=str(home), ALPHAPULSE_EVIDENTLY_EVERY_HOURS="0", **env):
-        settings = Settings.from_env()
-        with dg.instance_for_test() as instance:
-            yield Replayed(build_definitions(settings), instance, settings)
+    env = {"ALPHAPULSE_HOME": str(tmp_path_factory.mktemp(name)), "ALPHAPULSE_EVIDENTLY_EVERY_HOURS": "0", **env}
+    settings = Settings.from_env({**os.environ, **env})
+    with dg.instance_for_test() as instance:
+        yield Replayed(build_definitions(settings), instance, settings, env)
 
 
 def report(name: str, figures: dict) -> None:

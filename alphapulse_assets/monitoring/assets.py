@@ -299,7 +299,7 @@ def drift_report(
         {"drift_report": pl.concat(feature_rows, how="vertical_relaxed"), "drift_summary": summaries}, start, end
     )
     if single_hour:
-        return dg.MaterializeResult(metadata=_hour_metadata(reports[0], drift, references[served.item(0, 1)]))
+        return dg.MaterializeResult(metadata=_hour_metadata(reports[0], drift, references[served.item(0, 1)].champion))
     statuses = summaries.group_by("drift_status").len().sort("drift_status")
     performance = summaries.group_by("performance_status").len().sort("performance_status")
     return dg.MaterializeResult(

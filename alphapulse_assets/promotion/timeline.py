@@ -23,7 +23,7 @@ DECISIONS_TABLE = "promotion_decisions"
 # Decision kinds in the order they are made within one hour.
 KIND_ORDER = {"rollback": 0, "challenge": 1}
 
-_TIMELINE_SCHEMA = {
+TIMELINE_SCHEMA = {
     "ts": pl.Datetime("us", "UTC"),
     "kind": pl.String,
     "kind_order": pl.Int32,
@@ -45,14 +45,14 @@ def decision_timeline(warehouse: Warehouse) -> pl.DataFrame:
     """Every recorded decision in the order it was made: ts, kind, kind_order, action, champion_after,
     challenger_after."""
     if not warehouse.table_exists(DECISIONS_TABLE):
-        return pl.DataFrame(schema=_TIMELINE_SCHEMA)
+        return pl.DataFrame(schema=TIMELINE_SCHEMA)
     rows = warehouse.query(
         f"select ts, kind, action, champion_after, shadow_challenger_after as challenger_after from {DECISIONS_TABLE}"
     )
     return (
         rows.with_columns(pl.col("kind").replace_strict(KIND_ORDER, return_dtype=pl.Int32).alias("kind_order"))
-        .select(list(_TIMELINE_SCHEMA))
-        .cast(_TIMELINE_SCHEMA)
+        .select(list(TIMELINE_SCHEMA))
+        .cast(TIMELINE_SCHEMA)
         .sort("ts", "kind_order")
     )
 

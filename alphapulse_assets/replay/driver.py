@@ -27,7 +27,7 @@ from alphapulse_assets.monitoring.sensors import REPLAY_TAG, TRIGGER_TAG, drift_
 from alphapulse_assets.partitions import HOURLY, parse_partition_hour, partition_key
 from alphapulse_assets.promotion.timeline import decision_timeline, in_force
 from alphapulse_assets.retries import NotRetryable
-from alphapulse_assets.runner import Jobs, run_job
+from alphapulse_assets.runner import Jobs, first_missing_hour, run_job
 from alphapulse_assets.schedules import daily_retrain_schedule
 from alphapulse_assets.storage.warehouse import Warehouse
 from alphapulse_assets.training.resources import ModelPolicy
@@ -198,7 +198,7 @@ class Replay:
 
     def _data(self, report: ReplayReport) -> None:
         first = self.history_start()
-        missing = self._first_missing_data_hour(first)
+        missing = first_missing_hour(self.instance, DATA_ASSETS, first, self.end)
         if missing is None:
             self.say(f"  data: {partition_key(first)} .. {partition_key(self.end)} already materialized")
             return
@@ -215,17 +215,6 @@ class Replay:
             expected_materializations=hours * len(DATA_ASSETS),
         )
         report.data_hours = hours
-
-    def _first_missing_data_hour(self, first: datetime) -> datetime | None:
-        missing = None
-        for asset in DATA_ASSETS:
-            done = self.instance.get_materialized_partitions(asset.key)
-            hour = first
-            while hour <= self.end and partition_key(hour) in done:
-                hour += HOUR
-            if hour <= self.end and (missing is None or hour < missing):
-                missing = hour
-        return missing
 
     def _fill_served(self, report: ReplayReport, start: datetime, stop: datetime) -> None:
         """Hours before the point the replay resumes from: decided already; their predictions and shadow are made

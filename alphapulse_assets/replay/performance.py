@@ -90,7 +90,9 @@ def paired_t(a: np.ndarray, b: np.ndarray) -> float:
     if difference.size < 2:
         return float("nan")
     spread = float(np.std(difference, ddof=1))
-    return float(difference.mean() / (spread / math.sqrt(difference.size))) if spread > 0 else 0.0
+    if spread == 0:
+        return math.copysign(math.inf, difference[0]) if difference[0] else 0.0
+    return float(difference.mean() / (spread / math.sqrt(difference.size)))
 
 
 def champion_segments(frame: pl.DataFrame) -> pl.DataFrame:

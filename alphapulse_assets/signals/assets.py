@@ -115,13 +115,7 @@ def predictions(
 
 
 SHADOW_SCHEMA = {
-    "ts": pl.Datetime("us", "UTC"),
-    "symbol": pl.String,
-    "probability_up": pl.Float64,
-    "signal": pl.Int8,
-    "model_version": pl.String,
-    "feature_version": pl.String,
-    "in_model_window": pl.Boolean,
+    **PREDICTION_SCHEMA,
     "champion_version": pl.String,
     "champion_probability_up": pl.Float64,
     "champion_signal": pl.Int8,
