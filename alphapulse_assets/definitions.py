@@ -113,6 +113,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             cv_folds=settings.cv_folds,
             cv_window=settings.cv_window,
             tuning_trials=settings.tuning_trials,
+            retune_every_hours=settings.retune_every_hours,
             model_families=list(settings.model_families),
             placebo_runs=settings.placebo_runs,
             device=settings.training_device,

@@ -227,6 +227,7 @@ class Settings:
     cv_folds: int = 5
     cv_window: str = "expanding"
     tuning_trials: int = 30
+    retune_every_hours: int = 0
     model_families: tuple[str, ...] = SUPPORTED_MODEL_FAMILIES
     placebo_runs: int = 5
     training_device: str = "auto"
@@ -341,6 +342,7 @@ class Settings:
             cv_folds=_int(env, "ALPHAPULSE_CV_FOLDS", 5, minimum=2, maximum=20),
             cv_window=_choice(env, "ALPHAPULSE_CV_WINDOW", "expanding", SUPPORTED_CV_WINDOWS),
             tuning_trials=_int(env, "ALPHAPULSE_TUNING_TRIALS", 30, minimum=1, maximum=10_000),
+            retune_every_hours=_int(env, "ALPHAPULSE_RETUNE_EVERY_HOURS", 0, minimum=0, maximum=8760),
             model_families=parse_families(_env(env, "ALPHAPULSE_MODEL_FAMILIES", ",".join(SUPPORTED_MODEL_FAMILIES))),
             placebo_runs=_int(env, "ALPHAPULSE_PLACEBO_RUNS", 5, minimum=2, maximum=100),
             training_device=_choice(env, "ALPHAPULSE_TRAINING_DEVICE", "auto", SUPPORTED_DEVICES),

@@ -263,12 +263,13 @@ def test_the_replay_serves_exactly_what_the_live_loop_served(lead_lag, tmp_path)
         repository = defs.get_repository_def()
 
         def tick(schedule, at: datetime) -> None:
+            resolved = repository.get_schedule_def(schedule.name)
             context = dg.build_schedule_context(
                 instance=instance, scheduled_execution_time=at, repository_def=repository
             )
-            for request in repository.get_schedule_def(schedule.name).evaluate_tick(context).run_requests:
+            for request in resolved.evaluate_tick(context).run_requests:
                 outcome = run_job(
-                    defs, instance, schedule.job_name, partition_key=request.partition_key, tags=dict(request.tags)
+                    defs, instance, resolved.job_name, partition_key=request.partition_key, tags=dict(request.tags)
                 )
                 assert outcome.success, outcome.error
 
@@ -303,3 +304,34 @@ def test_the_cli_refuses_a_malformed_range(tmp_path, capsys):
     with environment(ALPHAPULSE_HOME=str(tmp_path), DAGSTER_HOME=str(tmp_path / "dagster")):
         assert replay_cli(["2025-03-20", "2025-03-21-00:00"]) == 1
     assert "is not an hour as YYYY-MM-DD-HH:MM" in capsys.readouterr().err
+
+
+# --- re-tuning on a slower cadence -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def retuned(tmp_path_factory):
+    with replay_home(tmp_path_factory, "retune", ALPHAPULSE_RETUNE_EVERY_HOURS="72") as replayed:
+        replay(replayed, START, START + timedelta(days=2, hours=23))
+        yield replayed
+
+
+def test_between_searches_a_retrain_refits_the_chosen_configuration_and_pays_for_its_search(retuned):
+    models = retuned.table("trained_model")
+    first, *later = models.iter_rows(named=True)
+    assert first["tuned_at"] == first["ts"] and len(later) >= 2
+    for row in later:
+        assert row["tuned_at"] == first["ts"] and (row["family"], row["params"]) == (first["family"], first["params"])
+        # Its deflated Sharpe counts the search that chose the configuration.
+        assert (row["n_trials"], row["trial_sharpe_variance"]) == (first["n_trials"], first["trial_sharpe_variance"])
+        assert row["sha256"] != first["sha256"], "refitted on its own, newer window"
+    trials = retuned.table("tuning_trials")
+    assert trials.filter(pl.col("ts") == first["ts"]).height == first["n_trials"]
+    for row in later:
+        refit = trials.filter(pl.col("ts") == row["ts"])
+        assert refit["state"].to_list() == ["refit"] and refit["tuned_at"].to_list() == [first["ts"]]
+    evaluations = retuned.table("model_evaluation")
+    assert set(evaluations["n_trials"].to_list()) == {first["n_trials"]}
+    figures = retuned.performance()
+    completed = trials.filter(pl.col("state").is_in(["complete", "refit"])).height
+    assert figures["dsr_trials"] == completed

@@ -9,7 +9,7 @@ from alphapulse_assets.features.catalog import FEATURE_NAMES
 from alphapulse_assets.training.dataset import labelled_rows
 from alphapulse_assets.training.families import FAMILIES, Trainer, family, resolve_device
 from alphapulse_assets.training.synthetic import lead_lag_market
-from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, fit_final, tune
+from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, fit_final, score_configuration, tune
 from alphapulse_serving.contract import sha256_hex
 from alphapulse_serving.predictors import ArtifactError, load_predictor
 
@@ -141,3 +141,13 @@ def test_a_fold_without_both_directions_fails_clearly(training_set):
     flat = TrainingSet(training_set.x, np.ones_like(training_set.label), training_set.hours, training_set.frame)
     with pytest.raises(ValueError, match="both directions are needed"):
         tune(flat, config(seed=1, trials=1))
+
+
+def test_a_refit_scores_the_chosen_configuration_exactly_as_its_search_did(training_set):
+    """Between two searches (ALPHAPULSE_RETUNE_EVERY_HOURS) the chosen configuration is refitted and scored on the
+    new window's folds; on the same window it reproduces the search's own record of that configuration."""
+    search = tune(training_set, config(seed=5))
+    refit = score_configuration(training_set, config(seed=5), search.best.family, search.best.params)
+    assert refit.n_trials == 1 and refit.best.state == "refit" and refit.best.family == search.best.family
+    assert [f.as_dict() for f in refit.best.folds] == [f.as_dict() for f in search.best.folds]
+    np.testing.assert_array_equal(refit.best.net_returns, search.best.net_returns)

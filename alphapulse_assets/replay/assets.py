@@ -161,18 +161,22 @@ def _count(warehouse: Warehouse, table: str, where: str, params: list) -> int:
 
 
 def _trial_sharpes(warehouse: Warehouse, start: datetime, stop: datetime, served_versions: list[str]) -> np.ndarray:
-    """Per-hour walk-forward Sharpe of every trial of every retrain in the range, and of the retrains that made
-    the champions that served in it."""
+    """Per-hour walk-forward Sharpe of every trial that shaped what the loop served in the range: the searches and
+    refits of every retrain in it, of the retrains that made the champions that served in it, and the searches
+    those refitted configurations came from."""
     if not warehouse.table_exists("tuning_trials"):
         return np.array([])
-    models = warehouse.query("select ts, model_version from trained_model")
-    hours = models.filter(
+    models = warehouse.query("select * from trained_model")
+    chosen = models.filter(
         ((pl.col("ts") >= start) & (pl.col("ts") < stop)) | pl.col("model_version").is_in(served_versions)
-    )["ts"].to_list()
+    )
+    hours = set(chosen["ts"].to_list())
+    if "tuned_at" in chosen.columns:
+        hours |= {t for t in chosen["tuned_at"].to_list() if t is not None}
     if not hours:
         return np.array([])
-    trials = warehouse.read_keys("tuning_trials", "ts", hours)
-    return trials.filter(pl.col("state") == "complete")["cv_sharpe_hourly"].to_numpy()
+    trials = warehouse.read_keys("tuning_trials", "ts", sorted(hours))
+    return trials.filter(pl.col("state").is_in(["complete", "refit"]))["cv_sharpe_hourly"].to_numpy()
 
 
 def _equity_plot(curves: dict[str, pl.DataFrame], decisions: pl.DataFrame) -> bytes:

@@ -25,7 +25,7 @@ from alphapulse_assets.features.catalog import WARMUP_HOURS
 from alphapulse_assets.jobs import DATA_ASSETS
 from alphapulse_assets.monitoring.sensors import REPLAY_TAG, TRIGGER_TAG, drift_retrain_request, rollback_request
 from alphapulse_assets.partitions import HOURLY, parse_partition_hour, partition_key
-from alphapulse_assets.promotion.timeline import decision_timeline, in_force
+from alphapulse_assets.promotion.timeline import KIND_ORDER, decision_timeline, in_force
 from alphapulse_assets.retries import NotRetryable
 from alphapulse_assets.runner import Jobs, first_missing_hour, run_job
 from alphapulse_assets.schedules import daily_retrain_schedule
@@ -268,7 +268,7 @@ class Replay:
             return
         request = self._scheduled_retrain(hour)
         if self._request(report, request, "retrain_job", "scheduled retrain"):
-            self._said_decision(hour, "scheduled retrain")
+            self._said_decision(hour, "scheduled retrain", ("challenge",))
 
     def _apply_rules(self, report: ReplayReport, first: datetime, last: datetime) -> datetime | None:
         """The sensors' rules on each hour's drift report, in time order; the hour of the first that acted."""
@@ -296,7 +296,8 @@ class Replay:
                 return row["ts"]
         return None
 
-    def _said_decision(self, hour: datetime, why: str) -> None:
+    def _said_decision(self, hour: datetime, why: str, kinds: tuple[str, ...] = ("rollback", "challenge")) -> None:
         rows = self.warehouse.query("select kind, summary from promotion_decisions where ts = ?", [hour])
-        for kind, summary in rows.iter_rows():
-            self.say(f"  {partition_key(hour)} {kind} ({why}): {summary}")
+        for kind, summary in sorted(rows.iter_rows(), key=lambda row: KIND_ORDER[row[0]]):
+            if kind in kinds:
+                self.say(f"  {partition_key(hour)} {kind} ({why}): {summary}")

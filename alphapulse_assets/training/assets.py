@@ -1,6 +1,6 @@
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import numpy as np
@@ -22,7 +22,14 @@ from alphapulse_assets.training.evaluation import ChosenModel, evaluate_model
 from alphapulse_assets.training.gates import Gate, gates_table
 from alphapulse_assets.training.metrics import HOURS_PER_YEAR
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
-from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, TuningResult, fit_final, tune
+from alphapulse_assets.training.tuning import (
+    TrainingSet,
+    TuningConfig,
+    TuningResult,
+    fit_final,
+    score_configuration,
+    tune,
+)
 from alphapulse_serving.contract import ScoringModel, sha256_hex
 from alphapulse_serving.predictors import CATBOOST_CBM, LOGISTIC_JSON, XGBOOST_UBJ
 
@@ -88,7 +95,20 @@ def trained_model(
     train = training_rows(warehouse, market, policy, feature_version, decision, "trained_model")
     data = TrainingSet.from_frame(train, list(FEATURE_NAMES))
     config = policy.tuning(decision, worker=context.run_id)
-    result = tune_or_fail(data, config, f"trained_model {decision:%Y-%m-%d %H:00}")
+    what = f"trained_model {decision:%Y-%m-%d %H:00}"
+    tuned = last_search(warehouse, policy, decision, feature_version)
+    if tuned is None:
+        result = tune_or_fail(data, config, what)
+        search = {"tuned_at": decision, "n_trials": result.n_trials, "n_completed_trials": result.n_completed}
+        search["trial_sharpe_variance"] = result.trial_sharpe_variance
+    else:
+        # Between two searches the configuration the last one chose is refitted on this window and scored on its
+        # folds; its selection was paid for by that search's trials, so they are the ones the DSR counts.
+        try:
+            result = score_configuration(data, config, tuned["family"], json.loads(tuned["params"]))
+        except ValueError as exc:
+            raise NotRetryable(f"{what}: {exc}") from exc
+        search = {k: tuned[k] for k in ("tuned_at", "n_trials", "n_completed_trials", "trial_sharpe_variance")}
     best = result.best
     refit_started = time.perf_counter()
     model = fit_final(data, best.family, best.params, config.trainer)
@@ -113,6 +133,7 @@ def trained_model(
             "cv_folds": policy.cv_folds,
             "cv_window": policy.cv_window,
             "trials_per_family": policy.tuning_trials,
+            "tuned_at": search["tuned_at"].isoformat(),
             "families": ",".join(policy.model_families),
             "seed": config.trainer.seed,
             "threads": config.trainer.threads,
@@ -137,8 +158,8 @@ def trained_model(
         {
             "cv_log_loss": best.cv_log_loss,
             "cv_auc": best.cv_auc,
-            "n_trials": result.n_trials,
-            "n_completed_trials": result.n_completed,
+            "n_trials": search["n_trials"],
+            "n_completed_trials": search["n_completed_trials"],
             "tuning_seconds": sum(result.seconds_by_family.values()),
         },
     )
@@ -177,9 +198,10 @@ def trained_model(
             "cv_log_loss": [best.cv_log_loss],
             "cv_auc": [best.cv_auc],
             "train_auc": [best.train_auc],
-            "n_trials": [result.n_trials],
-            "n_completed_trials": [result.n_completed],
-            "trial_sharpe_variance": [result.trial_sharpe_variance],
+            "tuned_at": [search["tuned_at"]],
+            "n_trials": [search["n_trials"]],
+            "n_completed_trials": [search["n_completed_trials"]],
+            "trial_sharpe_variance": [search["trial_sharpe_variance"]],
             "fold_scores": [json.dumps(fold_scores)],
             "folds": [json.dumps(fold_layout)],
             "importance": [json.dumps(importance, sort_keys=True)],
@@ -191,7 +213,15 @@ def trained_model(
         }
     )
     trials = pl.DataFrame(
-        [{"ts": decision, **t.as_row(), "params": json.dumps(t.params, sort_keys=True)} for t in result.trials],
+        [
+            {
+                "ts": decision,
+                **t.as_row(),
+                "params": json.dumps(t.params, sort_keys=True),
+                "tuned_at": search["tuned_at"],
+            }
+            for t in result.trials
+        ],
         schema_overrides={"worker": pl.String},
     )
     window_end = context.partition_time_window.end
@@ -208,12 +238,16 @@ def trained_model(
             "cv_auc": best.cv_auc,
             "n_train": int(data.labelled.sum()),
             "train_base_rate": data.base_rate,
-            "n_trials": result.n_trials,
-            "n_pruned_trials": result.n_trials - result.n_completed,
+            "n_trials": search["n_trials"],
+            "n_pruned_trials": search["n_trials"] - search["n_completed_trials"],
+            "configuration": "searched here"
+            if tuned is None
+            else f"the configuration searched at {tuned['tuned_at']:%Y-%m-%d %H:00}, refitted on this window "
+            f"(ALPHAPULSE_RETUNE_EVERY_HOURS={policy.retune_every_hours})",
             "tuning_workers": dg.MetadataValue.json(
                 {w: sum(t.worker == w for t in result.trials) for w in result.workers}
             ),
-            "best_by_family": _best_by_family_table(result),
+            "best_by_family": _best_by_family_table(result) if tuned is None else "refit: no search this hour",
             "folds": table_preview(pl.DataFrame(fold_layout), rows=len(fold_layout)),
             "tuning_seconds": dg.MetadataValue.json(
                 {**{k: round(v, 2) for k, v in result.seconds_by_family.items()}, "refit": round(refit_seconds, 2)}
@@ -225,6 +259,25 @@ def trained_model(
             "registered_model": f"models:/{registered_name}/{registered_version}",
         }
     )
+
+
+def last_search(warehouse: Warehouse, policy: ModelPolicy, decision: datetime, feature_version: str) -> dict | None:
+    """The search whose configuration a retrain at `decision` refits: the newest retrain before it that searched,
+    when it is less than `retune_every_hours` old and searched these families on features of this version; None
+    when this retrain must search (point in time: only retrains decided before it count)."""
+    if policy.retune_every_hours <= 0 or not warehouse.table_exists("trained_model"):
+        return None
+    since = decision - timedelta(hours=policy.retune_every_hours)
+    rows = warehouse.query("select * from trained_model where ts < ? and ts > ? order by ts desc", [decision, since])
+    if rows.is_empty() or "tuned_at" not in rows.columns:
+        return None
+    searched = rows.filter(pl.col("tuned_at") == pl.col("ts"))
+    if searched.is_empty():
+        return None
+    row = searched.row(0, named=True)
+    if row["feature_version"] != feature_version or row["family"] not in policy.model_families:
+        return None
+    return row
 
 
 def _fold_layout(fold) -> dict:

@@ -37,6 +37,9 @@ class ModelPolicy(dg.ConfigurableResource):
     cv_folds: int = 5
     cv_window: str = "expanding"
     tuning_trials: int = 30
+    # Hours a tuned configuration is refitted on each new window before the search runs again (0: every retrain
+    # tunes). The refitted model's deflated Sharpe counts the trials of the search that chose its configuration.
+    retune_every_hours: int = 0
     model_families: list[str] = ["xgboost", "catboost", "logistic"]
     placebo_runs: int = 5
     placebo_block_hours: int = 24

@@ -269,10 +269,7 @@ def tune(data: TrainingSet, config: TuningConfig) -> TuningResult:
     for name in config.families:
         model_family = family(name)
         started = time.perf_counter()
-        prepared = []
-        for fold in folds:
-            train, _ = _fold_arrays(data, fold)
-            prepared.append(model_family.prepare(data.x[train], data.label[train]))
+        prepared = _prepared_folds(model_family, data, folds)
         prepare_seconds += time.perf_counter() - started
 
         def objective(trial, model_family=model_family, prepared=prepared):
@@ -319,6 +316,22 @@ def _objective(trial, model_family, prepared, folds: list[Fold], data: TrainingS
     trial.set_user_attr("params", params)
     if config.worker is not None:
         trial.set_user_attr("worker", config.worker)
+
+    def report(step: int, scores: list[FoldScore]) -> bool:
+        trial.report(float(np.mean([s.val_log_loss for s in scores])), step)
+        return trial.should_prune()
+
+    scores, net = _score_folds(model_family, prepared, params, folds, data, config, report)
+    if net is None:
+        _keep(trial, scores, None, trial_started)
+        raise optuna.TrialPruned()
+    _keep(trial, scores, net, trial_started)
+    return float(np.mean([s.val_log_loss for s in scores]))
+
+
+def _score_folds(model_family, prepared, params, folds, data, config, stop_after=None):
+    """One configuration fitted and scored fold by fold: (fold scores, walk-forward net returns), the returns None
+    when `stop_after(step, scores)` stopped it early (a pruned trial)."""
     scores: list[FoldScore] = []
     net = []
     for step, (fold, fold_data) in enumerate(zip(folds, prepared, strict=True)):
@@ -326,12 +339,32 @@ def _objective(trial, model_family, prepared, folds: list[Fold], data: TrainingS
         score, fold_net = score_fold(data, fold, model, config)
         scores.append(score)
         net.append(fold_net)
-        trial.report(float(np.mean([s.val_log_loss for s in scores])), step)
-        if trial.should_prune():
-            _keep(trial, scores, None, trial_started)
-            raise optuna.TrialPruned()
-    _keep(trial, scores, np.concatenate(net), trial_started)
-    return float(np.mean([s.val_log_loss for s in scores]))
+        if stop_after is not None and stop_after(step, scores):
+            return scores, None
+    return scores, np.concatenate(net)
+
+
+def _prepared_folds(model_family, data: TrainingSet, folds: list[Fold]) -> list:
+    return [
+        model_family.prepare(data.x[train], data.label[train]) for train, _ in (_fold_arrays(data, f) for f in folds)
+    ]
+
+
+def score_configuration(
+    data: TrainingSet, config: TuningConfig, family_name: str, params: dict[str, Any]
+) -> TuningResult:
+    """A configuration chosen by an earlier search, scored on this window's folds exactly as a trial is: what a
+    refit between two searches records (its fold scores feed the same gates). The one record is not a search: the
+    trials that chose the configuration are the earlier search's, and the caller counts those."""
+    started = time.perf_counter()
+    folds = make_folds(data, config)
+    model_family = family(family_name)
+    prepared = _prepared_folds(model_family, data, folds)
+    prepare_seconds = time.perf_counter() - started
+    scores, net = _score_folds(model_family, prepared, params, folds, data, config)
+    seconds = time.perf_counter() - started
+    record = TrialRecord(family_name, 0, "refit", dict(params), scores, net, seconds - prepare_seconds, config.worker)
+    return TuningResult([record], record, folds, {family_name: seconds}, prepare_seconds)
 
 
 def _keep(trial, scores: list[FoldScore], net_returns: np.ndarray | None, started: float) -> None:
