@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 import dagster as dg
 import polars as pl
 
-from alphapulse_assets.features.catalog import WARMUP_HOURS
+from alphapulse_assets.features.catalog import HISTORY_HOURS, WARMUP_HOURS
 from alphapulse_assets.jobs import DATA_ASSETS
 from alphapulse_assets.monitoring.sensors import REPLAY_TAG, TRIGGER_TAG, drift_retrain_request, rollback_request
 from alphapulse_assets.partitions import HOURLY, parse_partition_hour, partition_key
@@ -35,6 +35,7 @@ from alphapulse_assets.training.resources import ModelPolicy
 RUN_KEY_TAG = "alphapulse/run_key"
 HOUR = timedelta(hours=1)
 DAILY = 24
+LONGEST_LOOKBACK_HOURS = max(HISTORY_HOURS.values())
 
 
 def scheduled_decision_hours(start: datetime, end: datetime, every_hours: int) -> list[datetime]:
@@ -151,9 +152,12 @@ class Replay:
     # --- the loop --------------------------------------------------------------------------------------------------
 
     def history_start(self) -> datetime:
-        """The first hour the data side must hold: the first retrain's training window, and its features' warm-up."""
+        """The first hour the data side must hold: the first retrain's training window, and the longest lookback of
+        its features before it. Not only their warm-up: TA-Lib's smoothings have a value after 191 hours but equal
+        the one a longer history gives (to 1e-12) only after their full lookback, so a replay into a fresh home
+        trains on the features the live loop had."""
         first_decision = self.decision_hours[0] if self.decision_hours else self.start
-        needed = self.policy.windows(first_decision).train_start - timedelta(hours=WARMUP_HOURS)
+        needed = self.policy.windows(first_decision).train_start - timedelta(hours=LONGEST_LOOKBACK_HOURS)
         return max(
             min(needed, self.start),
             parse_partition_hour(HOURLY.get_first_partition_key(), "the first partition"),
@@ -194,6 +198,12 @@ class Replay:
                 f"  !! the first retrain trains from {partition_key(train_start)}, less than the features' warm-up "
                 f"({WARMUP_HOURS} h) after ALPHAPULSE_HISTORY_START ({partition_key(first)}): its long-window features "
                 "are null there, its reference for drift too. Start the replay later for a faithful loop."
+            )
+        elif train_start - timedelta(hours=LONGEST_LOOKBACK_HOURS) < first:
+            self.say(
+                f"  note: the first retrain trains from {partition_key(train_start)}, less than the features' longest "
+                f"lookback ({LONGEST_LOOKBACK_HOURS} h) after ALPHAPULSE_HISTORY_START: its TA-Lib smoothings (RSI, "
+                "ADX, NATR, MACD) differ slightly there from what a longer history gives."
             )
 
     def _data(self, report: ReplayReport) -> None:
