@@ -36,7 +36,8 @@ def main() -> None:
     start = END - timedelta(days=args.days) + timedelta(hours=1)
     train_days = int(os.environ.get("ALPHAPULSE_TRAIN_DAYS", "90"))
     validation_days = int(os.environ.get("ALPHAPULSE_VALIDATION_DAYS", "30"))
-    history = start - timedelta(days=train_days + validation_days + 12)
+    # The first retrain's windows, its embargo and the features' longest lookback (504 h) before them.
+    history = start - timedelta(days=train_days + validation_days + 2 + 21 + 1)
     home = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-replay-"))
     env = dict(
         os.environ,
