@@ -11,7 +11,7 @@ from alphapulse_assets.market.resources import MarketSource
 from alphapulse_assets.metadata import partition_metadata, table_preview
 from alphapulse_assets.monitoring.drift import DriftSummary, FeatureDrift, compare_feature, measure_drift, render_html
 from alphapulse_assets.monitoring.evidently_report import evidently_drift_html
-from alphapulse_assets.monitoring.live import champion_live, promised, record
+from alphapulse_assets.monitoring.live import LiveWindow, champion_live, promised, record
 from alphapulse_assets.monitoring.performance import PerformanceDrift, performance_drift
 from alphapulse_assets.monitoring.resources import DriftPolicy
 from alphapulse_assets.news.resources import SentimentModel
@@ -171,6 +171,7 @@ def _report_hour(
     market: MarketSource,
     features_now: str,
     with_evidently: bool,
+    live_window: LiveWindow,
 ) -> _HourReport:
     champion, window, names = ref.champion, ref.window, ref.champion.feature_names
     end = hour + timedelta(hours=1)
@@ -187,7 +188,7 @@ def _report_hour(
 
     # Performance drift: the champion's own live predictions whose outcomes are known, against its promise.
     live_start = max(end - timedelta(hours=drift.performance_window_hours), window["validation_end"])
-    live_rows = champion_live(warehouse, market.symbols, policy, champion.version, live_start, end)
+    live_rows = champion_live(warehouse, market.symbols, policy, champion.version, live_start, end, live_window)
     _, live = record(live_rows, policy)
     performance = performance_drift(live, promised(champion.metrics), drift.min_live_hours, drift.rollback_z)
 
@@ -271,6 +272,10 @@ def drift_report(
             "from the hour after its promotion was decided (run retrain_job at an earlier hour)"
         )
     current_all = warehouse.read_window("features", start - timedelta(hours=drift.window_hours - 1), end)
+    # Every hour's live record lies in this span: read once, not twice an hour.
+    live_window = LiveWindow.read(
+        warehouse, policy, end - timedelta(hours=drift.performance_window_hours + served.height), end
+    )
     features_now = current_feature_version(sentiment)
     # The Evidently page costs ~10 s: a single hour (the hourly schedule) writes it; a range (a backfill, a replay)
     # does not, and says so in each hour's metadata.
@@ -285,7 +290,18 @@ def drift_report(
         current_start = hour + timedelta(hours=1) - timedelta(hours=drift.window_hours)
         current = current_all.filter((pl.col("ts") >= current_start) & (pl.col("ts") <= hour))
         report = _report_hour(
-            hour, ref, current, current_start, warehouse, object_store, policy, drift, market, features_now, single_hour
+            hour,
+            ref,
+            current,
+            current_start,
+            warehouse,
+            object_store,
+            policy,
+            drift,
+            market,
+            features_now,
+            single_hour,
+            live_window,
         )
         reports.append(report)
         feature_rows.append(_feature_rows(hour, report.summary, ref.champion))

@@ -6,6 +6,7 @@ An outcome is known when the prices its label needs are in the warehouse; later 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -22,20 +23,60 @@ def _rows(warehouse: Warehouse, table: str, start: datetime, end: datetime) -> p
 
 
 def with_outcomes(
-    warehouse: Warehouse, symbols: list[str], policy: ModelPolicy, frame: pl.DataFrame, start: datetime, end: datetime
+    warehouse: Warehouse,
+    symbols: list[str],
+    policy: ModelPolicy,
+    frame: pl.DataFrame,
+    start: datetime,
+    end: datetime,
+    prices: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """`frame` (ts, symbol, probability, ...) with next_return, forward_return and label_up where known."""
+    """`frame` (ts, symbol, probability, ...) with next_return, forward_return and label_up where known. `prices`,
+    when given, already holds [start, end + horizon) (read once for many windows)."""
     if frame.is_empty():
         return frame
-    prices = warehouse.read_window("prices", start, end + timedelta(hours=policy.horizon_hours))
+    if prices is None:
+        prices = warehouse.read_window("prices", start, end + timedelta(hours=policy.horizon_hours))
     return labelled_rows(frame, prices, symbols, start, end, policy.horizon_hours, policy.dead_band)
 
 
+@dataclass(frozen=True)
+class LiveWindow:
+    """The predictions and prices of a span, read once: the live records of many hours' drift reports in one
+    range run are cut from it instead of reading the warehouse twice an hour."""
+
+    predictions: pl.DataFrame
+    prices: pl.DataFrame
+
+    @classmethod
+    def read(cls, warehouse: Warehouse, policy: ModelPolicy, start: datetime, end: datetime) -> LiveWindow:
+        return cls(
+            _rows(warehouse, "predictions", start, end),
+            warehouse.read_window("prices", start, end + timedelta(hours=policy.horizon_hours)),
+        )
+
+
 def champion_live(
-    warehouse: Warehouse, symbols: list[str], policy: ModelPolicy, version: str, start: datetime, end: datetime
+    warehouse: Warehouse,
+    symbols: list[str],
+    policy: ModelPolicy,
+    version: str,
+    start: datetime,
+    end: datetime,
+    window: LiveWindow | None = None,
 ) -> pl.DataFrame:
-    """The champion's recorded out-of-sample predictions in [start, end) whose outcomes are known."""
-    recorded = _rows(warehouse, "predictions", start, end)
+    """The champion's recorded out-of-sample predictions in [start, end) whose outcomes are known (from `window`
+    when given: it must span [start, end))."""
+    if window is None:
+        recorded = _rows(warehouse, "predictions", start, end)
+        prices = None
+    else:
+        recorded = (
+            window.predictions.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+            if window.predictions.height
+            else window.predictions
+        )
+        prices = window.prices
     if recorded.is_empty():
         return recorded
     mine = recorded.filter((pl.col("model_version") == version) & ~pl.col("in_model_window"))
@@ -46,6 +87,7 @@ def champion_live(
         mine.select("ts", "symbol", pl.col("probability_up").alias("probability")),
         start,
         end,
+        prices,
     )
 
 
