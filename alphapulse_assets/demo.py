@@ -78,7 +78,7 @@ def materialize(settings) -> bool:
     from alphapulse_assets.features.catalog import WARMUP_HOURS
     from alphapulse_assets.jobs import DATA_ASSETS
     from alphapulse_assets.partitions import last_closed_hour, partition_key
-    from alphapulse_assets.replay.driver import scheduled_decision_hours
+    from alphapulse_assets.replay.driver import LONGEST_LOOKBACK_HOURS, scheduled_decision_hours
     from alphapulse_assets.runner import first_missing_hour, run_job
 
     instance = dg.DagsterInstance.get()
@@ -96,17 +96,19 @@ def materialize(settings) -> bool:
                 "not at the last closed hour"
             )
             end = covered
-    start = max(end - timedelta(days=settings.demo_days) + timedelta(hours=1), settings.history_start)
     replay_start = end - timedelta(days=LOOP_REPLAY_DAYS) + timedelta(hours=1)
     first_decision = scheduled_decision_hours(replay_start, end, 24)[0]
+    # The window reaches back as far as the replay's first retrain needs (its training window and its features'
+    # longest lookback), so the replay finds every hour there and backfills nothing a second time.
+    history = defs.resources["policy"].windows(first_decision).train_start - timedelta(hours=LONGEST_LOOKBACK_HOURS)
+    start = max(min(end - timedelta(days=settings.demo_days) + timedelta(hours=1), history), settings.history_start)
     needed = first_decision - timedelta(hours=settings.min_training_hours + WARMUP_HOURS)
     if needed < start:
         raise SystemExit(
-            f"the demo window starts {start:%Y-%m-%d %H:00} but the first retrain needs data from "
-            f"{needed:%Y-%m-%d %H:00} "
+            f"the first retrain at {first_decision:%Y-%m-%d %H:00} needs data from {needed:%Y-%m-%d %H:00} "
             f"(ALPHAPULSE_TRAIN_DAYS={settings.train_days}, ALPHAPULSE_VALIDATION_DAYS={settings.validation_days}, "
-            f"ALPHAPULSE_EMBARGO_HOURS={settings.embargo_hours}): raise ALPHAPULSE_DEMO_DAYS or move "
-            f"ALPHAPULSE_HISTORY_START earlier"
+            f"ALPHAPULSE_EMBARGO_HOURS={settings.embargo_hours}), before ALPHAPULSE_HISTORY_START "
+            f"({settings.history_start:%Y-%m-%d %H:00}): move ALPHAPULSE_HISTORY_START earlier"
         )
 
     resume = first_missing_hour(instance, DATA_ASSETS, start, end)

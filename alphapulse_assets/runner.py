@@ -146,15 +146,20 @@ def run_job(
 
 def first_missing_hour(instance: dg.DagsterInstance, assets, start: datetime, end: datetime) -> datetime | None:
     """The earliest hour in [start, end] some of `assets` lacks; None when all are there."""
-    missing: datetime | None = None
+    span = missing_span(instance, assets, start, end)
+    return span[0] if span else None
+
+
+def missing_span(
+    instance: dg.DagsterInstance, assets, start: datetime, end: datetime
+) -> tuple[datetime, datetime] | None:
+    """The earliest and the latest hour in [start, end] some of `assets` lacks; None when all are there."""
+    hours = [start + timedelta(hours=k) for k in range(int((end - start) / timedelta(hours=1)) + 1)]
+    missing = set()
     for asset in assets:
         done = instance.get_materialized_partitions(dg.AssetKey(asset.key.path))
-        hour = start
-        while hour <= end and partition_key(hour) in done:
-            hour += timedelta(hours=1)
-        if hour <= end and (missing is None or hour < missing):
-            missing = hour
-    return missing
+        missing |= {hour for hour in hours if partition_key(hour) not in done}
+    return (min(missing), max(missing)) if missing else None
 
 
 def _failure_message(error) -> str:

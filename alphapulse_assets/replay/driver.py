@@ -27,7 +27,7 @@ from alphapulse_assets.monitoring.sensors import REPLAY_TAG, TRIGGER_TAG, drift_
 from alphapulse_assets.partitions import HOURLY, parse_partition_hour, partition_key
 from alphapulse_assets.promotion.timeline import KIND_ORDER, decision_timeline, in_force
 from alphapulse_assets.retries import NotRetryable
-from alphapulse_assets.runner import Jobs, first_missing_hour, run_job
+from alphapulse_assets.runner import Jobs, missing_span, run_job
 from alphapulse_assets.schedules import daily_retrain_schedule
 from alphapulse_assets.storage.warehouse import Warehouse
 from alphapulse_assets.training.resources import ModelPolicy
@@ -208,20 +208,21 @@ class Replay:
 
     def _data(self, report: ReplayReport) -> None:
         first = self.history_start()
-        missing = first_missing_hour(self.instance, DATA_ASSETS, first, self.end)
-        if missing is None:
+        span = missing_span(self.instance, DATA_ASSETS, first, self.end)
+        if span is None:
             self.say(f"  data: {partition_key(first)} .. {partition_key(self.end)} already materialized")
             return
-        hours = int((self.end - missing) / HOUR) + 1
+        hours = int((span[1] - span[0]) / HOUR) + 1
         self.say(
-            f"  data: {hours} hours from {partition_key(missing)} (the first retrain needs {partition_key(first)} on)"
+            f"  data: {hours} hours, {partition_key(span[0])} .. {partition_key(span[1])} (the first retrain needs "
+            f"{partition_key(first)} on)"
         )
         self._run(
             report,
             "data_job",
             "data",
             "data backfill",
-            partition_range=(partition_key(missing), partition_key(self.end)),
+            partition_range=(partition_key(span[0]), partition_key(span[1])),
             expected_materializations=hours * len(DATA_ASSETS),
         )
         report.data_hours = hours
