@@ -183,18 +183,26 @@ def _equity_plot(curves: dict[str, pl.DataFrame], decisions: pl.DataFrame) -> by
     import matplotlib.dates as mdates
 
     figure, axis = new_figure(10.0, 4.5)
-    for name, hourly in curves.items():
-        axis.plot(hourly["ts"].to_list(), np.exp(np.cumsum(hourly["net"].to_numpy())), label=POLICIES[name])
+    # The loop is drawn last and thickest: where it serves the newest model, the two curves coincide.
+    styles = {
+        "buy_and_hold": {"color": "tab:orange", "linewidth": 1.0},
+        "baseline": {"color": "tab:green", "linewidth": 1.0},
+        "naive": {"color": "tab:purple", "linewidth": 1.0, "linestyle": "--"},
+        "loop": {"color": "tab:blue", "linewidth": 2.0},
+    }
+    for name, style in styles.items():
+        hourly = curves[name]
+        axis.plot(hourly["ts"].to_list(), np.exp(np.cumsum(hourly["net"].to_numpy())), label=POLICIES[name], **style)
     marks = {
-        PROMOTE: ("tab:green", "promotion"),
-        PROMOTE_CHALLENGER: ("tab:green", None),
-        ROLLBACK: ("tab:red", "rollback"),
+        PROMOTE: ("black", ":", "promotion"),
+        PROMOTE_CHALLENGER: ("black", ":", "promotion"),
+        ROLLBACK: ("tab:red", "-.", "rollback"),
     }
     labelled = set()
     for ts, action in decisions.select("ts", "action").iter_rows():
         if action in marks:
-            colour, label = marks[action]
-            axis.axvline(ts, color=colour, alpha=0.5, linewidth=1, label=None if label in labelled else label)
+            colour, line, label = marks[action]
+            axis.axvline(ts, color=colour, linestyle=line, linewidth=1, label=None if label in labelled else label)
             labelled.add(label)
     # Few, concise date labels: hourly timestamps over months otherwise overlap.
     locator = mdates.AutoDateLocator(minticks=3, maxticks=10)
