@@ -30,12 +30,16 @@ SHADOW = dg.AssetKey("shadow_predictions")
 START = datetime(2025, 3, 1, tzinfo=UTC)
 DAY0 = datetime(2025, 3, 13, 23, tzinfo=UTC)  # the first daily retrain decides at the last hour of 13 March
 REGIME_CHANGE = datetime(2025, 3, 15, 6, tzinfo=UTC)
-END = datetime(2025, 3, 16, 4, tzinfo=UTC)
+# Long enough after the regime change for the challenger promoted on its shadow record to fail live and be rolled
+# back (its shadow record starts the hour after its decision: point in time).
+END = datetime(2025, 3, 16, 20, tzinfo=UTC)
 LOOP_ENV = {
     "ALPHAPULSE_SIM_REGIME_CHANGE": partition_key(REGIME_CHANGE),
     "ALPHAPULSE_MIN_LIVE_HOURS": "12",
     "ALPHAPULSE_PERFORMANCE_WINDOW_HOURS": "48",
-    "ALPHAPULSE_MIN_SHADOW_HOURS": "12",
+    # The drift retrains 12 hours apart give a challenger 11 shadow hours: the hour a challenger is decided at is
+    # served by the one before it (point in time), so it is not in its record.
+    "ALPHAPULSE_MIN_SHADOW_HOURS": "11",
     "ALPHAPULSE_PROMOTION_LOG_LOSS_MARGIN": "0",
     "ALPHAPULSE_PROMOTION_SHARPE_MARGIN": "0",
     "ALPHAPULSE_EVIDENTLY_EVERY_HOURS": "0",  # tested in test_graph; ~10 s a page would dominate this test
