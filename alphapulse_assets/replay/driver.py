@@ -60,9 +60,6 @@ class ReplayReport:
     runs: list[tuple[str, str, str]] = field(default_factory=list)  # (partition or range, job, why)
     data_hours: int = 0
 
-    def count(self, why: str) -> int:
-        return sum(1 for _, _, reason in self.runs if reason == why)
-
 
 class Replay:
     """One replay over [start, end] (inclusive hours), driving runs of the code location's jobs."""
