@@ -78,7 +78,7 @@ def materialize(settings) -> bool:
     from alphapulse_assets.features.catalog import WARMUP_HOURS
     from alphapulse_assets.jobs import DATA_ASSETS
     from alphapulse_assets.partitions import last_closed_hour, partition_key
-    from alphapulse_assets.replay.driver import LONGEST_LOOKBACK_HOURS, scheduled_decision_hours
+    from alphapulse_assets.replay.driver import history_needed, scheduled_decision_hours
     from alphapulse_assets.runner import first_missing_hour, run_job
 
     instance = dg.DagsterInstance.get()
@@ -100,7 +100,7 @@ def materialize(settings) -> bool:
     first_decision = scheduled_decision_hours(replay_start, end, 24)[0]
     # The window reaches back as far as the replay's first retrain needs (its training window and its features'
     # longest lookback), so the replay finds every hour there and backfills nothing a second time.
-    history = defs.resources["policy"].windows(first_decision).train_start - timedelta(hours=LONGEST_LOOKBACK_HOURS)
+    history = history_needed(defs.resources["policy"], first_decision)
     start = max(min(end - timedelta(days=settings.demo_days) + timedelta(hours=1), history), settings.history_start)
     needed = first_decision - timedelta(hours=settings.min_training_hours + WARMUP_HOURS)
     if needed < start:

@@ -50,7 +50,7 @@ HISTORY = timeline(
 
 def test_a_decision_governs_the_hours_after_its_own():
     served = in_force(HISTORY, T0 - timedelta(hours=1), T0 + timedelta(hours=50))
-    at = {ts: (champion, challenger) for ts, champion, challenger, _ in served.iter_rows()}
+    at = {ts: (champion, challenger) for ts, champion, challenger in served.iter_rows()}
     assert at[T0 - timedelta(hours=1)] == (None, None)
     assert at[T0] == (None, None), "the hour a champion is decided at is still served by the one before"
     assert at[T0 + timedelta(hours=1)] == ("A", None)

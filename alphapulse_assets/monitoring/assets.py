@@ -127,7 +127,7 @@ class _Reference:
 
     champion: ModelManifest
     window: dict[str, datetime]
-    rows: int
+    frame: pl.DataFrame  # the training window's features
     columns: dict[str, np.ndarray]
     model: ScoringModel
     validation_probabilities: np.ndarray
@@ -141,7 +141,7 @@ class _Reference:
         return cls(
             champion,
             window,
-            reference.height,
+            reference,
             _columns(reference, champion.feature_names),
             model,
             _probabilities(model, validation),
@@ -150,7 +150,6 @@ class _Reference:
 
 @dataclass(frozen=True)
 class _HourReport:
-    hour: datetime
     summary: DriftSummary
     prediction: FeatureDrift
     performance: PerformanceDrift
@@ -195,7 +194,7 @@ def _report_hour(
     lines = [
         f"champion {champion.version}, feature version {champion.feature_version} (features now {features_now})",
         f"reference: training window {window['train_start']:%Y-%m-%d %H:00} .. {window['train_end']:%Y-%m-%d %H:00}"
-        f", {ref.rows} rows",
+        f", {ref.frame.height} rows",
         f"current: {current_start:%Y-%m-%d %H:00} .. {end:%Y-%m-%d %H:00}, {current.height} rows",
         f"prediction drift: {prediction.level} (PSI {prediction.psi:.4f}, KS {prediction.ks:.4f})",
         f"live performance: {performance.reason}",
@@ -205,11 +204,15 @@ def _report_hour(
         render_html(summary, f"Drift at {hour:%Y-%m-%d %H:00} UTC", lines).encode(),
     )
     evidently_uri, evidently_share = None, float("nan")
-    if with_evidently and drift.wants_evidently(hour, summary.status == "critical") and ref.rows and current.height:
-        reference = warehouse.read_window("features", window["train_start"], window["train_end"])
-        page, evidently_share = evidently_drift_html(reference, current, names, seed=policy.seed)
+    if (
+        with_evidently
+        and drift.wants_evidently(hour, summary.status == "critical")
+        and ref.frame.height
+        and current.height
+    ):
+        page, evidently_share = evidently_drift_html(ref.frame, current, names, seed=policy.seed)
         evidently_uri = object_store.put_bytes(f"reports/drift/{hour:%Y%m%dT%H}-evidently.html", page.encode())
-    return _HourReport(hour, summary, prediction, performance, report_uri, evidently_uri, evidently_share)
+    return _HourReport(summary, prediction, performance, report_uri, evidently_uri, evidently_share)
 
 
 def _hour_metadata(report: _HourReport, drift: DriftPolicy, champion: ModelManifest) -> dict:
@@ -281,7 +284,6 @@ def drift_report(
     # does not, and says so in each hour's metadata.
     single_hour = served.height == 1
     references: dict[str, _Reference] = {}
-    reports: list[_HourReport] = []
     feature_rows, summary_rows = [], []
     for hour, version in served.select("ts", "champion_version").iter_rows():
         if version not in references:
@@ -303,7 +305,6 @@ def drift_report(
             single_hour,
             live_window,
         )
-        reports.append(report)
         feature_rows.append(_feature_rows(hour, report.summary, ref.champion))
         summary_rows.append(
             _summary_row(
@@ -315,7 +316,7 @@ def drift_report(
         {"drift_report": pl.concat(feature_rows, how="vertical_relaxed"), "drift_summary": summaries}, start, end
     )
     if single_hour:
-        return dg.MaterializeResult(metadata=_hour_metadata(reports[0], drift, references[served.item(0, 1)].champion))
+        return dg.MaterializeResult(metadata=_hour_metadata(report, drift, ref.champion))
     statuses = summaries.group_by("drift_status").len().sort("drift_status")
     performance = summaries.group_by("performance_status").len().sort("performance_status")
     return dg.MaterializeResult(

@@ -22,9 +22,16 @@ def _metadata(event: dg.EventLogEntry, key: str):
     return getattr(entry, "value", None)
 
 
-def _replayed(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry) -> bool:
+def _partition(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry) -> str | dg.SkipReason:
+    """The hour of a drift report the live rules act on; a skip for one without a partition, or one a replay made
+    (the replay applies the rules to its own hours)."""
+    partition = asset_event.asset_materialization.partition if asset_event.asset_materialization else None
+    if partition is None:
+        return dg.SkipReason("a drift report without a partition")
     run = context.instance.get_run_by_id(asset_event.run_id)
-    return run is not None and REPLAY_TAG in run.tags
+    if run is not None and REPLAY_TAG in run.tags:
+        return dg.SkipReason(f"the drift report at {partition} belongs to a replay, which applies this rule itself")
+    return partition
 
 
 def _hour(partition: str) -> datetime:
@@ -105,11 +112,9 @@ def rollback_request(
 )
 def drift_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
     """Critical feature drift requests a retrain at that hour, at most once per cooldown of partition hours."""
-    partition = asset_event.asset_materialization.partition if asset_event.asset_materialization else None
-    if partition is None:
-        return dg.SkipReason("a drift report without a partition")
-    if _replayed(context, asset_event):
-        return dg.SkipReason(f"the drift report at {partition} belongs to a replay, which applies this rule itself")
+    partition = _partition(context, asset_event)
+    if isinstance(partition, dg.SkipReason):
+        return partition
     return drift_retrain_request(
         context.instance,
         partition,
@@ -128,11 +133,9 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.Ev
 def live_performance_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
     """A champion whose live accuracy or Sharpe fell below its promise by more than the rollback threshold is
     rolled back to the previous champion (once per champion: the run key names it)."""
-    partition = asset_event.asset_materialization.partition if asset_event.asset_materialization else None
-    if partition is None:
-        return dg.SkipReason("a drift report without a partition")
-    if _replayed(context, asset_event):
-        return dg.SkipReason(f"the drift report at {partition} belongs to a replay, which applies this rule itself")
+    partition = _partition(context, asset_event)
+    if isinstance(partition, dg.SkipReason):
+        return partition
     return rollback_request(
         partition,
         _metadata(asset_event, "performance_status"),

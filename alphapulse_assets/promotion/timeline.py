@@ -89,25 +89,30 @@ def out_of_order_message(what: str, hour: datetime, later: pl.DataFrame) -> str:
     )
 
 
+def governing(events: pl.DataFrame, start: datetime, end: datetime) -> pl.DataFrame:
+    """For every hour in [start, end): the other columns of the last of `events` (ts first, in the order they
+    happened) at an hour before it; null where none came before. Something done at hour T (a decision, a trained
+    model) is done after T closes, so it governs the hours after T."""
+    effective = (
+        events.group_by("ts", maintain_order=True)
+        .last()
+        .with_columns((pl.col("ts") + timedelta(hours=1)).alias("effective_from"))
+        .drop("ts")
+    )
+    return (
+        pl.DataFrame(hour_range(start, end))
+        .join_asof(effective, left_on="ts", right_on="effective_from", strategy="backward")
+        .drop("effective_from")
+    )
+
+
 def in_force(timeline: pl.DataFrame, start: datetime, end: datetime) -> pl.DataFrame:
     """For every hour in [start, end): the champion and challenger in force (ts, champion_version,
-    challenger_version, decided_at_hour); null where there was none."""
-    hours = pl.DataFrame(hour_range(start, end))
-    # The last decision of each hour, effective from the next hour on.
-    effective = (
-        timeline.group_by("ts", maintain_order=True)
-        .last()
-        .select(
-            (pl.col("ts") + timedelta(hours=1)).alias("effective_from"),
-            pl.col("ts").alias("decided_at_hour"),
-            pl.col("champion_after").alias("champion_version"),
-            pl.col("challenger_after").alias("challenger_version"),
-        )
-        .sort("effective_from")
+    challenger_version); null where there was none."""
+    decisions = timeline.select(
+        "ts", pl.col("champion_after").alias("champion_version"), pl.col("challenger_after").alias("challenger_version")
     )
-    return hours.join_asof(effective, left_on="ts", right_on="effective_from", strategy="backward").select(
-        "ts", "champion_version", "challenger_version", "decided_at_hour"
-    )
+    return governing(decisions, start, end)
 
 
 def segments(served: pl.DataFrame, column: str) -> list[tuple[str, datetime, datetime]]:

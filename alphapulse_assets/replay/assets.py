@@ -12,7 +12,7 @@ from alphapulse_assets.monitoring.assets import drift_report
 from alphapulse_assets.partitions import parse_partition_hour, partition_key
 from alphapulse_assets.promotion.assets import promotion_decision
 from alphapulse_assets.promotion.gates import PROMOTE, PROMOTE_CHALLENGER, ROLLBACK
-from alphapulse_assets.promotion.timeline import DECISIONS_TABLE, decision_timeline, in_force, segments
+from alphapulse_assets.promotion.timeline import DECISIONS_TABLE, decision_timeline, governing, in_force, segments
 from alphapulse_assets.replay.performance import (
     FIGURES,
     POLICIES,
@@ -115,16 +115,7 @@ def _newest_model_signals(
     models = warehouse.query("select * from trained_model where ts < ? order by ts", [stop])
     if models.is_empty():
         return out
-    newest = (
-        pl.DataFrame({"ts": pl.datetime_range(start, stop - HOUR, "1h", time_zone="UTC", eager=True)})
-        .join_asof(
-            models.select((pl.col("ts") + HOUR).alias("from"), pl.col("model_version").alias("naive_version")),
-            left_on="ts",
-            right_on="from",
-            strategy="backward",
-        )
-        .select("ts", "naive_version")
-    )
+    newest = governing(models.select("ts", pl.col("model_version").alias("naive_version")), start, stop)
     frames = [out]
     records = {r["model_version"]: r for r in models.iter_rows(named=True)}
     for version, first, end in segments(newest, "naive_version"):
@@ -246,7 +237,8 @@ def loop_performance(
         policy.horizon_hours,
         policy.dead_band,
     )
-    served = in_force(decision_timeline(warehouse), lead, stop)
+    timeline = decision_timeline(warehouse)
+    served = in_force(timeline, lead, stop)
     recorded = _served_signals(warehouse, served, lead, stop)
     naive = _newest_model_signals(warehouse, object_store, policy, outcomes, lead, stop)
     frame = (
@@ -288,11 +280,7 @@ def loop_performance(
     figures, curves = {}, {}
     for name in POLICIES:
         figures[name], curves[name] = policy_figures(frame, name)
-    decisions = (
-        decision_timeline(warehouse).filter((pl.col("ts") >= first) & (pl.col("ts") <= last))
-        if warehouse.table_exists(DECISIONS_TABLE)
-        else pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC"), "action": pl.String})
-    )
+    decisions = timeline.filter((pl.col("ts") >= first) & (pl.col("ts") <= last))
     in_range = "ts >= ? and ts <= ?"
     window = [first, last]
     served_versions = sorted(v for v in frame["champion_version"].unique().to_list() if v is not None)

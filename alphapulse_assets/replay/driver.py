@@ -50,6 +50,12 @@ def scheduled_decision_hours(start: datetime, end: datetime, every_hours: int) -
     return hours
 
 
+def history_needed(policy: ModelPolicy, decision: datetime) -> datetime:
+    """The first hour of data a retrain at `decision` needs: its training window, and the longest lookback of its
+    features before it (TA-Lib's smoothings equal what a longer history gives only after their full lookback)."""
+    return policy.windows(decision).train_start - timedelta(hours=LONGEST_LOOKBACK_HOURS)
+
+
 @dataclass
 class ReplayReport:
     """What a replay did, for its caller and its metadata."""
@@ -149,12 +155,10 @@ class Replay:
     # --- the loop --------------------------------------------------------------------------------------------------
 
     def history_start(self) -> datetime:
-        """The first hour the data side must hold: the first retrain's training window, and the longest lookback of
-        its features before it. Not only their warm-up: TA-Lib's smoothings have a value after 191 hours but equal
-        the one a longer history gives (to 1e-12) only after their full lookback, so a replay into a fresh home
-        trains on the features the live loop had."""
+        """The first hour the data side must hold (`history_needed` of the first retrain, within the partitions), so
+        a replay into a fresh home trains on the features a long-running loop had."""
         first_decision = self.decision_hours[0] if self.decision_hours else self.start
-        needed = self.policy.windows(first_decision).train_start - timedelta(hours=LONGEST_LOOKBACK_HOURS)
+        needed = history_needed(self.policy, first_decision)
         return max(
             min(needed, self.start),
             parse_partition_hour(HOURLY.get_first_partition_key(), "the first partition"),
