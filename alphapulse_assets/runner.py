@@ -74,14 +74,14 @@ def _check_range(defs: Jobs, job_name: str, first: str, last: str) -> None:
     partitions = _job(defs, job_name).partitions_def
     if partitions is None:
         raise ValueError(f"{job_name} is not partitioned")
-    keys = partitions.get_partition_keys()
+    # Membership and order without listing every key: a year of hours is ~9,000 keys, listed in ~0.1 s a call.
     for key in (first, last):
-        if key not in keys:
+        if not partitions.has_partition_key(key):
             raise ValueError(
                 f"{key!r} is not an hourly partition of {job_name} (format YYYY-MM-DD-HH:00, UTC, from "
                 f"ALPHAPULSE_HISTORY_START to the last closed hour)"
             )
-    if keys.index(first) > keys.index(last):
+    if partitions.start_time_for_partition_key(first) > partitions.start_time_for_partition_key(last):
         raise ValueError(f"inverted partition range {first} .. {last}: the first hour comes after the last")
 
 

@@ -18,13 +18,16 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
+import services
 from services import environment
+from test_production import production
 
 from alphapulse_assets.definitions import build_definitions
 from alphapulse_assets.monitoring.sensors import drift_retrain_sensor, live_performance_sensor
 from alphapulse_assets.partitions import partition_key
 from alphapulse_assets.promotion.timeline import decision_timeline, in_force
 from alphapulse_assets.replay.__main__ import main as replay_cli
+from alphapulse_assets.replay.ahead import AHEAD_TAG, PlannedRetrain, plan_retrains
 from alphapulse_assets.replay.driver import scheduled_decision_hours
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.schedules import daily_retrain_schedule, hourly_schedule
@@ -53,8 +56,8 @@ class Replayed:
         return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
-def replay(replayed: Replayed, start: datetime, end: datetime) -> None:
-    config = {"start": partition_key(start), "end": partition_key(end)}
+def replay(replayed: Replayed, start: datetime, end: datetime, **options: int) -> None:
+    config = {"start": partition_key(start), "end": partition_key(end), **options}
     # Only while it runs: the replay's op builds the code location from the environment, as a launched run does.
     with environment(**replayed.env):
         outcome = run_job(
@@ -335,3 +338,72 @@ def test_between_searches_a_retrain_refits_the_chosen_configuration_and_pays_for
     figures = retuned.performance()
     completed = trials.filter(pl.col("state").is_in(["complete", "refit"])).height
     assert figures["dsr_trials"] == completed
+
+
+# --- retrains computed ahead, in parallel, on the production stack ----------------------------------------------
+
+
+def test_the_plan_of_retrains_ahead_searches_and_refits_as_last_search_decides():
+    day = timedelta(hours=24)
+    hours = [START + timedelta(hours=23) + k * day for k in range(5)]
+    plan = plan_retrains(hours, 72, [])
+    assert plan == [
+        PlannedRetrain(hours[0], None),
+        PlannedRetrain(hours[1], hours[0]),
+        PlannedRetrain(hours[2], hours[0]),
+        # 72 hours after a search is no longer "less than 72 hours old": a new search.
+        PlannedRetrain(hours[3], None),
+        PlannedRetrain(hours[4], hours[3]),
+    ]
+    # A search recorded before the replay counts; with no re-tuning cadence every retrain searches.
+    assert plan_retrains(hours[:1], 72, [hours[0] - day])[0] == PlannedRetrain(hours[0], hours[0] - day)
+    assert all(p.refits is None for p in plan_retrains(hours, 0, [hours[0] - day]))
+
+
+VERDICT = {
+    "trained_model": ("ts", "model_version", "sha256", "tuned_at", "family", "params", "n_trials"),
+    "model_evaluation": ("ts", "model_version", "gates_passed", "psr", "dsr", "oos_sharpe"),
+    "promotion_decisions": ("ts", "kind", "action", "champion_after", "challenger_after"),
+    "predictions": ("ts", "symbol", "probability_up", "signal", "model_version"),
+    "shadow_predictions": ("ts", "symbol", "probability_up", "model_version"),
+    "drift_summary": ("ts", "champion_version", "drift_status", "performance_status"),
+}
+
+
+def test_two_retrain_workers_on_the_production_stack_decide_exactly_as_the_loop_alone(
+    retuned, tmp_path, postgres_admin_url, s3_endpoint
+):
+    """The `retuned` replay (DuckDB, local files, the loop retraining itself) again on a Postgres instance, a
+    Postgres warehouse and S3, with two worker processes retraining ahead: every model, decision and served hour
+    is the same."""
+    bucket = services.create_bucket(s3_endpoint)
+    with production(tmp_path, postgres_admin_url, s3_endpoint, bucket, ALPHAPULSE_RETUNE_EVERY_HOURS="72") as (
+        instance,
+        settings,
+        warehouse_url,
+    ):
+        env = {
+            **retuned.env,
+            "ALPHAPULSE_HOME": str(tmp_path),
+            "ALPHAPULSE_WAREHOUSE_URL": warehouse_url,
+            "ALPHAPULSE_OBJECT_STORE_URL": f"s3://{bucket}/alphapulse",
+        }
+        parallel = Replayed(build_definitions(settings), instance, settings, env)
+        replay(parallel, START, START + timedelta(days=2, hours=23), retrain_workers=2)
+        for table, columns in VERDICT.items():
+            order = "ts, symbol" if "symbol" in columns else "ts"
+            assert parallel.table(table, order).select(columns).equals(retuned.table(table, order).select(columns)), (
+                table
+            )
+        runs = [r for r in instance.get_runs() if r.job_name == "retrain_job"]
+        ahead = [r for r in runs if AHEAD_TAG in r.tags]
+        assert len(ahead) == 3 and len({r.tags["dagster/partition"] for r in ahead}) == 3
+        # The loop's own retrain runs decided only: the models and evaluations came from the workers.
+        for run in (r for r in runs if AHEAD_TAG not in r.tags):
+            planned = instance.get_records_for_run(
+                run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+            ).records
+            assert {r.event_log_entry.dagster_event.asset_key.path[-1] for r in planned} == {
+                "promotion_decision",
+                "promoted_model",
+            }

@@ -9,14 +9,21 @@ from alphapulse_assets.features.assets import features
 from alphapulse_assets.features.store import current_feature_version
 from alphapulse_assets.market.resources import MarketSource
 from alphapulse_assets.metadata import partition_metadata, table_preview
-from alphapulse_assets.monitoring.drift import DriftSummary, FeatureDrift, compare_feature, measure_drift, render_html
+from alphapulse_assets.monitoring.drift import (
+    DriftSummary,
+    FeatureDrift,
+    Reference,
+    compare_feature,
+    measure_drift,
+    render_html,
+)
 from alphapulse_assets.monitoring.evidently_report import evidently_drift_html
 from alphapulse_assets.monitoring.live import LiveWindow, champion_live, promised, record
 from alphapulse_assets.monitoring.performance import PerformanceDrift, performance_drift
 from alphapulse_assets.monitoring.resources import DriftPolicy
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
-from alphapulse_assets.promotion.assets import manifest_of, promoted_model
+from alphapulse_assets.promotion.assets import manifest_of, promoted_model, scoring_model
 from alphapulse_assets.promotion.timeline import decision_timeline, in_force
 from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
 from alphapulse_assets.signals.assets import predictions
@@ -29,8 +36,12 @@ from alphapulse_serving.contract import ModelManifest, ScoringModel
 
 def _columns(frame: pl.DataFrame, names: list[str]) -> dict[str, np.ndarray]:
     """Each feature as a float array in time order per symbol (autocorrelation is estimated along it)."""
-    ordered = frame.sort("symbol", "ts")
-    return {n: ordered[n].cast(pl.Float64).fill_null(float("nan")).to_numpy() for n in names}
+    if not names:
+        return {}
+    # One conversion for all columns (column-major, so each column is contiguous): this runs every replayed hour.
+    matrix = frame.sort("symbol", "ts").select(pl.col(names).cast(pl.Float64).fill_null(float("nan")))
+    values = matrix.to_numpy(order="fortran")
+    return {name: values[:, i] for i, name in enumerate(names)}
 
 
 def _probabilities(model: ScoringModel, frame: pl.DataFrame) -> np.ndarray:
@@ -128,23 +139,23 @@ class _Reference:
     champion: ModelManifest
     window: dict[str, datetime]
     frame: pl.DataFrame  # the training window's features
-    columns: dict[str, np.ndarray]
+    features: dict[str, Reference]  # each feature's reference series, prepared for comparisons
     model: ScoringModel
-    validation_probabilities: np.ndarray
+    validation_probabilities: Reference  # the champion's P(up) on its own out-of-sample window
 
     @classmethod
     def of(cls, warehouse: Warehouse, champion: ModelManifest) -> "_Reference":
         window = {k: datetime.fromisoformat(v) for k, v in champion.training_window.items()}
         reference = warehouse.read_window("features", window["train_start"], window["train_end"])
-        model = ScoringModel.load(champion)
+        model = scoring_model(champion)
         validation = warehouse.read_window("features", window["validation_start"], window["validation_end"])
         return cls(
             champion,
             window,
             reference,
-            _columns(reference, champion.feature_names),
+            {name: Reference.of(values) for name, values in _columns(reference, champion.feature_names).items()},
             model,
-            _probabilities(model, validation),
+            Reference.of(_probabilities(model, validation)),
         )
 
 
@@ -174,7 +185,7 @@ def _report_hour(
 ) -> _HourReport:
     champion, window, names = ref.champion, ref.window, ref.champion.feature_names
     end = hour + timedelta(hours=1)
-    summary = measure_drift(ref.columns, _columns(current, names), drift.thresholds())
+    summary = measure_drift(ref.features, _columns(current, names), drift.thresholds())
 
     # Prediction drift: the champion's P(up) now against its P(up) on its own out-of-sample window.
     prediction = compare_feature(

@@ -21,34 +21,72 @@ _EPS = 1e-4
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
     """PSI over reference-quantile bins plus one bin for missing values (a feature going null is drift too)."""
-    reference = np.asarray(reference, dtype=float)
-    current = np.asarray(current, dtype=float)
-    ref_ok, cur_ok = reference[~np.isnan(reference)], current[~np.isnan(current)]
-    if ref_ok.size == 0:
-        return float("nan")
-    edges = np.unique(np.quantile(ref_ok, np.linspace(0, 1, bins + 1)[1:-1]))
-
-    def shares(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        counts = np.bincount(np.searchsorted(edges, valid, side="right"), minlength=edges.size + 1).astype(float)
-        counts = np.append(counts, values.size - valid.size)
-        return (counts + _EPS) / (counts.sum() + _EPS * counts.size)
-
-    p, q = shares(reference, ref_ok), shares(current, cur_ok)
-    return float(np.sum((q - p) * np.log(q / p)))
+    return Reference.of(reference, bins).psi(current)
 
 
 def ks_statistic(reference: np.ndarray, current: np.ndarray) -> float:
     """Largest distance between the two empirical CDFs (missing values ignored)."""
-    a = np.sort(np.asarray(reference, dtype=float)[~np.isnan(reference)])
-    b = np.sort(np.asarray(current, dtype=float)[~np.isnan(current)])
-    if a.size == 0 or b.size == 0:
-        return float("nan")
-    grid = np.concatenate([a, b])
-    return float(
-        np.max(
-            np.abs(np.searchsorted(a, grid, side="right") / a.size - np.searchsorted(b, grid, side="right") / b.size)
+    return Reference.of(reference).ks(current)
+
+
+def _shares(edges: np.ndarray, size: int, valid: np.ndarray) -> np.ndarray:
+    counts = np.bincount(np.searchsorted(edges, valid, side="right"), minlength=edges.size + 1).astype(float)
+    counts = np.append(counts, size - valid.size)
+    return (counts + _EPS) / (counts.sum() + _EPS * counts.size)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One feature's reference series with what every comparison against it needs, computed once: a champion's
+    reference is fixed, and a replay compares thousands of hours with it."""
+
+    size: int
+    sorted_valid: np.ndarray  # the non-missing values, sorted
+    cdf_at_valid: np.ndarray  # the empirical CDF at each of them
+    edges: np.ndarray  # PSI bin edges: the reference's inner deciles
+    bin_shares: np.ndarray
+    autocorrelation: float
+    mean: float
+    spread: float  # sample standard deviation of the non-missing values
+    null_share: float
+
+    @classmethod
+    def of(cls, values: np.ndarray, bins: int = 10) -> Reference:
+        """`values` in time order (per symbol, symbols one after another), missing values as NaN."""
+        values = np.asarray(values, dtype=float)
+        in_order = values[~np.isnan(values)]
+        valid = np.sort(in_order)
+        edges = np.unique(np.quantile(valid, np.linspace(0, 1, bins + 1)[1:-1])) if valid.size else np.array([])
+        return cls(
+            size=values.size,
+            sorted_valid=valid,
+            cdf_at_valid=np.searchsorted(valid, valid, side="right") / valid.size if valid.size else valid,
+            edges=edges,
+            bin_shares=_shares(edges, values.size, valid),
+            autocorrelation=lag1_autocorrelation(values),
+            mean=float(in_order.mean()) if in_order.size else float("nan"),
+            spread=float(np.std(in_order, ddof=1)) if in_order.size > 1 else float("nan"),
+            null_share=float(np.isnan(values).mean()) if values.size else float("nan"),
         )
-    )
+
+    def psi(self, current: np.ndarray) -> float:
+        if self.sorted_valid.size == 0:
+            return float("nan")
+        current = np.asarray(current, dtype=float)
+        q = _shares(self.edges, current.size, current[~np.isnan(current)])
+        p = self.bin_shares
+        return float(np.sum((q - p) * np.log(q / p)))
+
+    def ks(self, current: np.ndarray) -> float:
+        """The largest CDF distance, evaluated at every point of both samples (where it can change)."""
+        current = np.asarray(current, dtype=float)
+        b = np.sort(current[~np.isnan(current)])
+        a = self.sorted_valid
+        if a.size == 0 or b.size == 0:
+            return float("nan")
+        at_a = np.abs(self.cdf_at_valid - np.searchsorted(b, a, side="right") / b.size)
+        at_b = np.abs(np.searchsorted(a, b, side="right") / a.size - np.searchsorted(b, b, side="right") / b.size)
+        return float(max(at_a.max(), at_b.max()))
 
 
 def lag1_autocorrelation(values: np.ndarray) -> float:
@@ -145,51 +183,54 @@ def _mean(values: np.ndarray) -> float:
 
 
 def compare_feature(
-    name: str, reference: np.ndarray, current: np.ndarray, alpha: float, min_effective_rows: float
+    name: str, reference: np.ndarray | Reference, current: np.ndarray, alpha: float, min_effective_rows: float
 ) -> FeatureDrift:
     """One feature: PSI and KS as magnitudes; a mean-shift z-test, the KS test and a missing-share test, on
     effective sample sizes, decide whether the difference is more than noise at level `alpha`."""
-    reference = np.asarray(reference, dtype=float)
+    ref = reference if isinstance(reference, Reference) else Reference.of(reference)
     current = np.asarray(current, dtype=float)
-    ref_ok, cur_ok = reference[~np.isnan(reference)], current[~np.isnan(current)]
+    cur_ok = current[~np.isnan(current)]
     # Estimated on the long reference series, where it is stable; the current window is assumed to move alike.
-    rho = lag1_autocorrelation(reference)
-    n_ref, n_cur = effective_rows(ref_ok.size, rho), effective_rows(cur_ok.size, rho)
-    ks = ks_statistic(reference, current)
+    rho = ref.autocorrelation
+    n_ref, n_cur = effective_rows(ref.sorted_valid.size, rho), effective_rows(cur_ok.size, rho)
+    ks = ref.ks(current)
+    p_cur = float(np.isnan(current).mean()) if current.size else float("nan")
     drift = partial(
         FeatureDrift,
         feature=name,
-        psi=psi(reference, current),
+        psi=ref.psi(current),
         ks=ks,
         effective_rows=n_cur,
-        reference_mean=_mean(reference),
+        reference_mean=ref.mean,
         current_mean=_mean(current),
-        reference_null_share=float(np.isnan(reference).mean()) if reference.size else float("nan"),
-        current_null_share=float(np.isnan(current).mean()) if current.size else float("nan"),
+        reference_null_share=ref.null_share,
+        current_null_share=p_cur,
     )
     # A feature going missing is drift whatever its values do, so the missing-share test always runs.
-    p_ref, p_cur = np.isnan(reference).mean(), np.isnan(current).mean()
-    pooled = (p_ref * reference.size + p_cur * current.size) / (reference.size + current.size)
-    null_spread = math.sqrt(pooled * (1 - pooled) * (1.0 / reference.size + 1.0 / current.size))
+    p_ref = ref.null_share
+    pooled = (p_ref * ref.size + p_cur * current.size) / (ref.size + current.size)
+    null_spread = math.sqrt(pooled * (1 - pooled) * (1.0 / ref.size + 1.0 / current.size))
     p_values = [_two_sided_normal_p((p_cur - p_ref) / null_spread if null_spread > 0 else 0.0)]
     tested = n_cur >= min_effective_rows and n_ref >= min_effective_rows
     if tested:
-        spread = float(np.std(ref_ok, ddof=1))
-        mean_z = (cur_ok.mean() - ref_ok.mean()) / (spread * math.sqrt(1.0 / n_ref + 1.0 / n_cur)) if spread else 0.0
+        spread = ref.spread
+        mean_z = (cur_ok.mean() - ref.mean) / (spread * math.sqrt(1.0 / n_ref + 1.0 / n_cur)) if spread else 0.0
         p_values += [_two_sided_normal_p(mean_z), ks_p_value(ks, n_ref, n_cur)]
     p_value = min(1.0, len(p_values) * min(p_values))
     return drift(p_value=p_value, significant=p_value < alpha, tested=tested)
 
 
 def measure_drift(
-    reference: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray] | dict[str, Reference],
     current: dict[str, np.ndarray],
     thresholds: DriftThresholds = DriftThresholds(),
 ) -> DriftSummary:
     """Compare each feature's current window with the champion's training reference.
 
-    Arrays are in time order (per symbol, symbols one after another), so autocorrelation can be estimated.
+    Arrays are in time order (per symbol, symbols one after another), so autocorrelation can be estimated. The
+    reference may come prepared (`Reference.of`) when many windows are compared with it.
     """
+    reference = {k: v if isinstance(v, Reference) else Reference.of(v) for k, v in reference.items()}
     n_ref = min((v.size for v in reference.values()), default=0)
     n_cur = min((v.size for v in current.values()), default=0)
     if n_ref < thresholds.min_reference_rows or n_cur < thresholds.min_current_rows:

@@ -1,3 +1,4 @@
+import functools
 import json
 import math
 from dataclasses import replace
@@ -44,7 +45,7 @@ from alphapulse_assets.training.data import single_row
 from alphapulse_assets.training.gates import Gate, gates_table
 from alphapulse_assets.training.metrics import evaluate_predictions
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
-from alphapulse_serving.contract import MANIFEST_KEY, ModelManifest, ScoringModel
+from alphapulse_serving.contract import MANIFEST_KEY, ModelManifest, ScoringModel, read_uri
 
 # The newest challenger in shadow, for people and tools (the graph reads the challenger in force at an hour from
 # the decision timeline). Absent when there is none.
@@ -76,6 +77,24 @@ def manifest_of(object_store: ObjectStore, version: str | None) -> ModelManifest
     if manifest is None:
         raise NotRetryable(f"the decision timeline names model {version}, but {manifest_key(version)} is missing")
     return manifest
+
+
+def scoring_model(manifest: ModelManifest) -> ScoringModel:
+    """A manifest's model, read, verified and loaded once per process: the manifest pins the artifact's sha256, so
+    every hour and run a champion scores in (a replay's year of them) can share one load."""
+    return _verified_model(
+        manifest.model_uri,
+        manifest.sha256,
+        tuple(manifest.feature_names),
+        manifest.signal_band,
+        manifest.version,
+        manifest.model_format,
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _verified_model(uri: str, sha256: str, feature_names: tuple[str, ...], band: float, version: str, fmt: str):
+    return ScoringModel.from_artifact(read_uri(uri), sha256, list(feature_names), band, version, fmt)
 
 
 def _metrics_from_row(row: dict, prefix: str) -> dict[str, float]:
@@ -154,7 +173,7 @@ def _challenge(
         # with the same windows stopped training a validation window + embargo before that hour, so these rows are
         # out of sample for both models; when they are not (an older hour retrained), the overlap gate voids it.
         holdout = load_window(warehouse, market, policy, trained["validation_start"], trained["validation_end"])
-        scored = score_frame(ScoringModel.load(champion), holdout)
+        scored = score_frame(scoring_model(champion), holdout)
         champion_metrics, _ = evaluate_predictions(scored, policy.signal_band, policy.cost_bps)
         champion_train_end = datetime.fromisoformat(champion.training_window["train_end"])
         overlap_hours = max(0.0, (champion_train_end - trained["validation_start"]).total_seconds() / 3600)

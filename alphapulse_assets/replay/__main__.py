@@ -1,4 +1,5 @@
-"""`python -m alphapulse_assets.replay START END [--retrain-every-hours N]`: `replay_job` from the shell.
+"""`python -m alphapulse_assets.replay START END [--retrain-every-hours N] [--retrain-workers N]`: `replay_job`
+from the shell.
 
 Uses the same instance and warehouse as `make demo` ($ALPHAPULSE_HOME), so the replay's runs and loop_performance
 show in the UI. Times are partition keys, YYYY-MM-DD-HH:MM (UTC), both inclusive.
@@ -18,6 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("start", help="first hour, YYYY-MM-DD-HH:MM (UTC)")
     parser.add_argument("end", help="last hour, YYYY-MM-DD-HH:MM (UTC)")
     parser.add_argument("--retrain-every-hours", type=int, default=24, help="scheduled retrain cadence (24)")
+    parser.add_argument(
+        "--retrain-workers",
+        type=int,
+        default=0,
+        help="processes computing scheduled retrains ahead of the loop (0: the loop retrains itself); same decisions",
+    )
     args = parser.parse_args(argv)
 
     from alphapulse_assets.demo import prepare_instance
@@ -36,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     from alphapulse_assets.definitions import defs
     from alphapulse_assets.runner import run_job
 
-    config = {"start": args.start, "end": args.end, "retrain_every_hours": args.retrain_every_hours}
+    config = {
+        "start": args.start,
+        "end": args.end,
+        "retrain_every_hours": args.retrain_every_hours,
+        "retrain_workers": args.retrain_workers,
+    }
     with dg.DagsterInstance.get() as instance:
         outcome = run_job(
             defs, instance, "replay_job", run_config={"ops": {"replay": {"config": config}}}, progress=False

@@ -26,13 +26,16 @@ from alphapulse_assets.jobs import DATA_ASSETS
 from alphapulse_assets.monitoring.sensors import REPLAY_TAG, TRIGGER_TAG, drift_retrain_request, rollback_request
 from alphapulse_assets.partitions import HOURLY, parse_partition_hour, partition_key
 from alphapulse_assets.promotion.timeline import KIND_ORDER, decision_timeline, in_force
+from alphapulse_assets.replay.ahead import RetrainsAhead, matches_loop, plan_retrains
 from alphapulse_assets.retries import NotRetryable
 from alphapulse_assets.runner import Jobs, missing_span, run_job
 from alphapulse_assets.schedules import daily_retrain_schedule
 from alphapulse_assets.storage.warehouse import Warehouse
+from alphapulse_assets.training.assets import last_search
 from alphapulse_assets.training.resources import ModelPolicy
 
 RUN_KEY_TAG = "alphapulse/run_key"
+DECISION_ASSETS = [dg.AssetKey("promotion_decision"), dg.AssetKey("promoted_model")]
 HOUR = timedelta(hours=1)
 DAILY = 24
 LONGEST_LOOKBACK_HOURS = max(HISTORY_HOURS.values())
@@ -81,23 +84,27 @@ class Replay:
         retrain_every_hours: int = DAILY,
         replay_id: str = "cli",
         say: Callable[[str], None] = print,
+        retrain_workers: int = 0,
     ):
         if end < start:
             raise NotRetryable(f"the replay ends ({end:%Y-%m-%d-%H:%M}) before it starts ({start:%Y-%m-%d-%H:%M})")
         if retrain_every_hours < 1:
             raise NotRetryable(f"retrain_every_hours={retrain_every_hours}: expected a positive number of hours")
-        keys = HOURLY.get_partition_keys()
+        if retrain_workers < 0:
+            raise NotRetryable(f"retrain_workers={retrain_workers}: expected 0 (retrain in the loop) or more")
         for name, hour in (("start", start), ("end", end)):
-            if partition_key(hour) not in keys:
+            if not HOURLY.has_partition_key(partition_key(hour)):
                 raise NotRetryable(
                     f"{name} {partition_key(hour)} is not an hourly partition (from ALPHAPULSE_HISTORY_START "
-                    f"{keys[0]} to the last closed hour {keys[-1]})"
+                    f"{HOURLY.get_first_partition_key()} to the last closed hour {HOURLY.get_last_partition_key()})"
                 )
         self.jobs, self.instance, self.warehouse, self.policy = jobs, instance, warehouse, policy
         self.start, self.end, self.every = start, end, retrain_every_hours
         self.tags = {REPLAY_TAG: replay_id}
         self.say = say
         self.decision_hours = scheduled_decision_hours(start, end, retrain_every_hours)
+        self.retrain_workers = retrain_workers
+        self._ahead: RetrainsAhead | None = None
 
     # --- runs ------------------------------------------------------------------------------------------------------
 
@@ -109,8 +116,16 @@ class Replay:
         where = kwargs.get("partition_key") or " .. ".join(kwargs["partition_range"])
         report.runs.append((where, job, why))
 
-    def _request(self, report: ReplayReport, request: dg.RunRequest, job: str, why: str) -> bool:
-        """Execute a sensor's or schedule's run request as the daemon would: once per run key, ever."""
+    def _request(
+        self,
+        report: ReplayReport,
+        request: dg.RunRequest,
+        job: str,
+        why: str,
+        asset_selection: list[dg.AssetKey] | None = None,
+    ) -> bool:
+        """Execute a sensor's or schedule's run request as the daemon would: once per run key, ever (`asset_selection`:
+        the part of its job not made already)."""
         if request.run_key and self._ran(request.run_key):
             return False
         tags = dict(request.tags) | ({RUN_KEY_TAG: request.run_key} if request.run_key else {})
@@ -122,6 +137,7 @@ class Replay:
             partition_key=request.partition_key,
             tags=tags,
             run_config=request.run_config or None,
+            asset_selection=asset_selection,
         )
         return True
 
@@ -184,10 +200,32 @@ class Replay:
         self._data(report)
         if resume > self.start:
             self._fill_served(report, self.start, min(resume, self.end + HOUR))
-        cursor = resume
-        while cursor <= self.end:
-            cursor = self._segment(report, cursor)
+        self._start_ahead(resume)
+        try:
+            cursor = resume
+            while cursor <= self.end:
+                cursor = self._segment(report, cursor)
+        finally:
+            if self._ahead is not None:
+                self._ahead.close()
         return report
+
+    def _start_ahead(self, resume: datetime) -> None:
+        """With `retrain_workers`, the scheduled retrains' models and evaluations are computed ahead, in parallel
+        (`replay/ahead.py`); the loop checks each against its own state when it reaches it."""
+        hours = [h for h in self.decision_hours if h >= resume]
+        if not self.retrain_workers or not hours:
+            return
+        searches, made = [], set()
+        if self.warehouse.table_exists("trained_model"):
+            rows = self.warehouse.query("select ts, tuned_at from trained_model where ts < ?", [self.end + HOUR])
+            searches = [ts for ts, tuned_at in rows.iter_rows() if tuned_at == ts and ts < hours[0]]
+            made = set(rows["ts"])
+        plan = [p for p in plan_retrains(hours, self.policy.retune_every_hours, searches) if p.hour not in made]
+        if not plan:
+            return
+        self.say(f"  {len(plan)} scheduled retrains computed ahead by {self.retrain_workers} worker process(es)")
+        self._ahead = RetrainsAhead(self.instance, plan, self.retrain_workers, self.tags, self.say).start()
 
     def _warn_short_history(self) -> None:
         if not self.decision_hours:
@@ -279,8 +317,25 @@ class Replay:
         if decided.height:  # a drift-triggered retrain decided this hour already: the same run, the same model
             return
         request = self._scheduled_retrain(hour)
-        if self._request(report, request, "retrain_job", "scheduled retrain"):
+        made_ahead = self._ahead is not None and self._ahead.wait(hour) and self._as_the_loop_would(hour)
+        selection = DECISION_ASSETS if made_ahead else None
+        if self._request(report, request, "retrain_job", "scheduled retrain", asset_selection=selection):
             self._said_decision(hour, "scheduled retrain", ("challenge",))
+
+    def _as_the_loop_would(self, hour: datetime) -> bool:
+        """Whether the retrain made ahead at `hour` refitted the search the loop's own state names there."""
+        rows = self.warehouse.query("select feature_version from trained_model where ts = ?", [hour])
+        if rows.height != 1:
+            return False
+        searched = last_search(self.warehouse, self.policy, hour, rows["feature_version"][0])
+        expected = searched["tuned_at"] if searched else hour
+        if matches_loop(self.warehouse, hour, expected):
+            return True
+        self.say(
+            f"  {partition_key(hour)}: the retrain made ahead does not refit the search the loop's state names "
+            f"({partition_key(expected)}; a drift retrain searched since): retrained in the loop"
+        )
+        return False
 
     def _apply_rules(self, report: ReplayReport, first: datetime, last: datetime) -> datetime | None:
         """The sensors' rules on each hour's drift report, in time order; the hour of the first that acted."""

@@ -14,12 +14,14 @@ POLICY_FIGURES = ("sharpe", "max_drawdown", "total_return")
 
 
 class ReplayConfig(dg.Config):
-    """The hours replayed, inclusive, as partition keys (YYYY-MM-DD-HH:MM, UTC), and the retrain cadence. Every
-    other setting is the loop's own (ALPHAPULSE_*)."""
+    """The hours replayed, inclusive, as partition keys (YYYY-MM-DD-HH:MM, UTC), the retrain cadence, and how many
+    worker processes compute scheduled retrains ahead of the loop (0: the loop retrains itself; the decisions are
+    the same either way). Every other setting is the loop's own (ALPHAPULSE_*)."""
 
     start: str
     end: str
     retrain_every_hours: int = DAILY
+    retrain_workers: int = 0
 
 
 def _loop_summary(instance: dg.DagsterInstance) -> list[str]:
@@ -69,6 +71,7 @@ def replay(context: dg.OpExecutionContext, config: ReplayConfig, warehouse: Ware
         config.retrain_every_hours,
         replay_id=context.run_id,
         say=say,
+        retrain_workers=config.retrain_workers,
     )
     report = driver.run()
     say(f"replay done: {len(report.runs)} runs")
@@ -90,7 +93,7 @@ def replay(context: dg.OpExecutionContext, config: ReplayConfig, warehouse: Ware
     description=(
         "The loop over a range of history, point in time: data, scheduled and drift-triggered retrains, promotions, "
         "rollbacks, predictions, shadow and drift reports in time order, then loop_performance. Config: start, end "
-        "(YYYY-MM-DD-HH:MM), retrain_every_hours (24)."
+        "(YYYY-MM-DD-HH:MM), retrain_every_hours (24), retrain_workers (0)."
     ),
     tags={"alphapulse/kind": "replay"},
 )

@@ -8,18 +8,18 @@ from alphapulse_assets.features.assets import features
 from alphapulse_assets.features.store import require_feature_version
 from alphapulse_assets.metadata import partition_metadata, table_preview
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
-from alphapulse_assets.promotion.assets import manifest_of, promoted_model
+from alphapulse_assets.promotion.assets import manifest_of, promoted_model, scoring_model
 from alphapulse_assets.promotion.timeline import decision_timeline, in_force, segments
 from alphapulse_assets.retries import STORAGE_RETRY_POLICY
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 from alphapulse_assets.training.assets import score_frame
-from alphapulse_serving.contract import ModelManifest, ScoringModel, signal_from_probability
+from alphapulse_serving.contract import ModelManifest, signal_from_probability
 
 
 def _scored(features: pl.DataFrame, manifest: ModelManifest) -> pl.DataFrame:
     """One model's P(up) and signal for every (hour, symbol) row of `features`, scored exactly as the API scores."""
-    model = ScoringModel.load(manifest)
+    model = scoring_model(manifest)
     rows = score_frame(model, features)
     validation_end = datetime.fromisoformat(manifest.training_window["validation_end"])
     signals = np.array([signal_from_probability(p, model.signal_band) for p in rows["probability"].to_list()])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import re
 import threading
 import time
@@ -157,12 +159,76 @@ class Warehouse(dg.ConfigurableResource):
 _WRITE_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
 
+# How long a process keeps its DuckDB connection open after the last use. Opening one reads the catalog (the feature
+# table is ~100 columns wide): 10-20 ms, paid hundreds of times a replayed day when every query opened its own.
+LINGER_SECONDS = 0.025
+
+
+class _SharedConnection:
+    """One process's connection to one DuckDB file, used by its threads in turn, open while queries follow each
+    other and closed once idle for `LINGER_SECONDS`, so another process (DuckDB admits one at a time) gets its turn."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.identity: tuple[int, int] | None = None  # the file it was opened on (a test may replace the file)
+        self.users = 0
+        self.uses = 0
+
+    def acquire(self, path: str, open_connection) -> duckdb.DuckDBPyConnection:
+        self.lock.acquire()
+        try:
+            if self.con is not None and _file_identity(path) != self.identity:
+                self._close()
+            if self.con is None:
+                self.con = open_connection()
+                self.identity = _file_identity(path)
+        except BaseException:
+            self.lock.release()
+            raise
+        self.users += 1
+        return self.con
+
+    def release(self) -> None:
+        self.users -= 1
+        self.uses += 1
+        if self.users == 0:
+            closer = threading.Timer(LINGER_SECONDS, self._close_if_idle, args=(self.uses,))
+            closer.daemon = True
+            closer.start()
+        self.lock.release()
+
+    def _close_if_idle(self, uses: int) -> None:
+        with self.lock:
+            if self.users == 0 and self.uses == uses:
+                self._close()
+
+    def _close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+        self.con, self.identity = None, None
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+_SHARED: defaultdict[str, _SharedConnection] = defaultdict(_SharedConnection)
+# A forked child must not use its parent's connection (nor wait on a lock a parent thread held): it opens its own.
+os.register_at_fork(after_in_child=_SHARED.clear)
+
+
 class DuckDBWarehouse(Warehouse):
     """A DuckDB file on local disk: the embedded default.
 
-    DuckDB admits one writing process at a time, so connections are short-lived and opening one waits (up to
-    `lock_timeout_seconds`) for another process to let go rather than failing a run at the first collision. The
-    API never opens this file: it serves from snapshots the assets publish to the object store.
+    DuckDB admits one writing process at a time. A process shares one connection among its threads and closes it
+    when idle for a few milliseconds; opening one waits (up to `lock_timeout_seconds`) for another process to let go
+    rather than failing a run at the first collision. The API never opens this file: it serves from snapshots the
+    assets publish to the object store.
     """
 
     path: str
@@ -177,9 +243,24 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if read_only:
+            con = self._open(read_only=True)
+            try:
+                yield con
+            finally:
+                con.close()
+            return
+        shared = _SHARED[str(Path(self.path).resolve())]
+        con = shared.acquire(self.path, self._open)
+        try:
+            yield con
+        finally:
+            shared.release()
+
+    def _open(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_seconds
-        delay = 0.05
+        delay = 0.005
         while True:
             try:
                 con = duckdb.connect(self.path, read_only=read_only)
@@ -187,13 +268,11 @@ class DuckDBWarehouse(Warehouse):
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     raise
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            yield con
-        finally:
-            con.close()
+                # Short waits: the other process holds the file for a burst of queries, then lets go.
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.2)
+        con.execute("SET TimeZone = 'UTC'")
+        return con
 
     def table_exists(self, table: str) -> bool:
         with self.connect() as con:
