@@ -27,11 +27,12 @@ from alphapulse_assets.monitoring.sensors import drift_retrain_sensor, live_perf
 from alphapulse_assets.partitions import partition_key
 from alphapulse_assets.promotion.timeline import decision_timeline, in_force
 from alphapulse_assets.replay.__main__ import main as replay_cli
-from alphapulse_assets.replay.ahead import AHEAD_TAG, PlannedRetrain, plan_retrains
-from alphapulse_assets.replay.driver import scheduled_decision_hours
+from alphapulse_assets.replay.ahead import AHEAD_TAG, PlannedRetrain, matches_loop, plan_retrains
+from alphapulse_assets.replay.driver import Replay, scheduled_decision_hours
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.schedules import daily_retrain_schedule, hourly_schedule
 from alphapulse_assets.settings import Settings
+from alphapulse_assets.storage.warehouse import DuckDBWarehouse
 from alphapulse_assets.training.sharpe import probabilistic_sharpe_ratio, sample_moments
 
 START = datetime(2025, 3, 20, tzinfo=UTC)
@@ -358,6 +359,39 @@ def test_the_plan_of_retrains_ahead_searches_and_refits_as_last_search_decides()
     # A search recorded before the replay counts; with no re-tuning cadence every retrain searches.
     assert plan_retrains(hours[:1], 72, [hours[0] - day])[0] == PlannedRetrain(hours[0], hours[0] - day)
     assert all(p.refits is None for p in plan_retrains(hours, 0, [hours[0] - day]))
+
+
+def test_a_retrain_made_ahead_is_used_only_when_it_refits_the_search_the_loop_names(tmp_path, capsys):
+    """A drift retrain that searched between two scheduled hours changes what the later one refits: the retrain
+    made ahead, which refitted the older search, is then not used."""
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+    env = {"ALPHAPULSE_HOME": str(tmp_path), "ALPHAPULSE_RETUNE_EVERY_HOURS": "72"}
+    settings = Settings.from_env({**os.environ, **env})
+    policy = build_definitions(settings).resources["policy"]
+    search, drift, scheduled = START + timedelta(hours=23), START + timedelta(hours=30), START + timedelta(hours=47)
+
+    def model(ts, tuned_at):
+        version = f"{ts:%Y%m%d%H}-made"
+        family = policy.model_families[0]
+        return {"ts": ts, "tuned_at": tuned_at, "model_version": version, "family": family, "feature_version": "v"}
+
+    rows = [model(search, search), model(scheduled, search)]
+    warehouse.replace_window("trained_model", pl.DataFrame(rows), search, scheduled + timedelta(hours=1))
+    evaluations = pl.DataFrame([{"ts": r["ts"], "model_version": r["model_version"]} for r in rows])
+    warehouse.replace_window("model_evaluation", evaluations, search, scheduled + timedelta(hours=1))
+    driver = Replay(None, None, warehouse, policy, START, END)
+    assert matches_loop(warehouse, scheduled, search) and driver._as_the_loop_would(scheduled)
+    assert not matches_loop(warehouse, scheduled, scheduled)
+
+    # The loop's drift retrain at `drift` searched: the scheduled hour must refit that search instead.
+    warehouse.replace_window("trained_model", pl.DataFrame([model(drift, drift)]), drift, drift + timedelta(hours=1))
+    assert not driver._as_the_loop_would(scheduled)
+    assert "retrained in the loop" in capsys.readouterr().out
+
+    # An evaluation of another model at that hour is not this model's evaluation.
+    other = pl.DataFrame([{"ts": search, "model_version": "another"}])
+    warehouse.replace_window("model_evaluation", other, search, search + timedelta(hours=1))
+    assert not matches_loop(warehouse, search, search)
 
 
 VERDICT = {

@@ -218,8 +218,10 @@ class Replay:
             return
         searches, made = [], set()
         if self.warehouse.table_exists("trained_model"):
-            rows = self.warehouse.query("select ts, tuned_at from trained_model where ts < ?", [self.end + HOUR])
-            searches = [ts for ts, tuned_at in rows.iter_rows() if tuned_at == ts and ts < hours[0]]
+            rows = self.warehouse.query("select * from trained_model where ts <= ?", [self.end])
+            if "tuned_at" in rows.columns:  # a home from before re-tuning has no searches to refit
+                searched = rows.filter((pl.col("tuned_at") == pl.col("ts")) & (pl.col("ts") < hours[0]))
+                searches = searched["ts"].to_list()
             made = set(rows["ts"])
         plan = [p for p in plan_retrains(hours, self.policy.retune_every_hours, searches) if p.hour not in made]
         if not plan:
