@@ -76,7 +76,10 @@ def _check_range(defs: Jobs, job_name: str, first: str, last: str) -> None:
         raise ValueError(f"{job_name} is not partitioned")
     # Membership and order without listing every key: a year of hours is ~9,000 keys, listed in ~0.1 s a call.
     for key in (first, last):
-        if not partitions.has_partition_key(key):
+        # has_partition_key accepts any time inside the range ("00:30" too); an hour's key must also round-trip.
+        if not partitions.has_partition_key(key) or key != partitions.get_partition_key_for_timestamp(
+            partitions.start_time_for_partition_key(key).timestamp()
+        ):
             raise ValueError(
                 f"{key!r} is not an hourly partition of {job_name} (format YYYY-MM-DD-HH:00, UTC, from "
                 f"ALPHAPULSE_HISTORY_START to the last closed hour)"
