@@ -64,14 +64,14 @@ def _progress(instance: dg.DagsterInstance, run_id: str, label: str, total: int,
 Jobs = dg.Definitions | dg.RepositoryDefinition
 
 
-def _job(defs: Jobs, job_name: str) -> dg.JobDefinition:
+def job_definition(defs: Jobs, job_name: str) -> dg.JobDefinition:
     """A job with its resources bound, from the definitions or, inside a run (the replay), from its repository."""
     return defs.resolve_job_def(job_name) if isinstance(defs, dg.Definitions) else defs.get_job(job_name)
 
 
 def _check_range(defs: Jobs, job_name: str, first: str, last: str) -> None:
     """An empty, inverted or unknown range is refused before a run exists, so nothing is written."""
-    partitions = _job(defs, job_name).partitions_def
+    partitions = job_definition(defs, job_name).partitions_def
     if partitions is None:
         raise ValueError(f"{job_name} is not partitioned")
     # Membership and order without listing every key: a year of hours is ~9,000 keys, listed in ~0.1 s a call.
@@ -125,7 +125,7 @@ def run_job(
     if progress:
         watcher.start()
     try:
-        result = _job(defs, job_name).execute_in_process(
+        result = job_definition(defs, job_name).execute_in_process(
             run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}},
             asset_selection=asset_selection,
             instance=instance,
@@ -163,6 +163,17 @@ def missing_span(
         done = instance.get_materialized_partitions(dg.AssetKey(asset.key.path))
         missing |= {hour for hour in hours if partition_key(hour) not in done}
     return (min(missing), max(missing)) if missing else None
+
+
+def run_failure(instance: dg.DagsterInstance, run_id: str) -> str:
+    """Why a run launched elsewhere failed: its steps' errors, else the run's own failure message."""
+    steps = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    if steps:
+        return "; ".join(
+            f"{e.dagster_event.step_key}: {_failure_message(e.dagster_event.step_failure_data.error)}" for e in steps
+        )
+    failures = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    return "; ".join(e.dagster_event.message or "run failed" for e in failures) or "run failed"
 
 
 def _failure_message(error) -> str:

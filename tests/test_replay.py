@@ -7,12 +7,17 @@ same), with the test settings of conftest.py: the loop's own rules, nothing repl
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -29,12 +34,14 @@ from alphapulse_assets.promotion.timeline import decision_timeline, in_force
 from alphapulse_assets.replay.__main__ import main as replay_cli
 from alphapulse_assets.replay.ahead import AHEAD_TAG, PlannedRetrain, matches_loop, plan_retrains
 from alphapulse_assets.replay.driver import Replay, scheduled_decision_hours
-from alphapulse_assets.runner import run_job
+from alphapulse_assets.retries import NotRetryable
+from alphapulse_assets.runner import run_failure, run_job
 from alphapulse_assets.schedules import daily_retrain_schedule, hourly_schedule
 from alphapulse_assets.settings import Settings
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse
 from alphapulse_assets.training.sharpe import probabilistic_sharpe_ratio, sample_moments
 
+REPO = Path(__file__).resolve().parent.parent
 START = datetime(2025, 3, 20, tzinfo=UTC)
 END = datetime(2025, 3, 23, 23, tzinfo=UTC)
 FLIP = datetime(2025, 3, 22, 6, tzinfo=UTC)
@@ -440,3 +447,141 @@ def test_two_retrain_workers_on_the_production_stack_decide_exactly_as_the_loop_
             ).records
             # promoted_model is materialized only where the champion changed.
             assert "promotion_decision" in {r.event_log_entry.dagster_event.asset_key.path[-1] for r in materialized}
+
+
+def stop_automation(instance: dg.DagsterInstance) -> None:
+    """Every schedule and sensor of the code location stopped, before the daemon first sees them: the test's
+    daemon is there to launch queued runs, not to run the live loop on the test's home beside the replay."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    with WorkspaceProcessContext(instance, WorkspaceFileTarget([str(REPO / "workspace.yaml")])) as workspace:
+        location = workspace.create_request_context().get_code_location("alphapulse")
+        for repository in location.get_repositories().values():
+            for sensor in repository.get_sensors():
+                instance.stop_sensor(sensor.get_remote_origin_id(), sensor.selector_id, sensor)
+            for schedule in repository.get_schedules():
+                instance.stop_schedule(schedule.get_remote_origin_id(), schedule.selector_id, schedule)
+
+
+def test_retrains_ahead_as_runs_the_daemon_launches_decide_exactly_as_the_loop_alone(
+    retuned, tmp_path, postgres_admin_url, s3_endpoint
+):
+    """The `retuned` replay again on the production stack, this time as a user launches it there: `dagster job
+    launch -j replay_job` with `retrain_launch: queue`, so that each retrain ahead is a run of its own, queued and
+    launched by the daemon's run launcher (a Kubernetes Job each under the Helm chart; here a local process)."""
+    bucket = services.create_bucket(s3_endpoint)
+    with production(tmp_path, postgres_admin_url, s3_endpoint, bucket, ALPHAPULSE_RETUNE_EVERY_HOURS="72") as (
+        instance,
+        settings,
+        warehouse_url,
+    ):
+        env = {
+            **retuned.env,
+            "ALPHAPULSE_HOME": str(tmp_path),
+            "ALPHAPULSE_WAREHOUSE_URL": warehouse_url,
+            "ALPHAPULSE_OBJECT_STORE_URL": f"s3://{bucket}/alphapulse",
+            "DAGSTER_HOME": str(tmp_path / "dagster"),
+        }
+        with environment(**env):
+            stop_automation(instance)
+            processes = {"daemon": daemon_process(tmp_path)}
+            try:
+                config = {
+                    "start": partition_key(START),
+                    "end": partition_key(START + timedelta(days=2, hours=23)),
+                    "retrain_workers": 2,
+                    "retrain_launch": "queue",
+                }
+                launched = subprocess.run(
+                    [
+                        *dagster_cli("job", "launch"),
+                        "-w",
+                        str(REPO / "workspace.yaml"),
+                        "-j",
+                        "replay_job",
+                        "--config-json",
+                        json.dumps({"ops": {"replay": {"config": config}}}),
+                    ],
+                    cwd=REPO,
+                    capture_output=True,
+                    text=True,
+                    timeout=180,
+                )
+                assert launched.returncode == 0, launched.stderr[-3000:]
+                [replay_run] = instance.get_runs(dg.RunsFilter(job_name="replay_job"))
+                wait_for_run(instance, replay_run.run_id, processes, timeout=1200)
+            finally:
+                for process in processes.values():
+                    process.terminate()
+                    process.wait(timeout=30)
+        parallel = Replayed(build_definitions(settings), instance, settings, env)
+        for table, columns in VERDICT.items():
+            order = "ts, symbol" if "symbol" in columns else "ts"
+            assert parallel.table(table, order).select(columns).equals(retuned.table(table, order).select(columns)), (
+                table
+            )
+        runs = [r for r in instance.get_runs() if r.job_name == "retrain_job"]
+        ahead = [r for r in runs if AHEAD_TAG in r.tags]
+        assert len(ahead) == 3 and len({r.tags["dagster/partition"] for r in ahead}) == 3
+        for run in ahead:
+            # Launched by the run launcher from the replay's code location, like any run the daemon dequeues.
+            assert run.status == dg.DagsterRunStatus.SUCCESS and run.remote_job_origin is not None
+            assert run.remote_job_origin.location_name == "alphapulse"
+            events = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_DEQUEUED)
+            assert events, f"run {run.run_id} was not dequeued by the daemon"
+            assert {key.path[-1] for key in run.asset_selection} == {"trained_model", "model_evaluation"}
+        for run in (r for r in runs if AHEAD_TAG not in r.tags):
+            assert {key.path[-1] for key in run.asset_selection} == {"promotion_decision", "promoted_model"}
+
+
+def daemon_process(tmp_path) -> subprocess.Popen:
+    log = (tmp_path / "daemon.log").open("wb")
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def dagster_cli(*command: str) -> list[str]:
+    return [str(Path(sys.executable).parent / "dagster"), *command]
+
+
+def wait_for_run(instance: dg.DagsterInstance, run_id: str, processes: dict, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, process in processes.items():
+            assert process.poll() is None, f"{name} exited with {process.returncode}"
+        run = instance.get_run_by_id(run_id)
+        if run.is_finished:
+            assert run.status == dg.DagsterRunStatus.SUCCESS, run_failure(instance, run_id)
+            return
+        time.sleep(2.0)
+    raise AssertionError(f"replay run {run_id} not finished after {timeout:.0f}s")
+
+
+def test_queued_retrains_are_refused_where_they_could_never_start(tmp_path):
+    """Before anything is materialized: no run queue, a queue of one (the replay's own run holds it: the embedded
+    instance), or a replay run in-process, which has no code location to launch retrain_job from."""
+    jobs = build_definitions(Settings.from_env({**os.environ, "ALPHAPULSE_HOME": str(tmp_path)}))
+    policy, warehouse = jobs.resources["policy"], DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+
+    def start(instance: dg.DagsterInstance) -> None:
+        Replay(jobs, instance, warehouse, policy, START, END, retrain_workers=2, retrain_launch="queue")
+
+    queue = {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}
+    refusals = {
+        "launched from one: from the UI's launchpad or `dagster job launch": queue,
+        "max_concurrent_runs 1: the replay's own run holds a slot": queue | {"config": {"max_concurrent_runs": 1}},
+        "needs the instance's QueuedRunCoordinator": queue | {"class": "DefaultRunCoordinator"},
+    }
+    for message, coordinator in refusals.items():
+        with (
+            dg.instance_for_test(overrides={"run_coordinator": coordinator}) as instance,
+            pytest.raises(NotRetryable, match=message),
+        ):
+            start(instance)
+    with pytest.raises(NotRetryable, match="retrain_launch='pods'"):
+        Replay(jobs, None, warehouse, policy, START, END, retrain_workers=2, retrain_launch="pods")

@@ -26,9 +26,16 @@ from alphapulse_assets.jobs import DATA_ASSETS
 from alphapulse_assets.monitoring.sensors import REPLAY_TAG, TRIGGER_TAG, drift_retrain_request, rollback_request
 from alphapulse_assets.partitions import HOURLY, parse_partition_hour, partition_key
 from alphapulse_assets.promotion.timeline import KIND_ORDER, decision_timeline, in_force
-from alphapulse_assets.replay.ahead import RetrainsAhead, matches_loop, plan_retrains
+from alphapulse_assets.replay.ahead import (
+    RETRAIN_LAUNCHES,
+    QueuedRuns,
+    RetrainsAhead,
+    WorkerProcesses,
+    matches_loop,
+    plan_retrains,
+)
 from alphapulse_assets.retries import NotRetryable
-from alphapulse_assets.runner import Jobs, missing_span, run_job
+from alphapulse_assets.runner import Jobs, job_definition, missing_span, run_job
 from alphapulse_assets.schedules import daily_retrain_schedule
 from alphapulse_assets.storage.warehouse import Warehouse
 from alphapulse_assets.training.assets import last_search
@@ -85,6 +92,8 @@ class Replay:
         replay_id: str = "cli",
         say: Callable[[str], None] = print,
         retrain_workers: int = 0,
+        retrain_launch: str = "processes",
+        replay_run: dg.DagsterRun | None = None,
     ):
         if end < start:
             raise NotRetryable(f"the replay ends ({end:%Y-%m-%d-%H:%M}) before it starts ({start:%Y-%m-%d-%H:%M})")
@@ -92,6 +101,8 @@ class Replay:
             raise NotRetryable(f"retrain_every_hours={retrain_every_hours}: expected a positive number of hours")
         if retrain_workers < 0:
             raise NotRetryable(f"retrain_workers={retrain_workers}: expected 0 (retrain in the loop) or more")
+        if retrain_launch not in RETRAIN_LAUNCHES:
+            raise NotRetryable(f"retrain_launch={retrain_launch!r}: expected one of {', '.join(RETRAIN_LAUNCHES)}")
         for name, hour in (("start", start), ("end", end)):
             if not HOURLY.has_partition_key(partition_key(hour)):
                 raise NotRetryable(
@@ -105,6 +116,11 @@ class Replay:
         self.decision_hours = scheduled_decision_hours(start, end, retrain_every_hours)
         self.retrain_workers = retrain_workers
         self._ahead: RetrainsAhead | None = None
+        # Built now, so that a queue the retrains could never leave is refused before anything is materialized.
+        self._launcher: WorkerProcesses | QueuedRuns | None = None
+        if retrain_workers and retrain_launch == "queue":
+            job = job_definition(jobs, "retrain_job")
+            self._launcher = QueuedRuns(instance, replay_run, job, retrain_workers, self.tags, say)
 
     # --- runs ------------------------------------------------------------------------------------------------------
 
@@ -208,6 +224,8 @@ class Replay:
         finally:
             if self._ahead is not None:
                 self._ahead.close()
+            elif self._launcher is not None:
+                self._launcher.close()
         return report
 
     def _start_ahead(self, resume: datetime) -> None:
@@ -226,8 +244,10 @@ class Replay:
         plan = [p for p in plan_retrains(hours, self.policy.retune_every_hours, searches) if p.hour not in made]
         if not plan:
             return
-        self.say(f"  {len(plan)} scheduled retrains computed ahead by {self.retrain_workers} worker process(es)")
-        self._ahead = RetrainsAhead(self.instance, plan, self.retrain_workers, self.tags, self.say).start()
+        launcher = self._launcher or WorkerProcesses(self.instance, self.retrain_workers, self.tags)
+        where = "queued runs" if isinstance(launcher, QueuedRuns) else "worker processes"
+        self.say(f"  {len(plan)} scheduled retrains computed ahead, {self.retrain_workers} at a time, as {where}")
+        self._ahead = RetrainsAhead(launcher, plan, self.retrain_workers, self.say).start()
 
     def _warn_short_history(self) -> None:
         if not self.decision_hours:

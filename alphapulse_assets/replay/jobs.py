@@ -14,14 +14,17 @@ POLICY_FIGURES = ("sharpe", "max_drawdown", "total_return")
 
 
 class ReplayConfig(dg.Config):
-    """The hours replayed, inclusive, as partition keys (YYYY-MM-DD-HH:MM, UTC), the retrain cadence, and how many
-    worker processes compute scheduled retrains ahead of the loop (0: the loop retrains itself; the decisions are
-    the same either way). Every other setting is the loop's own (ALPHAPULSE_*)."""
+    """The hours replayed, inclusive, as partition keys (YYYY-MM-DD-HH:MM, UTC), the retrain cadence, how many
+    scheduled retrains are computed ahead of the loop at once (0: the loop retrains itself; the decisions are the
+    same either way) and where: "processes" beside the replay's, or "queue", runs of retrain_job submitted to the
+    instance's run queue and launched by its run launcher (a Kubernetes Job each under the Helm chart). Every other
+    setting is the loop's own (ALPHAPULSE_*)."""
 
     start: str
     end: str
     retrain_every_hours: int = DAILY
     retrain_workers: int = 0
+    retrain_launch: str = "processes"
 
 
 def _loop_summary(instance: dg.DagsterInstance) -> list[str]:
@@ -72,6 +75,8 @@ def replay(context: dg.OpExecutionContext, config: ReplayConfig, warehouse: Ware
         replay_id=context.run_id,
         say=say,
         retrain_workers=config.retrain_workers,
+        retrain_launch=config.retrain_launch,
+        replay_run=context.dagster_run,
     )
     report = driver.run()
     say(f"replay done: {len(report.runs)} runs")
@@ -93,7 +98,7 @@ def replay(context: dg.OpExecutionContext, config: ReplayConfig, warehouse: Ware
     description=(
         "The loop over a range of history, point in time: data, scheduled and drift-triggered retrains, promotions, "
         "rollbacks, predictions, shadow and drift reports in time order, then loop_performance. Config: start, end "
-        "(YYYY-MM-DD-HH:MM), retrain_every_hours (24), retrain_workers (0)."
+        "(YYYY-MM-DD-HH:MM), retrain_every_hours (24), retrain_workers (0), retrain_launch (processes | queue)."
     ),
     tags={"alphapulse/kind": "replay"},
 )
