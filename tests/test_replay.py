@@ -275,10 +275,11 @@ def test_the_replay_serves_exactly_what_the_live_loop_served(lead_lag, tmp_path)
 
         def tick(schedule, at: datetime) -> None:
             resolved = repository.get_schedule_def(schedule.name)
-            context = dg.build_schedule_context(
+            with dg.build_schedule_context(
                 instance=instance, scheduled_execution_time=at, repository_def=repository
-            )
-            for request in resolved.evaluate_tick(context).run_requests:
+            ) as context:
+                requests = resolved.evaluate_tick(context).run_requests
+            for request in requests:
                 outcome = run_job(
                     defs, instance, resolved.job_name, partition_key=request.partition_key, tags=dict(request.tags)
                 )
@@ -286,7 +287,8 @@ def test_the_replay_serves_exactly_what_the_live_loop_served(lead_lag, tmp_path)
 
         def sensors() -> None:
             for sensor, job in ((live_performance_sensor, "rollback_job"), (drift_retrain_sensor, "retrain_job")):
-                result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+                with dg.build_sensor_context(instance=instance, definitions=defs) as context:
+                    result = sensor.evaluate_tick(context)
                 for request in result.run_requests:
                     outcome = run_job(
                         defs,

@@ -169,13 +169,15 @@ class Replay:
         if self.every == DAILY:
             # The daily schedule's own request: its evaluation at 00:30 after this hour decides at this hour.
             repository = self.jobs.get_repository_def() if isinstance(self.jobs, dg.Definitions) else self.jobs
-            context = dg.build_schedule_context(
+            schedule = repository.get_schedule_def(daily_retrain_schedule.name)
+            # Closed after the tick, as the daemon closes it: what the context opened lazily (an instance from the
+            # ref, resources) is released at each decision hour rather than when the context is collected.
+            with dg.build_schedule_context(
                 instance=self.instance,
                 scheduled_execution_time=hour + timedelta(hours=1, minutes=30),
                 repository_def=repository,
-            )
-            schedule = repository.get_schedule_def(daily_retrain_schedule.name)
-            (request,) = schedule.evaluate_tick(context).run_requests
+            ) as context:
+                (request,) = schedule.evaluate_tick(context).run_requests
             return request
         key = partition_key(hour)
         return dg.RunRequest(
