@@ -413,14 +413,11 @@ VERDICT = {
 }
 
 
-def test_two_retrain_workers_on_the_production_stack_decide_exactly_as_the_loop_alone(
-    retuned, tmp_path, postgres_admin_url, s3_endpoint
-):
-    """The `retuned` replay (DuckDB, local files, the loop retraining itself) again on a Postgres instance, a
-    Postgres warehouse and S3, with two worker processes retraining ahead: every model, decision and served hour
-    is the same."""
+@contextmanager
+def on_production(retuned: Replayed, tmp_path, admin_url: str, s3_endpoint: str) -> Iterator[Replayed]:
+    """`retuned`'s settings on a Postgres instance, a fresh Postgres warehouse and S3."""
     bucket = services.create_bucket(s3_endpoint)
-    with production(tmp_path, postgres_admin_url, s3_endpoint, bucket, ALPHAPULSE_RETUNE_EVERY_HOURS="72") as (
+    with production(tmp_path, admin_url, s3_endpoint, bucket, ALPHAPULSE_RETUNE_EVERY_HOURS="72") as (
         instance,
         settings,
         warehouse_url,
@@ -430,25 +427,42 @@ def test_two_retrain_workers_on_the_production_stack_decide_exactly_as_the_loop_
             "ALPHAPULSE_HOME": str(tmp_path),
             "ALPHAPULSE_WAREHOUSE_URL": warehouse_url,
             "ALPHAPULSE_OBJECT_STORE_URL": f"s3://{bucket}/alphapulse",
+            "DAGSTER_HOME": str(tmp_path / "dagster"),
         }
-        parallel = Replayed(build_definitions(settings), instance, settings, env)
+        yield Replayed(build_definitions(settings), instance, settings, env)
+
+
+def assert_decides_as(parallel: Replayed, alone: Replayed) -> list[dg.DagsterRun]:
+    """Every model, evaluation, decision and served hour of `parallel` equals `alone`'s; the three scheduled
+    retrains were made ahead, and the loop's own retrain runs only decided. Returns the runs made ahead."""
+    for table, columns in VERDICT.items():
+        order = "ts, symbol" if "symbol" in columns else "ts"
+        assert parallel.table(table, order).select(columns).equals(alone.table(table, order).select(columns)), table
+    runs = [r for r in parallel.instance.get_runs() if r.job_name == "retrain_job"]
+    ahead = [r for r in runs if AHEAD_TAG in r.tags]
+    assert len(ahead) == 3 and len({r.tags["dagster/partition"] for r in ahead}) == 3
+    for run in ahead:
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert {key.path[-1] for key in run.asset_selection} == {"trained_model", "model_evaluation"}
+    for run in (r for r in runs if AHEAD_TAG not in r.tags):
+        assert {key.path[-1] for key in run.asset_selection} == {"promotion_decision", "promoted_model"}
+        materialized = parallel.instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+        # promoted_model is materialized only where the champion changed.
+        assert "promotion_decision" in {r.event_log_entry.dagster_event.asset_key.path[-1] for r in materialized}
+    return ahead
+
+
+def test_two_retrain_workers_on_the_production_stack_decide_exactly_as_the_loop_alone(
+    retuned, tmp_path, postgres_admin_url, s3_endpoint
+):
+    """The `retuned` replay (DuckDB, local files, the loop retraining itself) again on a Postgres instance, a
+    Postgres warehouse and S3, with two worker processes retraining ahead: every model, decision and served hour
+    is the same."""
+    with on_production(retuned, tmp_path, postgres_admin_url, s3_endpoint) as parallel:
         replay(parallel, START, START + timedelta(days=2, hours=23), retrain_workers=2)
-        for table, columns in VERDICT.items():
-            order = "ts, symbol" if "symbol" in columns else "ts"
-            assert parallel.table(table, order).select(columns).equals(retuned.table(table, order).select(columns)), (
-                table
-            )
-        runs = [r for r in instance.get_runs() if r.job_name == "retrain_job"]
-        ahead = [r for r in runs if AHEAD_TAG in r.tags]
-        assert len(ahead) == 3 and len({r.tags["dagster/partition"] for r in ahead}) == 3
-        # The loop's own retrain runs decided only: the models and evaluations came from the workers.
-        for run in (r for r in runs if AHEAD_TAG not in r.tags):
-            assert {key.path[-1] for key in run.asset_selection} == {"promotion_decision", "promoted_model"}
-            materialized = instance.get_records_for_run(
-                run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-            ).records
-            # promoted_model is materialized only where the champion changed.
-            assert "promotion_decision" in {r.event_log_entry.dagster_event.asset_key.path[-1] for r in materialized}
+        assert_decides_as(parallel, retuned)
 
 
 def stop_automation(instance: dg.DagsterInstance) -> None:
@@ -472,70 +486,48 @@ def test_retrains_ahead_as_runs_the_daemon_launches_decide_exactly_as_the_loop_a
     """The `retuned` replay again on the production stack, this time as a user launches it there: `dagster job
     launch -j replay_job` with `retrain_launch: queue`, so that each retrain ahead is a run of its own, queued and
     launched by the daemon's run launcher (a Kubernetes Job each under the Helm chart; here a local process)."""
-    bucket = services.create_bucket(s3_endpoint)
-    with production(tmp_path, postgres_admin_url, s3_endpoint, bucket, ALPHAPULSE_RETUNE_EVERY_HOURS="72") as (
-        instance,
-        settings,
-        warehouse_url,
+    with (
+        on_production(retuned, tmp_path, postgres_admin_url, s3_endpoint) as parallel,
+        environment(**parallel.env),
     ):
-        env = {
-            **retuned.env,
-            "ALPHAPULSE_HOME": str(tmp_path),
-            "ALPHAPULSE_WAREHOUSE_URL": warehouse_url,
-            "ALPHAPULSE_OBJECT_STORE_URL": f"s3://{bucket}/alphapulse",
-            "DAGSTER_HOME": str(tmp_path / "dagster"),
-        }
-        with environment(**env):
-            stop_automation(instance)
-            processes = {"daemon": daemon_process(tmp_path)}
-            try:
-                config = {
-                    "start": partition_key(START),
-                    "end": partition_key(START + timedelta(days=2, hours=23)),
-                    "retrain_workers": 2,
-                    "retrain_launch": "queue",
-                }
-                launched = subprocess.run(
-                    [
-                        *dagster_cli("job", "launch"),
-                        "-w",
-                        str(REPO / "workspace.yaml"),
-                        "-j",
-                        "replay_job",
-                        "--config-json",
-                        json.dumps({"ops": {"replay": {"config": config}}}),
-                    ],
-                    cwd=REPO,
-                    capture_output=True,
-                    text=True,
-                    timeout=180,
-                )
-                assert launched.returncode == 0, launched.stderr[-3000:]
-                [replay_run] = instance.get_runs(dg.RunsFilter(job_name="replay_job"))
-                wait_for_run(instance, replay_run.run_id, processes, timeout=1200)
-            finally:
-                for process in processes.values():
-                    process.terminate()
-                    process.wait(timeout=30)
-        parallel = Replayed(build_definitions(settings), instance, settings, env)
-        for table, columns in VERDICT.items():
-            order = "ts, symbol" if "symbol" in columns else "ts"
-            assert parallel.table(table, order).select(columns).equals(retuned.table(table, order).select(columns)), (
-                table
+        instance = parallel.instance
+        stop_automation(instance)
+        processes = {"daemon": daemon_process(tmp_path)}
+        try:
+            config = {
+                "start": partition_key(START),
+                "end": partition_key(START + timedelta(days=2, hours=23)),
+                "retrain_workers": 2,
+                "retrain_launch": "queue",
+            }
+            launched = subprocess.run(
+                [
+                    *dagster_cli("job", "launch"),
+                    "-w",
+                    str(REPO / "workspace.yaml"),
+                    "-j",
+                    "replay_job",
+                    "--config-json",
+                    json.dumps({"ops": {"replay": {"config": config}}}),
+                ],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=180,
             )
-        runs = [r for r in instance.get_runs() if r.job_name == "retrain_job"]
-        ahead = [r for r in runs if AHEAD_TAG in r.tags]
-        assert len(ahead) == 3 and len({r.tags["dagster/partition"] for r in ahead}) == 3
-        for run in ahead:
+            assert launched.returncode == 0, launched.stderr[-3000:]
+            [replay_run] = instance.get_runs(dg.RunsFilter(job_name="replay_job"))
+            wait_for_run(instance, replay_run.run_id, processes, timeout=1200)
+        finally:
+            for process in processes.values():
+                process.terminate()
+                process.wait(timeout=30)
+        for run in assert_decides_as(parallel, retuned):
             # Launched by the run launcher from the replay's code location, like any run the daemon dequeues.
-            assert run.status == dg.DagsterRunStatus.SUCCESS and run.remote_job_origin is not None
-            assert run.remote_job_origin.location_name == "alphapulse"
+            assert run.remote_job_origin is not None and run.remote_job_origin.location_name == "alphapulse"
             # Enqueued by the replay, then handed to the launcher (RUN_STARTING): an in-process run has neither.
             kinds = {e.dagster_event.event_type for e in instance.all_logs(run.run_id) if e.dagster_event}
             assert {dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.RUN_STARTING} <= kinds, kinds
-            assert {key.path[-1] for key in run.asset_selection} == {"trained_model", "model_evaluation"}
-        for run in (r for r in runs if AHEAD_TAG not in r.tags):
-            assert {key.path[-1] for key in run.asset_selection} == {"promotion_decision", "promoted_model"}
 
 
 def daemon_process(tmp_path) -> subprocess.Popen:
