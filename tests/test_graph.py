@@ -247,8 +247,10 @@ def test_the_registered_model_is_what_the_api_serves(graph, monkeypatch):
 
 def test_mlflow_models_serve_serves_the_registered_model(graph, tmp_path):
     """The command the issue names, with the local environment (no network to build one here)."""
+    import contextlib
     import json
     import os
+    import signal
     import subprocess
     import sys
     import time
@@ -265,7 +267,10 @@ def test_mlflow_models_serve_serves_the_registered_model(graph, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri, "PATH": path}
     command = [str(mlflow_cli), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1"]
     log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen([*command, "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    # Its own process group: MLflow runs uvicorn as a child, and both must go when the test ends.
+    server = subprocess.Popen(
+        [*command, "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         rows = table(defs, "features").filter(pl.col("ts") == LAST_HOUR).sort("symbol").select(FEATURE_NAMES)
         body = json.dumps({"dataframe_split": {"columns": rows.columns, "data": rows.rows()}}).encode()
@@ -283,8 +288,16 @@ def test_mlflow_models_serve_serves_the_registered_model(graph, tmp_path):
                 assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
                 time.sleep(1.0)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        # On a loaded machine uvicorn may take longer than this to drain after SIGTERM; then it is killed, rather
+        # than a timeout here hiding how the test itself ended.
+        with contextlib.suppress(ProcessLookupError):  # the group is gone already
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
     served = [row["probability_up"] for row in answer["predictions"]]
     recorded = table(defs, "predictions").filter(pl.col("ts") == LAST_HOUR).sort("symbol")["probability_up"]
     assert served == pytest.approx(recorded.to_list(), abs=1e-12)
