@@ -7,9 +7,11 @@ same), with the test settings of conftest.py: the loop's own rules, nothing repl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -519,9 +521,7 @@ def test_retrains_ahead_as_runs_the_daemon_launches_decide_exactly_as_the_loop_a
             [replay_run] = instance.get_runs(dg.RunsFilter(job_name="replay_job"))
             wait_for_run(instance, replay_run.run_id, processes, timeout=1200)
         finally:
-            for process in processes.values():
-                process.terminate()
-                process.wait(timeout=30)
+            stop_group(processes["daemon"])
         for run in assert_decides_as(parallel, retuned):
             # Launched by the run launcher from the replay's code location, like any run the daemon dequeues.
             assert run.remote_job_origin is not None and run.remote_job_origin.location_name == "alphapulse"
@@ -537,7 +537,20 @@ def daemon_process(tmp_path) -> subprocess.Popen:
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
+
+
+def stop_group(leader: subprocess.Popen) -> None:
+    """The daemon and the code server it started: the daemon exits on SIGTERM, but its code server was seen to
+    outlive it for an hour, ignoring SIGTERM, so whatever is left of the group after the daemon is killed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        leader.wait(timeout=30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader.pid, signal.SIGKILL)
+    leader.wait()
 
 
 def dagster_cli(*command: str) -> list[str]:
