@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ class QueuedRuns:
     the instance's run launcher, as it launches any run (under the Helm chart's K8sRunLauncher, a Kubernetes Job per
     decision hour). The runs are created from the replay run's own code location, so they run the same code."""
 
-    QUEUED_TOO_LONG = timedelta(minutes=5)
+    QUEUED_TOO_LONG_SECONDS = 300
 
     def __init__(
         self,
@@ -178,7 +179,7 @@ class QueuedRuns:
         self._run_ids.append(run.run_id)
         # The queued coordinator only enqueues; the daemon launches from the run's origins, with its own workspace.
         self._instance.submit_run(run.run_id, workspace=None)  # type: ignore[arg-type]
-        queued_since, warned = datetime.now(), False
+        queued_since, warned = time.monotonic(), False
         while not run.is_finished:
             if self._stop.wait(2.0):
                 return False, "the replay stopped"
@@ -186,12 +187,12 @@ class QueuedRuns:
             if (
                 run.status == dg.DagsterRunStatus.QUEUED
                 and not warned
-                and (datetime.now() - queued_since > self.QUEUED_TOO_LONG)
+                and time.monotonic() - queued_since > self.QUEUED_TOO_LONG_SECONDS
             ):
                 warned = True
                 self._say(
                     f"  retrain ahead {hour_key}: run {run.run_id} still queued after "
-                    f"{self.QUEUED_TOO_LONG.seconds // 60} min; is dagster-daemon running, is the queue full?"
+                    f"{self.QUEUED_TOO_LONG_SECONDS // 60} min; is dagster-daemon running, is the queue full?"
                 )
         if run.status == dg.DagsterRunStatus.SUCCESS:
             return True, None
