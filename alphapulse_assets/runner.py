@@ -140,9 +140,7 @@ def run_job(
             watcher.join()
     error = None
     if not result.success:
-        failures = [e for e in result.all_events if e.is_step_failure]
-        error = "; ".join(f"{e.step_key}: {_failure_message(e.step_failure_data.error)}" for e in failures)
-        error = error or "run failed"
+        error = _step_failures([e for e in result.all_events if e.is_step_failure]) or "run failed"
     materialized = sum(1 for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION)
     return RunOutcome(run_id, result.success, time.monotonic() - started, materialized, error)
 
@@ -167,13 +165,17 @@ def missing_span(
 
 def run_failure(instance: dg.DagsterInstance, run_id: str) -> str:
     """Why a run launched elsewhere failed: its steps' errors, else the run's own failure message."""
-    steps = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    steps = _step_failures(
+        [e.dagster_event for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
+    )
     if steps:
-        return "; ".join(
-            f"{e.dagster_event.step_key}: {_failure_message(e.dagster_event.step_failure_data.error)}" for e in steps
-        )
+        return steps
     failures = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
     return "; ".join(e.dagster_event.message or "run failed" for e in failures) or "run failed"
+
+
+def _step_failures(events: list[dg.DagsterEvent]) -> str:
+    return "; ".join(f"{e.step_key}: {_failure_message(e.step_failure_data.error)}" for e in events)
 
 
 def _failure_message(error) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -294,3 +295,16 @@ class TcpProxy:
         for sock in (source, sink):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+def stop_group(leader: subprocess.Popen, timeout: float = 30.0) -> None:
+    """A process started with `start_new_session=True` and whatever it started: SIGTERM to the group, then SIGKILL
+    to what is left once the leader has exited or `timeout` passed. Children were seen to outlive their parent
+    (dagster-daemon's code server, ignoring SIGTERM for an hour) or to drain slowly (mlflow's uvicorn)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        leader.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader.pid, signal.SIGKILL)
+    leader.wait()

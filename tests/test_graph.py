@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from api import api_client
 from polars.testing import assert_frame_equal
-from services import free_port
+from services import free_port, stop_group
 
 from alphapulse_assets.definitions import build_definitions
 from alphapulse_assets.features.catalog import FEATURE_NAMES
@@ -247,10 +247,8 @@ def test_the_registered_model_is_what_the_api_serves(graph, monkeypatch):
 
 def test_mlflow_models_serve_serves_the_registered_model(graph, tmp_path):
     """The command the issue names, with the local environment (no network to build one here)."""
-    import contextlib
     import json
     import os
-    import signal
     import subprocess
     import sys
     import time
@@ -288,16 +286,8 @@ def test_mlflow_models_serve_serves_the_registered_model(graph, tmp_path):
                 assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
                 time.sleep(1.0)
     finally:
-        # On a loaded machine uvicorn may take longer than this to drain after SIGTERM; then it is killed, rather
-        # than a timeout here hiding how the test itself ended.
-        with contextlib.suppress(ProcessLookupError):  # the group is gone already
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        # Killed if it does not drain in time, rather than a timeout here hiding how the test itself ended.
+        stop_group(server)
     served = [row["probability_up"] for row in answer["predictions"]]
     recorded = table(defs, "predictions").filter(pl.col("ts") == LAST_HOUR).sort("symbol")["probability_up"]
     assert served == pytest.approx(recorded.to_list(), abs=1e-12)

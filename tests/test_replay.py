@@ -7,11 +7,9 @@ same), with the test settings of conftest.py: the loop's own rules, nothing repl
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +24,7 @@ import numpy as np
 import polars as pl
 import pytest
 import services
-from services import environment
+from services import environment, stop_group
 from test_production import production
 
 from alphapulse_assets.definitions import build_definitions
@@ -539,18 +537,6 @@ def daemon_process(tmp_path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-
-
-def stop_group(leader: subprocess.Popen) -> None:
-    """The daemon and the code server it started: the daemon exits on SIGTERM, but its code server was seen to
-    outlive it for an hour, ignoring SIGTERM, so whatever is left of the group after the daemon is killed."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(leader.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        leader.wait(timeout=30)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(leader.pid, signal.SIGKILL)
-    leader.wait()
 
 
 def dagster_cli(*command: str) -> list[str]:
