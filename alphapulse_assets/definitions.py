@@ -33,6 +33,7 @@ from alphapulse_assets.monitoring.sensors import drift_retrain_sensor, live_perf
 from alphapulse_assets.news.resources import (
     JsonlDropFolder,
     NewsSource,
+    NoNewsSource,
     RssNewsSource,
     SentimentModel,
     SimulatedNewswire,
@@ -84,6 +85,8 @@ def build_newswire(settings: Settings) -> NewsSource:
         )
     if settings.news_source == "jsonl":
         return JsonlDropFolder(**common, news_dir=str(settings.news_dir))
+    if settings.news_source == "none":
+        return NoNewsSource(**common)
     return SimulatedNewswire(**common, seed=settings.seed, news_signal_strength=settings.news_signal_strength)
 
 
@@ -100,7 +103,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "market": build_market(settings),
         "newswire": build_newswire(settings),
         "sentiment": SentimentModel(
-            scorer_name=settings.sentiment_scorer, half_life_hours=settings.sentiment_half_life_hours
+            scorer_name=settings.sentiment_scorer,
+            half_life_hours=settings.sentiment_half_life_hours,
+            headlines=settings.news_source != "none",
         ),
         "policy": ModelPolicy(
             train_days=settings.train_days,

@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
-from alphapulse_assets.market.simulator import SYMBOL_CATALOG
+from alphapulse_assets.market.simulator import EPOCH, SYMBOL_CATALOG
 from alphapulse_serving.contract import store_location
 
 SUPPORTED_MARKET_SOURCES = ("simulated", "binance_archive", "binance_rest")
-SUPPORTED_NEWS_SOURCES = ("simulated", "rss", "jsonl")
+SUPPORTED_NEWS_SOURCES = ("simulated", "rss", "jsonl", "none")
 SUPPORTED_SENTIMENT_SCORERS = ("vader", "loughran_mcdonald")
 SUPPORTED_MODEL_FAMILIES = ("xgboost", "catboost", "logistic")
 SUPPORTED_CV_WINDOWS = ("expanding", "sliding")
@@ -196,6 +196,14 @@ def _object_store_url(env: dict[str, str], name: str) -> str | None:
         raise ConfigError(f"{name}={exc}") from None
 
 
+def default_news_source(market_source: str) -> str:
+    """The simulated wire only with the simulated market: its headlines are drawn from that market's own latent
+    tone. Beside real prices they would be noise presented as news, and a model could learn from that noise, so a
+    real market runs price-only (`none`) until a real news source is set. Defaulting beats refusing: price-only is
+    a complete, honest setup, and the demo says which source it used."""
+    return "simulated" if market_source == "simulated" else "none"
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -277,7 +285,7 @@ class Settings:
         env = dict(os.environ if env is None else env)
         home = Path(_env(env, "ALPHAPULSE_HOME", ".alphapulse")).expanduser().resolve()
         market_source = _choice(env, "ALPHAPULSE_MARKET_SOURCE", "simulated", SUPPORTED_MARKET_SOURCES)
-        news_source = _choice(env, "ALPHAPULSE_NEWS_SOURCE", "simulated", SUPPORTED_NEWS_SOURCES)
+        news_source = _choice(env, "ALPHAPULSE_NEWS_SOURCE", default_news_source(market_source), SUPPORTED_NEWS_SOURCES)
         symbols = parse_symbols(_env(env, "ALPHAPULSE_SYMBOLS", "BTCUSDT,ETHUSDT"))
         if market_source == "simulated":
             unknown = [s for s in symbols if s not in SYMBOL_CATALOG]
@@ -311,6 +319,18 @@ class Settings:
             raise ConfigError(
                 f"ALPHAPULSE_HISTORY_START={history_start:%Y-%m-%d-%H:%M}: the first partition must be an hour "
                 "that has already closed"
+            )
+        if news_source == "simulated" and market_source != "simulated":
+            raise ConfigError(
+                f"ALPHAPULSE_NEWS_SOURCE=simulated: the simulated wire's headlines are drawn from the simulated "
+                f"market's own tone; beside ALPHAPULSE_MARKET_SOURCE={market_source} they would be noise presented "
+                "as news. Set ALPHAPULSE_NEWS_SOURCE to none (price-only), rss or jsonl"
+            )
+        if market_source == "simulated" and history_start < EPOCH:
+            raise ConfigError(
+                f"ALPHAPULSE_HISTORY_START={history_start:%Y-%m-%d}: the simulated market and its newswire start "
+                f"{EPOCH:%Y-%m-%d}; move ALPHAPULSE_HISTORY_START to {EPOCH:%Y-%m-%d} or later, or set "
+                "ALPHAPULSE_MARKET_SOURCE to a real source"
             )
         settings = cls(
             home=home,

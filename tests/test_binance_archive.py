@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import json
 import zipfile
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -253,39 +254,63 @@ def test_archive_sensor_requests_exactly_the_hours_of_new_or_changed_files(tmp_p
     from alphapulse_assets.market.resources import SimulatedMarket
     from alphapulse_assets.market.sensors import archive_file_sensor
 
-    write(tmp_path, "BTCUSDT-1h-2025-03-02.zip", day_lines(DAY))
-    write(tmp_path, "ETHUSDT-1h-2025-03.csv", day_lines(DAY))
-    write(tmp_path, "BTCUSDT-1h-2024-12.csv", [])  # before ALPHAPULSE_HISTORY_START (2025-03-01 in tests)
-    market = BinanceArchiveMarket(symbols=["BTCUSDT", "ETHUSDT"], archive_dir=str(tmp_path))
-    with dg.instance_for_test() as instance:
-        first = archive_file_sensor(dg.build_sensor_context(instance=instance, resources={"market": market}))
-        ranges = sorted(
+    def tick(cursor):
+        return archive_file_sensor(dg.build_sensor_context(instance=instance, resources={"market": market}, cursor=cursor))
+
+    def ranges(result):
+        return sorted(
             (r.tags["alphapulse/archive_file"], r.tags["dagster/asset_partition_range_start"],
-             r.tags["dagster/asset_partition_range_end"]) for r in first.run_requests
+             r.tags["dagster/asset_partition_range_end"]) for r in result.run_requests
         )  # fmt: skip
-        assert ranges == [
-            ("BTCUSDT-1h-2025-03-02.zip", "2025-03-02-00:00", "2025-03-02-23:00"),
-            ("ETHUSDT-1h-2025-03.csv", "2025-03-01-00:00", "2025-03-31-23:00"),
+
+    write(tmp_path, "SOLUSDT-1h-2025-03-10.csv", day_lines(DAY + timedelta(days=8)))
+    market = BinanceArchiveMarket(symbols=["BTCUSDT", "ETHUSDT", "SOLUSDT"], archive_dir=str(tmp_path))
+    with dg.instance_for_test() as instance:
+        # The files already there when the sensor first looks are the starting point: nothing is queued behind
+        # the user's back.
+        baseline = tick(None)
+        assert baseline.run_requests == [] and "first look" in baseline.skip_reason.skip_message
+        cursor = json.loads(baseline.cursor)
+        assert cursor["folder"] == str(tmp_path) and list(cursor["seen"]) == ["SOLUSDT-1h-2025-03-10.csv"]
+
+        write(tmp_path, "BTCUSDT-1h-2025-03-02.zip", day_lines(DAY))
+        write(tmp_path, "ETHUSDT-1h-2025-03.csv", day_lines(DAY))
+        write(tmp_path, "BTCUSDT-1h-2025-04-20.csv", day_lines(DAY + timedelta(days=49)))
+        write(tmp_path, "BTCUSDT-1h-2024-12.csv", [])  # before ALPHAPULSE_HISTORY_START (2025-03-01 in tests)
+        first = tick(baseline.cursor)
+        # Files that overlap or touch share one run; a file weeks away gets its own.
+        assert ranges(first) == [
+            ("BTCUSDT-1h-2025-03-02.zip, ETHUSDT-1h-2025-03.csv", "2025-03-01-00:00", "2025-03-31-23:00"),
+            ("BTCUSDT-1h-2025-04-20.csv", "2025-04-20-00:00", "2025-04-20-23:00"),
         ]
-        again = archive_file_sensor(
-            dg.build_sensor_context(instance=instance, resources={"market": market}, cursor=first.cursor)
-        )
+        again = tick(first.cursor)
         assert again.run_requests == [] and "no new or changed" in again.skip_reason.skip_message
 
         write(tmp_path, "BTCUSDT-1h-2025-03-02.zip", day_lines(DAY)[:20])  # re-downloaded, different content
-        changed = archive_file_sensor(
-            dg.build_sensor_context(instance=instance, resources={"market": market}, cursor=again.cursor)
-        )
-        assert [r.tags["alphapulse/archive_file"] for r in changed.run_requests] == ["BTCUSDT-1h-2025-03-02.zip"]
-        assert changed.run_requests[0].run_key != first.run_requests[0].run_key
+        changed = tick(again.cursor)
+        assert ranges(changed) == [("BTCUSDT-1h-2025-03-02.zip", "2025-03-02-00:00", "2025-03-02-23:00")]
+        assert changed.run_requests[0].run_key not in {r.run_key for r in first.run_requests}
 
         (tmp_path / "BTCUSDT-1h-2025-03-02.zip.CHECKSUM").write_text("0" * 64 + "  BTCUSDT-1h-2025-03-02.zip\n")
-        checksum_dropped = archive_file_sensor(
-            dg.build_sensor_context(instance=instance, resources={"market": market}, cursor=changed.cursor)
-        )
+        checksum_dropped = tick(changed.cursor)
         assert [r.tags["alphapulse/archive_file"] for r in checksum_dropped.run_requests] == [
             "BTCUSDT-1h-2025-03-02.zip"
         ]
+
+        # On request (the cursor set to {} in the UI) every file present is loaded, in as few runs as they allow.
+        everything = tick("{}")
+        assert [r[1:] for r in ranges(everything)] == [
+            ("2025-03-01-00:00", "2025-03-31-23:00"),
+            ("2025-04-20-00:00", "2025-04-20-23:00"),
+        ]
+        assert "SOLUSDT-1h-2025-03-10.csv" in everything.run_requests[0].tags["alphapulse/archive_file"]
+
+        # Pointed at another folder, the sensor takes a first look there too.
+        elsewhere = tmp_path / "other"
+        elsewhere.mkdir()
+        market = BinanceArchiveMarket(symbols=["BTCUSDT"], archive_dir=str(elsewhere))
+        write(elsewhere, "BTCUSDT-1h-2025-03-02.csv", day_lines(DAY))
+        assert tick(checksum_dropped.cursor).run_requests == []
 
         simulated = SimulatedMarket(symbols=["BTCUSDT"], seed=1, news_signal_strength=0.1)
         idle = archive_file_sensor(dg.build_sensor_context(instance=instance, resources={"market": simulated}))

@@ -134,19 +134,26 @@ def test_a_dropped_jsonl_export_is_picked_up_by_the_sensor_and_deduplicated(tmp_
     drop = tmp_path / "drop"
     drop.mkdir()
     at = DAY + timedelta(hours=6)
-    write_jsonl(
-        drop / "desk-a.jsonl",
-        [
-            {"url": "https://n.example/1", "title": "BTC gains", "published": (at + timedelta(minutes=5)).isoformat()},
-            {"id": "x-2", "title": "ETH losses", "published": (at + timedelta(hours=2)).isoformat(), "source": "desk"},
-            {"url": "https://n.example/3", "title": "No date"},
-        ],
-    )
     source = JsonlDropFolder(symbols=SYMBOLS, news_dir=str(drop))
     defs, warehouse = definitions(tmp_path, source)
     sentiment = SentimentModel(half_life_hours=3.0)
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"newswire": source, "sentiment": sentiment})
+        # The sensor's first look takes the folder as it is; the export dropped after it is new.
+        first_look = news_drop_sensor(
+            dg.build_sensor_context(instance=instance, resources={"newswire": source, "sentiment": sentiment})
+        )
+        assert not first_look.run_requests and "first look" in first_look.skip_reason.skip_message
+        write_jsonl(
+            drop / "desk-a.jsonl",
+            [
+                {"url": "https://n.example/1", "title": "BTC gains", "published": (at + timedelta(minutes=5)).isoformat()},
+                {"id": "x-2", "title": "ETH losses", "published": (at + timedelta(hours=2)).isoformat(), "source": "desk"},
+                {"url": "https://n.example/3", "title": "No date"},
+            ],
+        )
+        context = dg.build_sensor_context(
+            instance=instance, cursor=first_look.cursor, resources={"newswire": source, "sentiment": sentiment}
+        )
         result = news_drop_sensor(context)
         (request,) = result.run_requests
         reach = sentiment.lookback() + timedelta(hours=HISTORY_HOURS[SENTIMENT])
@@ -211,11 +218,75 @@ def test_an_item_counted_in_two_hours_fails_the_blocking_check(tmp_path):
     defs, warehouse = definitions(tmp_path, JsonlDropFolder(symbols=SYMBOLS, news_dir=str(drop)))
     with dg.instance_for_test() as instance:
         first = dg.materialize([news], partition_key=RANGE[0], instance=instance, resources=defs.resources)
-        assert first.get_asset_check_evaluations()[0].passed
+        assert all(e.passed for e in first.get_asset_check_evaluations())
         with warehouse.connect() as con:  # an older version's bug, or a hand edit, counted it in a second hour
             con.execute("INSERT INTO news SELECT * REPLACE (ts + INTERVAL 5 HOUR AS ts) FROM news")
         second = dg.materialize(
             [news], partition_key=RANGE[0], instance=instance, resources=defs.resources, raise_on_error=False
         )
-    (evaluation,) = second.get_asset_check_evaluations()
+    (evaluation,) = [e for e in second.get_asset_check_evaluations() if e.check_name == "news_unique_items"]
     assert not evaluation.passed and evaluation.metadata["items_in_several_rows"].value == 1
+
+
+def _news_check(instance, name: str):
+    record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey("news"), name)]
+    )[dg.AssetCheckKey(dg.AssetKey("news"), name)]
+    return record.event.dagster_event.event_specific_data
+
+
+def _assert_no_crash_and_a_warning(defs, warehouse, instance) -> None:
+    run(defs, instance)
+    assert warehouse.query("SELECT count(*) AS n FROM news")["n"][0] == 0
+    check = _news_check(instance, "news_has_items")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    sentiment = warehouse.query("SELECT * FROM news_sentiment")
+    assert sentiment.height == 24 * len(SYMBOLS) and sentiment["item_count"].to_list() == [0] * sentiment.height
+
+
+def test_an_empty_drop_folder_gives_empty_windows_and_a_warning_not_a_crash(tmp_path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    defs, warehouse = definitions(tmp_path, JsonlDropFolder(symbols=SYMBOLS, news_dir=str(drop)))
+    with dg.instance_for_test() as instance:
+        _assert_no_crash_and_a_warning(defs, warehouse, instance)
+
+
+def test_a_feed_with_no_items_gives_empty_windows_and_a_warning_not_a_crash(tmp_path):
+    with FeedServer({"/empty": Document(rss([]))}) as server:
+        defs, warehouse = definitions(tmp_path, RssNewsSource(symbols=SYMBOLS, feed_urls=[server.url("/empty")]))
+        with dg.instance_for_test() as instance:
+            _assert_no_crash_and_a_warning(defs, warehouse, instance)
+            assert "no headlines in this window" in _news_check(instance, "news_has_items").description
+
+
+def test_price_only_news_features_are_null_not_zero_and_have_their_own_version(tmp_path):
+    from alphapulse_assets.features.catalog import CATALOG
+    from alphapulse_assets.features.store import current_feature_version
+    from alphapulse_assets.news.resources import NoNewsSource
+
+    defs, warehouse = definitions(tmp_path, NoNewsSource(symbols=SYMBOLS))
+    price_only = SentimentModel(scorer_name="loughran_mcdonald", half_life_hours=3.0, headlines=False)
+    defs = dg.Definitions(
+        assets=[prices, news, news_sentiment, features],
+        jobs=[dg.define_asset_job("news_test_job", selection=[prices, news, news_sentiment, features])],
+        resources={**defs.resources, "sentiment": price_only},
+        executor=dg.in_process_executor,
+    )
+    with dg.instance_for_test() as instance:
+        run(defs, instance)
+        check = _news_check(instance, "news_has_items")
+        assert check.passed and "ALPHAPULSE_NEWS_SOURCE=none" in check.description
+    # Unknown, not zero: a count of 0 would tell a model every hour was quiet.
+    sentiment = warehouse.query("SELECT * FROM news_sentiment")
+    assert sentiment.height == 24 * len(SYMBOLS) and sentiment["item_count"].null_count() == sentiment.height
+    news_features = [f.name for f in CATALOG if SENTIMENT in f.sources]
+    frame = warehouse.query("SELECT * FROM features")
+    assert frame.height == 24 * len(SYMBOLS) and len(news_features) >= 8
+    assert all(frame[name].null_count() == frame.height for name in news_features)
+    assert frame["ret_1h"].null_count() == len(SYMBOLS)  # only the first hour, which has no earlier close
+    assert current_feature_version(price_only) != current_feature_version(
+        SentimentModel(scorer_name="loughran_mcdonald", half_life_hours=3.0)
+    )
+    # The scorer and half-life decide nothing without headlines.
+    assert current_feature_version(price_only) == current_feature_version(SentimentModel(headlines=False))

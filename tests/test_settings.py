@@ -169,3 +169,24 @@ def test_production_backends_are_chosen_by_configuration():
 def test_bad_backend_urls_name_the_variable(name, value, message):
     with pytest.raises(ConfigError, match=f"{name}.*{message}|{name}: {message}"):
         settings(**{name: value})
+
+
+def test_real_prices_default_to_price_only_and_never_to_the_simulated_wire(tmp_path):
+    from alphapulse_assets.definitions import build_resources
+    from alphapulse_assets.news.resources import NoNewsSource
+
+    archive = {"ALPHAPULSE_MARKET_SOURCE": "binance_archive", "ALPHAPULSE_ARCHIVE_DIR": str(tmp_path)}
+    s = settings(**archive, ALPHAPULSE_HISTORY_START="2017-10-01")
+    assert s.news_source == "none"
+    resources = build_resources(s)
+    assert isinstance(resources["newswire"], NoNewsSource) and resources["sentiment"].headlines is False
+    assert settings(ALPHAPULSE_MARKET_SOURCE="binance_rest").news_source == "none"
+    assert build_resources(settings())["sentiment"].headlines is True
+    with pytest.raises(ConfigError, match="ALPHAPULSE_NEWS_SOURCE=simulated: .* noise presented as news"):
+        settings(**archive, ALPHAPULSE_NEWS_SOURCE="simulated")
+
+
+def test_the_simulated_market_before_it_opens_is_refused_naming_the_variable():
+    with pytest.raises(ConfigError, match="ALPHAPULSE_HISTORY_START=2017-10-01: the simulated market .* 2020-01-01"):
+        settings(ALPHAPULSE_HISTORY_START="2017-10-01")
+    assert settings(ALPHAPULSE_HISTORY_START="2020-01-01").history_start == datetime(2020, 1, 1, tzinfo=UTC)

@@ -357,9 +357,13 @@ if len(FEATURES) != len(CATALOG):
     raise ValueError("feature names in the catalog must be unique")
 
 
-def feature_version(sentiment_scorer: str, sentiment_half_life_hours: float) -> str:
+def feature_version(sentiment_scorer: str, sentiment_half_life_hours: float, headlines: bool = True) -> str:
     """A hash of everything that decides the feature values: the catalog, the TA-Lib C library's version, the
-    cross-asset reference and the sentiment configuration. A model is only served features of its own version."""
+    cross-asset reference and the sentiment configuration (none at all when there are no headlines). A model is
+    only served features of its own version."""
+    sentiment = (
+        {"scorer": sentiment_scorer, "half_life_hours": float(sentiment_half_life_hours)} if headlines else None
+    )
     payload = json.dumps(
         {
             "revision": IMPLEMENTATION_REVISION,
@@ -367,7 +371,7 @@ def feature_version(sentiment_scorer: str, sentiment_half_life_hours: float) -> 
             "ta_lib": talib.__ta_version__.decode().split()[0],
             "market_reference": MARKET_REFERENCE,
             "exponential_history_hours": EXPONENTIAL_HISTORY_HOURS,
-            "sentiment": {"scorer": sentiment_scorer, "half_life_hours": float(sentiment_half_life_hours)},
+            "sentiment": sentiment,
         },
         sort_keys=True,
     )

@@ -21,7 +21,7 @@ FEATURE_HOURS = "feature_hours"
 
 def current_feature_version(sentiment: SentimentModel) -> str:
     """The version this code, with this sentiment configuration, computes."""
-    return feature_version(sentiment.scorer_name, sentiment.half_life_hours)
+    return feature_version(sentiment.scorer_name, sentiment.half_life_hours, sentiment.headlines)
 
 
 def feature_hours_frame(start: datetime, end: datetime, version: str, run_id: str) -> pl.DataFrame:

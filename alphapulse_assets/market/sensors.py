@@ -14,7 +14,7 @@ def archive_file_sensor(context: dg.SensorEvaluationContext, market: MarketSourc
     """New or changed Binance archive files request a data_job run for exactly the hours they cover."""
     if not isinstance(market, BinanceArchiveMarket):
         return dg.SkipReason("ALPHAPULSE_MARKET_SOURCE is not binance_archive: no archive directory to watch")
-    scan = DropScan(context.cursor, "archive_file_sensor", "alphapulse/archive_file")
+    scan = DropScan(context.cursor, market.archive_dir, "archive_file_sensor", "alphapulse/archive_file")
     for archive in find_archive_files(Path(market.archive_dir), market.symbols, *ALL_TIME):
         version = file_fingerprint(archive.path)
         if archive.checksum_path.exists():

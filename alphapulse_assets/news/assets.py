@@ -5,8 +5,8 @@ import polars as pl
 
 from alphapulse_assets.metadata import partition_metadata, table_preview
 from alphapulse_assets.news.items import FUTURE_TOLERANCE, merge_rejections, merge_sightings
-from alphapulse_assets.news.resources import NewsSource, SentimentModel
-from alphapulse_assets.news.sentiment import aggregate_sentiment
+from alphapulse_assets.news.resources import NewsSource, NoNewsSource, SentimentModel
+from alphapulse_assets.news.sentiment import aggregate_sentiment, unknown_sentiment
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
 from alphapulse_assets.retries import STORAGE_RETRY_POLICY
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Upsert, Warehouse
@@ -33,7 +33,12 @@ _REJECTION_RULES = {"first_rejected_at": "min", "last_rejected_at": "max", "occu
     backfill_policy=SINGLE_RUN,
     group_name="news",
     kinds={"duckdb", "polars"},
-    check_specs=[dg.AssetCheckSpec("news_unique_items", asset="news", blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec("news_unique_items", asset="news", blocking=True),
+        dg.AssetCheckSpec(
+            "news_has_items", asset="news", description="the window holds headlines (warns on an empty window)"
+        ),
+    ],
 )
 def news(context: dg.AssetExecutionContext, newswire: NewsSource, warehouse: Warehouse):
     """Headlines published in each hour, counted once across sources and tagged with the symbols they mention."""
@@ -56,7 +61,12 @@ def news(context: dg.AssetExecutionContext, newswire: NewsSource, warehouse: War
     # feed as read without its items.
     warehouse.upsert(changes)
 
-    landed = warehouse.read_window("news_items", start, end, time_column="published_at")
+    # Nothing has ever landed from an empty drop folder or a feed without items: an empty window, not an error.
+    landed = (
+        warehouse.read_window("news_items", start, end, time_column="published_at")
+        if warehouse.table_exists("news_items")
+        else sightings.clear()
+    )
     tagger = newswire.tagger()
     items = landed.with_columns(
         pl.col("published_at").dt.truncate("1h").alias("ts"),
@@ -81,6 +91,13 @@ def news(context: dg.AssetExecutionContext, newswire: NewsSource, warehouse: War
         check_name="news_unique_items",
         passed=counted_twice.is_empty(),
         metadata={"items_in_several_rows": counted_twice.height, "sample": table_preview(counted_twice)},
+    )
+    yield dg.AssetCheckResult(
+        check_name="news_has_items",
+        passed=items.height > 0 or isinstance(newswire, NoNewsSource),
+        severity=dg.AssetCheckSeverity.WARN,
+        description=_emptiness(newswire, items.height, collection.report),
+        metadata={"items": items.height, "hours": int(hours)},
     )
     yield dg.MaterializeResult(
         metadata=partition_metadata(
@@ -115,6 +132,16 @@ def news(context: dg.AssetExecutionContext, newswire: NewsSource, warehouse: War
     )
 
 
+def _emptiness(newswire: NewsSource, items: int, report: list[dict]) -> str:
+    if isinstance(newswire, NoNewsSource):
+        return "ALPHAPULSE_NEWS_SOURCE=none: price-only, the news features are null by design"
+    if items:
+        return f"{items} headlines in the window"
+    if not report:
+        return "no headlines: the source had nothing new (an empty drop folder, or every file already read)"
+    return "no headlines in this window from " + ", ".join(f"{r['source']} ({r['status']})" for r in report)
+
+
 def _known_item_ids(warehouse: Warehouse, item_ids: list[str]) -> list[str]:
     if not item_ids or not warehouse.table_exists("news_items"):
         return []
@@ -135,6 +162,19 @@ def news_sentiment(
 ) -> dg.MaterializeResult:
     """Per symbol-hour headline count, sentiment mean/min/max and a decayed tone; market-wide news counts for all."""
     start, end = context.partition_time_window
+    if not sentiment.headlines:
+        unknown = unknown_sentiment(newswire.symbols, start, end)
+        warehouse.replace_window("news_sentiment", unknown, start, end)
+        return dg.MaterializeResult(
+            metadata=partition_metadata(
+                context,
+                light={
+                    "dagster/row_count": unknown.height,
+                    "scorer": "none (ALPHAPULSE_NEWS_SOURCE=none: counts and sentiment are unknown, stored as null)",
+                },
+                heavy={},
+            )
+        )
     # The decayed tone of the window's first hour reaches back into earlier hours' news.
     items = warehouse.read_window("news", start - sentiment.lookback(), end)
     scorer = sentiment.scorer()

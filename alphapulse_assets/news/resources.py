@@ -141,12 +141,23 @@ class JsonlDropFolder(NewsSource):
         )
 
 
+class NoNewsSource(NewsSource):
+    """ALPHAPULSE_NEWS_SOURCE=none: price-only data. Nothing is collected, and the news features are null (unknown)
+    rather than zero (a quiet hour), so no model mistakes a missing feed for silence."""
+
+    def collect(self, start: datetime, end: datetime, ledger: pl.DataFrame | None) -> NewsCollection:
+        report = [{"source": "none", "status": "ALPHAPULSE_NEWS_SOURCE=none", "items": 0, "rejected": 0}]
+        return NewsCollection(pl.DataFrame(schema=RAW_ITEM_SCHEMA), pl.DataFrame(schema=REJECTED_SCHEMA), None, report)
+
+
 class SentimentModel(dg.ConfigurableResource):
-    """Which scorer turns headlines into numbers (ALPHAPULSE_SENTIMENT_SCORER) and how fast their tone fades
-    (ALPHAPULSE_SENTIMENT_HALF_LIFE_HOURS)."""
+    """Which scorer turns headlines into numbers (ALPHAPULSE_SENTIMENT_SCORER), how fast their tone fades
+    (ALPHAPULSE_SENTIMENT_HALF_LIFE_HOURS), and whether there are headlines at all (False with
+    ALPHAPULSE_NEWS_SOURCE=none): all three decide the news features, so all three are in the feature version."""
 
     scorer_name: str = "vader"
     half_life_hours: float = 6.0
+    headlines: bool = True
 
     def scorer(self) -> SentimentScorer:
         return make_scorer(self.scorer_name)

@@ -16,7 +16,7 @@ def news_drop_sensor(context: dg.SensorEvaluationContext, newswire: NewsSource, 
     the later hours whose decayed sentiment and features look back at them."""
     if not isinstance(newswire, JsonlDropFolder):
         return dg.SkipReason("ALPHAPULSE_NEWS_SOURCE is not jsonl: no drop folder to watch")
-    scan = DropScan(context.cursor, "news_drop_sensor", "alphapulse/news_file")
+    scan = DropScan(context.cursor, newswire.news_dir, "news_drop_sensor", "alphapulse/news_file")
     reach = sentiment.lookback() + timedelta(hours=HISTORY_HOURS[SENTIMENT])
     for path in drop_files(Path(newswire.news_dir)):
         version = file_fingerprint(path)

@@ -215,3 +215,12 @@ def aggregate_sentiment(
         .cast(SENTIMENT_SCHEMA)
         .sort("ts", "symbol")
     )
+
+
+def unknown_sentiment(symbols: list[str] | tuple[str, ...], start: datetime, end: datetime) -> pl.DataFrame:
+    """One row per (hour, symbol) in [start, end) with every count and statistic null: no news source is
+    configured, so how many headlines there were is unknown, which a zero count would misstate."""
+    symbol_frame = pl.DataFrame({"symbol": list(symbols)}, schema={"symbol": pl.String})
+    grid = pl.DataFrame(hour_range(start, end)).join(symbol_frame, how="cross")
+    unknown = [pl.lit(None).alias(c) for c in SENTIMENT_SCHEMA if c not in ("ts", "symbol")]
+    return grid.with_columns(unknown).select(list(SENTIMENT_SCHEMA)).cast(SENTIMENT_SCHEMA).sort("ts", "symbol")
