@@ -329,13 +329,18 @@ def test_rows_sent_out_of_order_are_kept_sorted_and_reported(tmp_path):
     assert late["line"].to_list() == [5, 6, 7, 8, 9]  # hours 4..7 and 3 arrive after hour 8
 
 
-def test_last_covered_hour_is_where_every_symbol_has_files(tmp_path):
+def test_last_covered_hour_is_read_from_the_rows_not_the_file_names(tmp_path):
     from alphapulse_assets.market.binance_archive import last_covered_hour
 
-    write(tmp_path, "BTCUSDT-1h-2025-02.zip", [])
+    write(tmp_path, "BTCUSDT-1h-2025-02.zip", day_lines(DAY - timedelta(days=5)))
     write(tmp_path, "BTCUSDT-1h-2025-03-02.zip", day_lines(DAY))
-    write(tmp_path, "ETHUSDT-1h-2025-03.csv", [])
-    assert last_covered_hour(tmp_path, ["BTCUSDT", "ETHUSDT"]) == datetime(2025, 3, 2, 23, tzinfo=UTC)
-    assert last_covered_hour(tmp_path, ["ETHUSDT"]) == datetime(2025, 3, 31, 23, tzinfo=UTC)
+    # A delisted symbol's last monthly file stops mid-month: its name says March, its rows end on the 2nd at 09:00.
+    write(tmp_path, "ETHUSDT-1h-2025-03.csv", day_lines(DAY)[:10])
+    write(tmp_path, "ETHUSDT-1h-2025-04.csv", [])  # unreadable: the newest file with rows decides
+    assert last_covered_hour(tmp_path, ["BTCUSDT", "ETHUSDT"]) == datetime(2025, 3, 2, 9, tzinfo=UTC)
+    assert last_covered_hour(tmp_path, ["BTCUSDT"]) == datetime(2025, 3, 2, 23, tzinfo=UTC)
     with pytest.raises(ValueError, match="no .* files for SOLUSDT"):
+        last_covered_hour(tmp_path, ["BTCUSDT", "SOLUSDT"])
+    write(tmp_path, "SOLUSDT-1h-2025-03.csv", [])
+    with pytest.raises(ValueError, match="no readable kline row in any file of SOLUSDT"):
         last_covered_hour(tmp_path, ["BTCUSDT", "SOLUSDT"])

@@ -291,3 +291,29 @@ def test_mlflow_models_serve_serves_the_registered_model(graph, tmp_path):
     served = [row["probability_up"] for row in answer["predictions"]]
     recorded = table(defs, "predictions").filter(pl.col("ts") == LAST_HOUR).sort("symbol")["probability_up"]
     assert served == pytest.approx(recorded.to_list(), abs=1e-12)
+
+
+def test_a_validation_window_without_labels_fails_before_any_tuning(graph):
+    """A symbol whose prices stop early (delisted) leaves the validation window short of labels: the retrain
+    says so at once, naming the window, instead of after the whole search."""
+    defs, instance, _ = graph
+    warehouse = defs.resources["warehouse"]
+    cut = "ts > TIMESTAMPTZ '2025-03-11 00:00:00+00' AND symbol = 'ETHUSDT'"
+    with warehouse.connect() as con:
+        con.execute(f"CREATE TABLE delisted AS SELECT * FROM prices WHERE {cut}")
+        con.execute(f"DELETE FROM prices WHERE {cut}")
+    try:
+        outcome = run_job(defs, instance, "retrain_job", partition_key=DECISION)
+    finally:
+        with warehouse.connect() as con:
+            con.execute("INSERT INTO prices SELECT * FROM delisted")
+            con.execute("DROP TABLE delisted")
+    assert not outcome.success and "labelled (symbol, hour) rows in [" in outcome.error
+    failed = instance.get_records_for_run(outcome.run_id).records
+    started = {
+        r.event_log_entry.step_key
+        for r in failed
+        if r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_type == dg.DagsterEventType.STEP_START
+    }
+    assert started == {"trained_model"}
+    assert not any("Trial" in (r.event_log_entry.user_message or "") for r in failed)

@@ -112,14 +112,26 @@ ALL_TIME = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
 def last_covered_hour(directory: Path, symbols: list[str] | tuple[str, ...]) -> datetime:
-    """The last hour every symbol has an archive file for (files are not opened: a bad file still counts)."""
-    ends: dict[str, datetime] = {}
+    """The last hour for which every symbol has a row, read from the rows, not the file names: a delisted
+    symbol's last monthly file stops mid-month. Only each symbol's newest files are opened, newest first, until
+    one holds a readable row."""
+    files: dict[str, list[ArchiveFile]] = {}
     for archive in find_archive_files(directory, symbols, *ALL_TIME):
-        ends[archive.symbol] = max(ends.get(archive.symbol, archive.end), archive.end)
-    missing = [s for s in symbols if s not in ends]
+        files.setdefault(archive.symbol, []).append(archive)
+    missing = [s for s in symbols if s not in files]
     if missing:
         raise ValueError(f"{directory} has no SYMBOL-1h-YYYY-MM[-DD].zip/.csv files for {', '.join(missing)}")
-    return min(ends.values()) - timedelta(hours=1)
+    ends: dict[str, datetime] = {}
+    for symbol, archives in files.items():
+        for archive in sorted(archives, key=lambda a: a.end, reverse=True):
+            rows = parse_archive_file(archive).prices
+            if rows.height:
+                ends[symbol] = rows["ts"].max()
+                break
+    unreadable = [s for s in symbols if s not in ends]
+    if unreadable:
+        raise ValueError(f"{directory}: no readable kline row in any file of {', '.join(unreadable)}")
+    return min(ends.values())
 
 
 def parse_epoch(value: str) -> datetime:

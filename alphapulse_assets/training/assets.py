@@ -61,6 +61,9 @@ def training_rows(
     require_feature_version(
         warehouse, windows.train_start, windows.validation_end, feature_version, f"{who} {decision:%Y-%m-%d %H:00}"
     )
+    # model_evaluation scores the validation window once the search is over: find out now, in seconds, that its
+    # rows are there, not after minutes of tuning.
+    load_window(warehouse, market, policy, windows.validation_start, windows.validation_end)
     return load_window(warehouse, market, policy, windows.train_start, windows.train_end)
 
 
