@@ -144,7 +144,13 @@ def materialize(settings) -> bool:
     say(f"      done in {outcome.seconds:.0f}s; Assets -> loop_performance shows it, with the equity curves")
     champion = current_champion(LocalObjectStore(root=str(settings.object_store_root)))
     if champion is None:
-        say("      !! no challenger passed the gate, so there is no champion: the API will answer 503 until one does")
+        say(
+            "      !! no challenger passed the gates, so there is no champion. Until one does, POST /predict answers "
+            'from the rules baseline ("source": "baseline", its terms in the audit packet) and abstains (signal 0) '
+            'for a symbol without fresh features; GET /health says "status": "unavailable" and /ready answers 503. '
+            "Why each retrain was refused: "
+            "Assets -> model_evaluation (gates) and drift_report (the newest data against the last trained model)"
+        )
         return False
     return True
 
@@ -250,13 +256,12 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
             "shadow_predictions follow), daily_retrain_schedule at 00:30 UTC, drift_retrain_sensor, "
             "live_performance_sensor (rollback), run_failure_alert_sensor. Decisions: Assets -> promotion_decision."
         )
-        if have_champion:
-            say("  Try:")
-            key = printed_key or "$ALPHAPULSE_API_KEY"
-            say(
-                f"    curl -s -X POST http://127.0.0.1:{api_port}/predict -H 'Content-Type: application/json' "
-                f"-H 'X-API-Key: {key}' " + '-d \'{"symbol": "' + settings.symbols[0] + "\"}'"
-            )
+        say("  Try:" if have_champion else "  Try (answered by the rules baseline until a model is promoted):")
+        key = printed_key or "$ALPHAPULSE_API_KEY"
+        say(
+            f"    curl -s -X POST http://127.0.0.1:{api_port}/predict -H 'Content-Type: application/json' "
+            f"-H 'X-API-Key: {key}' " + '-d \'{"symbol": "' + settings.symbols[0] + "\"}'"
+        )
         say("Press Ctrl-C to stop.")
         while all(p.poll() is None for p in processes.values()):
             time.sleep(1)

@@ -68,7 +68,9 @@ class DropScan:
             label = ", ".join(names) if len(names) <= 3 else f"{names[0]} .. {names[-1]} ({len(names)} files)"
             key = hashlib.sha256(json.dumps(sorted(files)).encode()).hexdigest()[:16]
             tags = {"alphapulse/trigger": self.trigger, self.file_tag: label}
-            requests.append(range_run_request(f"{partition_key(first)}..{partition_key(last)}:{key}", first, last, tags))
+            requests.append(
+                range_run_request(f"{partition_key(first)}..{partition_key(last)}:{key}", first, last, tags)
+            )
         return requests
 
     def result(self, context: dg.SensorEvaluationContext, what: str) -> dg.SensorResult:

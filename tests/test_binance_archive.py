@@ -255,7 +255,9 @@ def test_archive_sensor_requests_exactly_the_hours_of_new_or_changed_files(tmp_p
     from alphapulse_assets.market.sensors import archive_file_sensor
 
     def tick(cursor):
-        return archive_file_sensor(dg.build_sensor_context(instance=instance, resources={"market": market}, cursor=cursor))
+        return archive_file_sensor(
+            dg.build_sensor_context(instance=instance, resources={"market": market}, cursor=cursor)
+        )
 
     def ranges(result):
         return sorted(

@@ -313,7 +313,8 @@ def test_a_validation_window_without_labels_fails_before_any_tuning(graph):
     started = {
         r.event_log_entry.step_key
         for r in failed
-        if r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_type == dg.DagsterEventType.STEP_START
+        if r.event_log_entry.dagster_event
+        and r.event_log_entry.dagster_event.event_type == dg.DagsterEventType.STEP_START
     }
     assert started == {"trained_model"}
     assert not any("Trial" in (r.event_log_entry.user_message or "") for r in failed)

@@ -146,8 +146,17 @@ def test_a_dropped_jsonl_export_is_picked_up_by_the_sensor_and_deduplicated(tmp_
         write_jsonl(
             drop / "desk-a.jsonl",
             [
-                {"url": "https://n.example/1", "title": "BTC gains", "published": (at + timedelta(minutes=5)).isoformat()},
-                {"id": "x-2", "title": "ETH losses", "published": (at + timedelta(hours=2)).isoformat(), "source": "desk"},
+                {
+                    "url": "https://n.example/1",
+                    "title": "BTC gains",
+                    "published": (at + timedelta(minutes=5)).isoformat(),
+                },
+                {
+                    "id": "x-2",
+                    "title": "ETH losses",
+                    "published": (at + timedelta(hours=2)).isoformat(),
+                    "source": "desk",
+                },
                 {"url": "https://n.example/3", "title": "No date"},
             ],
         )

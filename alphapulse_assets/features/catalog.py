@@ -361,9 +361,7 @@ def feature_version(sentiment_scorer: str, sentiment_half_life_hours: float, hea
     """A hash of everything that decides the feature values: the catalog, the TA-Lib C library's version, the
     cross-asset reference and the sentiment configuration (none at all when there are no headlines). A model is
     only served features of its own version."""
-    sentiment = (
-        {"scorer": sentiment_scorer, "half_life_hours": float(sentiment_half_life_hours)} if headlines else None
-    )
+    sentiment = {"scorer": sentiment_scorer, "half_life_hours": float(sentiment_half_life_hours)} if headlines else None
     payload = json.dumps(
         {
             "revision": IMPLEMENTATION_REVISION,
