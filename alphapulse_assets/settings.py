@@ -346,7 +346,7 @@ class Settings:
             validation_days=_int(env, "ALPHAPULSE_VALIDATION_DAYS", 30, minimum=1),
             embargo_hours=_int(env, "ALPHAPULSE_EMBARGO_HOURS", 24, minimum=1),
             cost_bps=_float(env, "ALPHAPULSE_COST_BPS", 2.0, 0.0, 1000.0),
-            drift_window_hours=_int(env, "ALPHAPULSE_DRIFT_WINDOW_HOURS", 72, minimum=2),
+            drift_window_hours=_int(env, "ALPHAPULSE_DRIFT_WINDOW_HOURS", 24, minimum=2),
             archive_dir=archive_dir,
             binance_url=binance_url,
             extreme_move_z=_float(env, "ALPHAPULSE_EXTREME_MOVE_Z", 12.0, 3.0, 1000.0),

@@ -64,6 +64,25 @@ def test_drift_sensor_cools_down_after_a_drift_retrain(defs):
         assert result.run_requests == [] and "less than" in result.skip_message
 
 
+@pytest.mark.parametrize("trained_at", ["2025-03-13-11:00", "2025-03-13-00:00"])
+def test_drift_never_retrains_an_hour_any_trigger_has_just_trained(defs, trained_at):
+    """The demo (or the schedule, a replay, a person) trained at the decision hour: critical drift reported at
+    that hour, or within the cooldown after it, does not train it again."""
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="trained_model", partition=trained_at))
+        _report(instance, "2025-03-13-11:00", "critical")
+        result = drift_retrain_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert result.run_requests == [] and f"a model was trained at {trained_at}" in result.skip_message
+
+    with dg.instance_for_test() as instance:  # a model trained longer ago than the cooldown does not hold it back
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key="trained_model", partition="2025-03-12-23:00")
+        )
+        _report(instance, "2025-03-13-11:00", "critical")
+        result = drift_retrain_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert [r.partition_key for r in result.run_requests] == ["2025-03-13-11:00"]
+
+
 @pytest.mark.parametrize(
     "bad_range, message",
     [

@@ -20,6 +20,7 @@ from alphapulse_assets.monitoring.drift import (
 from alphapulse_assets.monitoring.evidently_report import evidently_drift_html
 from alphapulse_assets.monitoring.live import LiveWindow, champion_live, promised, record
 from alphapulse_assets.monitoring.performance import PerformanceDrift, performance_drift
+from alphapulse_assets.monitoring.reference import drift_features, feature_columns, feature_references
 from alphapulse_assets.monitoring.resources import DriftPolicy
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
@@ -32,16 +33,6 @@ from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 from alphapulse_assets.training.assets import score_frame
 from alphapulse_assets.training.resources import ModelPolicy
 from alphapulse_serving.contract import ModelManifest, ScoringModel
-
-
-def _columns(frame: pl.DataFrame, names: list[str]) -> dict[str, np.ndarray]:
-    """Each feature as a float array in time order per symbol (autocorrelation is estimated along it)."""
-    if not names:
-        return {}
-    # One conversion for all columns (column-major, so each column is contiguous): this runs every replayed hour.
-    matrix = frame.sort("symbol", "ts").select(pl.col(names).cast(pl.Float64).fill_null(float("nan")))
-    values = matrix.to_numpy(order="fortran")
-    return {name: values[:, i] for i, name in enumerate(names)}
 
 
 def _probabilities(model: ScoringModel, frame: pl.DataFrame) -> np.ndarray:
@@ -139,21 +130,27 @@ class _Reference:
     champion: ModelManifest
     window: dict[str, datetime]
     frame: pl.DataFrame  # the training window's features
+    names: list[str]  # the features tested (drift_features of the champion's)
     features: dict[str, Reference]  # each feature's reference series, prepared for comparisons
     model: ScoringModel
     validation_probabilities: Reference  # the champion's P(up) on its own out-of-sample window
 
     @classmethod
-    def of(cls, warehouse: Warehouse, champion: ModelManifest) -> "_Reference":
+    def of(
+        cls, warehouse: Warehouse, champion: ModelManifest, symbols: list[str], window_hours: int
+    ) -> "_Reference":
         window = {k: datetime.fromisoformat(v) for k, v in champion.training_window.items()}
-        reference = warehouse.read_window("features", window["train_start"], window["train_end"])
+        start, end = window["train_start"], window["train_end"]
+        reference = warehouse.read_window("features", start, end)
         model = scoring_model(champion)
         validation = warehouse.read_window("features", window["validation_start"], window["validation_end"])
+        names = drift_features(champion.feature_names)
         return cls(
             champion,
             window,
             reference,
-            {name: Reference.of(values) for name, values in _columns(reference, champion.feature_names).items()},
+            names,
+            feature_references(reference, names, symbols, start, end, window_hours),
             model,
             Reference.of(_probabilities(model, validation)),
         )
@@ -183,9 +180,11 @@ def _report_hour(
     with_evidently: bool,
     live_window: LiveWindow,
 ) -> _HourReport:
-    champion, window, names = ref.champion, ref.window, ref.champion.feature_names
+    champion, window, names = ref.champion, ref.window, ref.names
     end = hour + timedelta(hours=1)
-    summary = measure_drift(ref.features, _columns(current, names), drift.thresholds())
+    summary = measure_drift(
+        ref.features, feature_columns(current, names, market.symbols, current_start, end), drift.thresholds()
+    )
 
     # Prediction drift: the champion's P(up) now against its P(up) on its own out-of-sample window.
     prediction = compare_feature(
@@ -298,7 +297,9 @@ def drift_report(
     feature_rows, summary_rows = [], []
     for hour, version in served.select("ts", "champion_version").iter_rows():
         if version not in references:
-            references[version] = _Reference.of(warehouse, manifest_of(object_store, version))
+            references[version] = _Reference.of(
+                warehouse, manifest_of(object_store, version), market.symbols, drift.window_hours
+            )
         ref = references[version]
         current_start = hour + timedelta(hours=1) - timedelta(hours=drift.window_hours)
         current = current_all.filter((pl.col("ts") >= current_start) & (pl.col("ts") <= hour))

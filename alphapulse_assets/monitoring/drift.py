@@ -2,13 +2,20 @@
 
 Pure numpy and scipy. PSI and the KS statistic say how large a difference is; tests on effective sample sizes say
 whether it is more than noise. Both must agree before a feature counts as drifted.
+
+How many independent rows a window is worth is measured on the reference itself. Market features cluster: a
+72-hour window of a 24-hour range or a 168-hour z-score, taken inside a volatile spell, differs from a quarter's
+distribution although nothing changed, and the symbols move together, so two symbols' rows are not twice the
+evidence. A lag-1 autocorrelation sees none of that (it rated `range_log`'s 144 rows as 69 independent ones; the
+spread of the reference's own 72-hour windows says 12). So each reference is cut into the windows a report will
+compare, and how far their means and KS distances stray from the whole gives each test its effective rows.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -17,6 +24,17 @@ from scipy.special import kolmogorov
 PSI_WARNING = 0.1
 PSI_DRIFT = 0.25
 _EPS = 1e-4
+# The reference's windows calibrate the tests at a tail quantile, not at their mean: under volatility clustering
+# window statistics have heavier tails than independent rows give, and alarms live in the tail. For the KS
+# distance, sqrt(n) * D of n independent rows exceeds _KOLMOGOROV_TAIL with probability 1 - _TAIL_QUANTILE; for
+# the window mean, |z| exceeds _NORMAL_TAIL with that probability.
+_TAIL_QUANTILE = 0.9
+_KOLMOGOROV_TAIL = 1.2238
+_NORMAL_TAIL = 1.6449
+# Windows of the reference are taken this many times per window length (overlapping: a denser, steadier estimate).
+_WINDOW_STARTS_PER_LENGTH = 12
+# A reference holding fewer windows than this says too little about their spread; the lag-1 rule alone is used.
+_MIN_WINDOWS = 8
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
@@ -36,6 +54,67 @@ def _shares(edges: np.ndarray, size: int, valid: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class WindowSpread:
+    """How much windows of `rows` valid values, cut from the reference itself, stray from it: as the number of
+    independent rows that would stray as far, for the mean test and for the KS test."""
+
+    rows: float  # mean number of valid values per window
+    mean_rows: float
+    ks_rows: float
+
+    @classmethod
+    def of(cls, grid: np.ndarray, ref: Reference, window_hours: int) -> WindowSpread | None:
+        """`grid` is (symbols, hours), NaN where missing; windows span `window_hours` hours of every symbol."""
+        symbols, hours = grid.shape
+        stride = max(1, window_hours // _WINDOW_STARTS_PER_LENGTH)
+        starts = np.arange(0, hours - window_hours + 1, stride)
+        valid_total = ref.sorted_valid.size
+        if starts.size < _MIN_WINDOWS or valid_total == 0:
+            return None
+        # Each value's reference CDF just after and just before it: the exact two-sample KS distance of a window
+        # is the largest gap at its own points, so no window ever has to be merged with the reference.
+        right = np.searchsorted(ref.sorted_valid, grid, side="right") / valid_total
+        left = np.searchsorted(ref.sorted_valid, grid, side="left") / valid_total
+        index = starts[:, None] + np.arange(window_hours)[None, :]
+        values = grid[:, index].transpose(1, 0, 2).reshape(starts.size, symbols * window_hours)
+        order = np.argsort(values, axis=1)  # NaN last
+        values = np.take_along_axis(values, order, axis=1)
+        right = np.take_along_axis(right[:, index].transpose(1, 0, 2).reshape(values.shape), order, axis=1)
+        left = np.take_along_axis(left[:, index].transpose(1, 0, 2).reshape(values.shape), order, axis=1)
+        present = ~np.isnan(values)
+        counts = present.sum(axis=1)
+        usable = counts >= 2
+        if usable.sum() < _MIN_WINDOWS:
+            return None
+        values, right, left, present, counts = (a[usable] for a in (values, right, left, present, counts))
+        rank = np.arange(1, values.shape[1] + 1)[None, :]
+        m = counts[:, None].astype(float)
+        gaps = np.where(present, np.maximum(rank / m - right, left - (rank - 1) / m), 0.0)
+        distance = gaps.max(axis=1)
+        rows = float(counts.mean())
+        # A window lies inside the reference: it strays by a factor sqrt(1 - rows / valid_total) less than an
+        # outside one would. n = rows_eff * total / (rows + total) is the two-sample size the KS p-value uses.
+        inside = math.sqrt(max(1.0 - rows / valid_total, 1e-9))
+        tail_distance = float(np.quantile(distance, _TAIL_QUANTILE)) / inside
+        ks_rows = (
+            (_KOLMOGOROV_TAIL / tail_distance) ** 2 * (rows + valid_total) / valid_total
+            if tail_distance > 0
+            else math.inf
+        )
+        window_means = np.nanmean(np.where(present, values, np.nan), axis=1)
+        tail_gap = float(np.quantile(np.abs(window_means - ref.mean), _TAIL_QUANTILE)) / inside
+        mean_rows = (
+            (_NORMAL_TAIL * ref.spread / tail_gap) ** 2 if tail_gap > 0 and np.isfinite(ref.spread) else math.inf
+        )
+        return cls(rows, mean_rows, ks_rows)
+
+    def scaled(self, valid_rows: int) -> tuple[float, float]:
+        """(mean-test, KS-test) effective rows of a sample of `valid_rows` values."""
+        factor = valid_rows / self.rows if self.rows else 0.0
+        return self.mean_rows * factor, self.ks_rows * factor
+
+
+@dataclass(frozen=True)
 class Reference:
     """One feature's reference series with what every comparison against it needs, computed once: a champion's
     reference is fixed, and a replay compares thousands of hours with it."""
@@ -49,15 +128,18 @@ class Reference:
     mean: float
     spread: float  # sample standard deviation of the non-missing values
     null_share: float
+    windows: WindowSpread | None = None  # measured when the report's window shape is known
 
     @classmethod
-    def of(cls, values: np.ndarray, bins: int = 10) -> Reference:
-        """`values` in time order (per symbol, symbols one after another), missing values as NaN."""
+    def of(cls, values: np.ndarray, bins: int = 10, window: tuple[int, int] | None = None) -> Reference:
+        """`values` in time order (per symbol, symbols one after another), missing values as NaN. With `window`
+        = (symbols, window_hours), `values` is a complete symbol-major grid and the spread of its own windows of
+        that many hours is measured (see WindowSpread)."""
         values = np.asarray(values, dtype=float)
         in_order = values[~np.isnan(values)]
         valid = np.sort(in_order)
         edges = np.unique(np.quantile(valid, np.linspace(0, 1, bins + 1)[1:-1])) if valid.size else np.array([])
-        return cls(
+        reference = cls(
             size=values.size,
             sorted_valid=valid,
             cdf_at_valid=np.searchsorted(valid, valid, side="right") / valid.size if valid.size else valid,
@@ -68,6 +150,12 @@ class Reference:
             spread=float(np.std(in_order, ddof=1)) if in_order.size > 1 else float("nan"),
             null_share=float(np.isnan(values).mean()) if values.size else float("nan"),
         )
+        if window is None:
+            return reference
+        symbols, window_hours = window
+        if symbols <= 0 or values.size % symbols:
+            raise ValueError(f"{values.size} values do not form a grid of {symbols} symbols")
+        return replace(reference, windows=WindowSpread.of(values.reshape(symbols, -1), reference, window_hours))
 
     def psi(self, current: np.ndarray) -> float:
         if self.sorted_valid.size == 0:
@@ -130,7 +218,7 @@ class DriftThresholds:
 
     alpha: float = 0.05
     min_reference_rows: int = 200
-    min_current_rows: int = 48
+    min_current_rows: int = 24
     # Below this many effective (independent) current rows a feature is not tested: the report says so.
     min_effective_rows: float = 20.0
     critical_share: float = 0.3
@@ -193,6 +281,9 @@ def compare_feature(
     # Estimated on the long reference series, where it is stable; the current window is assumed to move alike.
     rho = ref.autocorrelation
     n_ref, n_cur = effective_rows(ref.sorted_valid.size, rho), effective_rows(cur_ok.size, rho)
+    # The reference's own windows bound both from above: whichever rule finds less evidence is the one used.
+    n_mean, n_ks = (n_cur, n_cur) if ref.windows is None else map(partial(min, n_cur), ref.windows.scaled(cur_ok.size))
+    ratio = ref.sorted_valid.size / cur_ok.size if cur_ok.size else 0.0
     ks = ref.ks(current)
     p_cur = float(np.isnan(current).mean()) if current.size else float("nan")
     drift = partial(
@@ -200,7 +291,7 @@ def compare_feature(
         feature=name,
         psi=ref.psi(current),
         ks=ks,
-        effective_rows=n_cur,
+        effective_rows=min(n_mean, n_ks),
         reference_mean=ref.mean,
         current_mean=_mean(current),
         reference_null_share=ref.null_share,
@@ -211,11 +302,15 @@ def compare_feature(
     pooled = (p_ref * ref.size + p_cur * current.size) / (ref.size + current.size)
     null_spread = math.sqrt(pooled * (1 - pooled) * (1.0 / ref.size + 1.0 / current.size))
     p_values = [_two_sided_normal_p((p_cur - p_ref) / null_spread if null_spread > 0 else 0.0)]
-    tested = n_cur >= min_effective_rows and n_ref >= min_effective_rows
-    if tested:
-        spread = ref.spread
-        mean_z = (cur_ok.mean() - ref.mean) / (spread * math.sqrt(1.0 / n_ref + 1.0 / n_cur)) if spread else 0.0
-        p_values += [_two_sided_normal_p(mean_z), ks_p_value(ks, n_ref, n_cur)]
+    # Measured on the reference's own windows, the mean test needs no large-sample argument: it asks how many of
+    # those windows' standard deviations the current mean lies away, so it runs on a window of few effective rows.
+    if (ref.windows is not None and n_mean > 0) or (n_mean >= min_effective_rows and n_ref >= min_effective_rows):
+        spread, n_ref_mean = ref.spread, min(n_ref, n_mean * ratio)
+        z = (cur_ok.mean() - ref.mean) / (spread * math.sqrt(1.0 / n_ref_mean + 1.0 / n_mean)) if spread else 0.0
+        p_values.append(_two_sided_normal_p(z))
+    if n_ks >= min_effective_rows and n_ref >= min_effective_rows:
+        p_values.append(ks_p_value(ks, min(n_ref, n_ks * ratio), n_ks))
+    tested = len(p_values) > 1
     p_value = min(1.0, len(p_values) * min(p_values))
     return drift(p_value=p_value, significant=p_value < alpha, tested=tested)
 

@@ -12,7 +12,7 @@ from alphapulse_assets.monitoring.drift import DriftThresholds
 class DriftPolicy(dg.ConfigurableResource):
     """Settings of `drift_report` and of the sensors that act on it."""
 
-    window_hours: int = 72  # recent hours compared with the champion's training reference
+    window_hours: int = 24  # recent hours compared with the champion's training reference
     alpha: float = 0.05  # false-alarm rate of one whole feature-drift report
     critical_share: float = 0.3  # share of drifted features that makes drift critical (a retrain is requested)
     performance_window_hours: int = 168  # live hours the champion is judged on

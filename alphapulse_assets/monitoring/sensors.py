@@ -5,7 +5,7 @@ import dagster as dg
 
 from alphapulse_assets.jobs import retrain_job, rollback_job
 from alphapulse_assets.monitoring.assets import drift_report
-from alphapulse_assets.partitions import PARTITION_FORMAT
+from alphapulse_assets.partitions import PARTITION_FORMAT, partition_key
 from alphapulse_assets.storage.object_store import ObjectStore
 
 TRIGGER_TAG = "alphapulse/trigger"
@@ -72,10 +72,21 @@ def drift_retrain_request(
             f"critical drift at {partition}, but the champion also failed live: the rollback goes first, and the "
             "restored champion is measured afresh"
         )
+    hour = _hour(partition)
+    # Whoever trained a model within the cooldown (the schedule, the demo, a replay, a person in the UI), its data
+    # is as fresh as a drift retrain's would be: retraining would spend minutes of the cores to decide again.
+    recent = [partition_key(hour - timedelta(hours=h)) for h in range(int(RETRAIN_COOLDOWN / timedelta(hours=1)))]
+    trained = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("trained_model"), asset_partitions=recent), limit=1
+    ).records
+    if trained:
+        return dg.SkipReason(
+            f"critical drift at {partition}, but a model was trained at {trained[0].partition_key} (run "
+            f"{trained[0].run_id}), less than {RETRAIN_COOLDOWN} of partitions earlier: its data is as fresh"
+        )
     earlier = instance.get_run_records(
         dg.RunsFilter(job_name=retrain_job.name, tags={TRIGGER_TAG: "drift_retrain_sensor"}), limit=20
     )
-    hour = _hour(partition)
     for run in earlier:
         ran_at = _hour(run.dagster_run.tags["dagster/partition"])
         if hour - RETRAIN_COOLDOWN < ran_at <= hour:
