@@ -1,6 +1,10 @@
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
+import polars as pl
 import pytest
 
+from alphapulse_assets.features.simulated import simulated_features
 from alphapulse_assets.monitoring.drift import (
     DriftThresholds,
     effective_rows,
@@ -12,10 +16,13 @@ from alphapulse_assets.monitoring.drift import (
     render_html,
 )
 from alphapulse_assets.monitoring.performance import Record, performance_drift, sharpe_standard_error
+from alphapulse_assets.monitoring.reference import replay_drift
+from alphapulse_assets.monitoring.resources import DriftPolicy
+from alphapulse_assets.training.dataset import training_windows
 
 N_FEATURES = 70  # the catalog's size
 REFERENCE_ROWS = 90 * 24 * 2  # the default training window, two symbols
-CURRENT_ROWS = 72 * 2  # the default drift window, two symbols
+CURRENT_ROWS = 72 * 2  # a 72-hour drift window, two symbols
 TRIALS = 100
 
 
@@ -143,3 +150,44 @@ def test_performance_needs_enough_live_hours():
 def test_sharpe_standard_error_shrinks_with_hours():
     assert sharpe_standard_error(1.0, 8760) == pytest.approx(np.sqrt(1 + 0.5 / 8760), rel=1e-6)
     assert sharpe_standard_error(1.0, 100) > sharpe_standard_error(1.0, 1000)
+
+
+# ---- calibrated on the pipeline's own features ----------------------------------------------------------------
+
+PIPELINE_SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+
+
+def _champion_training_window(hour: datetime) -> tuple[datetime, datetime]:
+    """The reference a daily-retrained champion carries: the training window of the last 23:00 decision, with the
+    defaults' 90 training and 30 validation days and 24 embargo hours."""
+    windows = training_windows(hour.replace(hour=0) - timedelta(hours=1), 90, 30, 24)
+    return windows.train_start, windows.train_end
+
+
+def _pipeline_reports(first: datetime, hours: int, **market) -> pl.DataFrame:
+    features = simulated_features(
+        PIPELINE_SYMBOLS, first - timedelta(days=125), first + timedelta(hours=hours), **market
+    )
+    span = [first + timedelta(hours=h) for h in range(hours)]
+    return replay_drift(features, PIPELINE_SYMBOLS, span, _champion_training_window, DriftPolicy().window_hours)
+
+
+def test_a_stationary_simulated_market_raises_at_most_5_percent_critical_reports():
+    """Thirty days of hourly reports on the stationary simulated market (no regime change), ending with the
+    volatile spell of late November 2026 that made three fresh demos out of three report critical drift."""
+    reports = _pipeline_reports(datetime(2026, 11, 2, tzinfo=UTC), 30 * 24, seed=7)
+    statuses = dict(reports.group_by("status").len().iter_rows())
+    assert reports.height == 720 and statuses.get("critical", 0) <= 0.05 * reports.height, statuses
+    assert statuses.get("ok", 0) >= 0.8 * reports.height, statuses
+
+
+@pytest.mark.parametrize(
+    "seed, change", [(7, datetime(2026, 11, 28, tzinfo=UTC)), (11, datetime(2025, 9, 10, tzinfo=UTC))]
+)
+def test_a_regime_change_is_flagged_within_a_day(seed, change):
+    reports = _pipeline_reports(change - timedelta(hours=24), 96, seed=seed, regime_change=change)
+    flagged = reports.filter(pl.col("status").is_in(["warning", "critical"]))
+    first_flag = flagged.filter(pl.col("ts") >= change)["ts"].min()
+    assert first_flag is not None and first_flag - change <= timedelta(hours=24), first_flag
+    settled = reports.filter(pl.col("ts") >= change + timedelta(hours=24))
+    assert settled["status"].is_in(["warning", "critical"]).mean() >= 0.9

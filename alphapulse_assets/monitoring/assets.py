@@ -136,9 +136,7 @@ class _Reference:
     validation_probabilities: Reference  # the champion's P(up) on its own out-of-sample window
 
     @classmethod
-    def of(
-        cls, warehouse: Warehouse, champion: ModelManifest, symbols: list[str], window_hours: int
-    ) -> "_Reference":
+    def of(cls, warehouse: Warehouse, champion: ModelManifest, symbols: list[str], window_hours: int) -> "_Reference":
         window = {k: datetime.fromisoformat(v) for k, v in champion.training_window.items()}
         start, end = window["train_start"], window["train_end"]
         reference = warehouse.read_window("features", start, end)
