@@ -12,6 +12,7 @@ from services import free_port, stop_group
 from alphapulse_assets.definitions import build_definitions
 from alphapulse_assets.features.catalog import FEATURE_NAMES
 from alphapulse_assets.features.store import snapshot_bytes
+from alphapulse_assets.monitoring.reference import drift_features
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
 from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest
@@ -121,9 +122,12 @@ def test_drift_report_written(graph):
     defs, instance, settings = graph
     report = instance.get_latest_materialization_event(dg.AssetKey("drift_report")).asset_materialization
     assert report.metadata["drift_status"].value in ("ok", "warning", "critical")
-    assert (settings.object_store_root / "reports/drift/20250313T23.html").read_text().count("<tr") == len(
-        FEATURE_NAMES
-    ) + 1
+    # Every feature but the clock's (hour of day, day of week: a window's calendar mix cannot drift), and a header.
+    tested = drift_features(FEATURE_NAMES)
+    assert len(tested) == len(FEATURE_NAMES) - 5
+    assert (settings.object_store_root / "reports/drift/20250313T23.html").read_text().count("<tr") == len(tested) + 1
+    assert report.metadata["reference"].value.startswith("champion ")
+    assert report.metadata["missing_rows"].value == 0
     # The Evidently page (ALPHAPULSE_EVIDENTLY_EVERY_HOURS=1 in the tests), linked from the metadata.
     evidently = settings.object_store_root / "reports/drift/20250313T23-evidently.html"
     assert report.metadata["evidently_report"].value == evidently.resolve().as_uri()
@@ -318,3 +322,37 @@ def test_a_validation_window_without_labels_fails_before_any_tuning(graph):
     }
     assert started == {"trained_model"}
     assert not any("Trial" in (r.event_log_entry.user_message or "") for r in failed)
+
+
+def test_drift_is_reported_before_any_champion(graph):
+    """Before the first champion the newest data is still compared, with the last trained model's training window
+    (no model yet: said so), and its completeness is reported: a user sees why nothing passes."""
+    defs, instance, _ = graph
+    warehouse = defs.resources["warehouse"]
+    hours = ("2025-03-12-21:00", DECISION)  # the champion decided at DECISION serves from the hour after
+    outcome = run_job(
+        defs, instance, "hourly_job", partition_range=hours, asset_selection=[dg.AssetKey("drift_report")]
+    )
+    assert outcome.success, outcome.error
+    rows = warehouse.query(
+        "SELECT * FROM drift_summary WHERE ts >= TIMESTAMPTZ '2025-03-12 21:00:00+00' "
+        "AND ts <= TIMESTAMPTZ '2025-03-12 23:00:00+00' ORDER BY ts"
+    )
+    try:
+        assert rows["reference_kind"].to_list() == ["none", "none", "last_trained"]
+        assert rows["drift_status"].to_list()[:2] == ["no_reference", "no_reference"]
+        trained = table(defs, "trained_model").filter(pl.col("ts") == DECISION_HOUR)["model_version"].item()
+        last = rows.row(2, named=True)
+        assert last["reference_version"] == trained and last["champion_version"] is None
+        assert last["drift_status"] in ("ok", "warning", "critical")
+        assert last["performance_status"] == last["prediction_level"] == "no_champion"
+        assert rows["missing_rows"].to_list() == [0, 0, 0]
+        features = warehouse.query("SELECT * FROM drift_report WHERE ts = TIMESTAMPTZ '2025-03-12 23:00:00+00'")
+        assert features.height == len(drift_features(FEATURE_NAMES)) and set(features["reference_version"]) == {trained}
+    finally:
+        with warehouse.connect() as con:  # the other tests read this module's drift tables as the graph left them
+            for name in ("drift_summary", "drift_report"):
+                con.execute(
+                    f"DELETE FROM {name} WHERE ts >= TIMESTAMPTZ '2025-03-12 21:00:00+00' "
+                    "AND ts <= TIMESTAMPTZ '2025-03-12 23:00:00+00'"
+                )

@@ -1,4 +1,5 @@
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -6,6 +7,7 @@ import numpy as np
 import polars as pl
 
 from alphapulse_assets.features.assets import features
+from alphapulse_assets.features.catalog import FEATURE_NAMES
 from alphapulse_assets.features.store import current_feature_version
 from alphapulse_assets.market.resources import MarketSource
 from alphapulse_assets.metadata import partition_metadata, table_preview
@@ -26,7 +28,7 @@ from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
 from alphapulse_assets.promotion.assets import manifest_of, promoted_model, scoring_model
 from alphapulse_assets.promotion.timeline import decision_timeline, in_force
-from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
+from alphapulse_assets.retries import STORAGE_RETRY_POLICY
 from alphapulse_assets.signals.assets import predictions
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
@@ -41,7 +43,7 @@ def _probabilities(model: ScoringModel, frame: pl.DataFrame) -> np.ndarray:
     return score_frame(model, frame.sort("symbol", "ts"))["probability"].to_numpy()
 
 
-def _feature_rows(hour: datetime, summary: DriftSummary, champion: ModelManifest) -> pl.DataFrame:
+def _feature_rows(hour: datetime, summary: DriftSummary, ref: "_Reference | None") -> pl.DataFrame:
     measured_at = datetime.now(UTC)
     return pl.DataFrame(
         [
@@ -57,7 +59,8 @@ def _feature_rows(hour: datetime, summary: DriftSummary, champion: ModelManifest
                 "current_mean": f.current_mean,
                 "reference_null_share": f.reference_null_share,
                 "current_null_share": f.current_null_share,
-                "champion_version": champion.version,
+                "champion_version": ref.champion.version if ref and ref.champion else None,
+                "reference_version": ref.version if ref else None,
                 "measured_at": measured_at,
             }
             for f in summary.features
@@ -75,32 +78,31 @@ def _feature_rows(hour: datetime, summary: DriftSummary, champion: ModelManifest
             "reference_null_share": pl.Float64,
             "current_null_share": pl.Float64,
             "champion_version": pl.String,
+            "reference_version": pl.String,
             "measured_at": pl.Datetime("us", "UTC"),
         },
     )
 
 
-def _summary_row(
-    hour: datetime,
-    champion: ModelManifest,
-    summary: DriftSummary,
-    prediction: FeatureDrift,
-    performance: PerformanceDrift,
-    evidently_uri: str | None,
-) -> pl.DataFrame:
+def _summary_row(hour: datetime, ref: "_Reference | None", report: "_HourReport") -> pl.DataFrame:
+    summary, prediction, performance = report.summary, report.prediction, report.performance
     accuracy, sharpe = performance.shortfall("accuracy"), performance.shortfall("sharpe")
     nan = float("nan")
     return pl.DataFrame(
         {
             "ts": [hour],
-            "champion_version": [champion.version],
+            "champion_version": [ref.champion.version if ref and ref.champion else None],
+            "reference_version": [ref.version if ref else None],
+            "reference_kind": [ref.kind if ref else "none"],
             "drift_status": [summary.status],
             "drift_reason": [summary.reason],
             "drifted_share": [summary.drifted_share],
             "max_psi": [summary.max_psi],
-            "prediction_level": [prediction.level],
-            "prediction_psi": [prediction.psi],
-            "prediction_ks": [prediction.ks],
+            "missing_rows": [report.quality.missing_rows],
+            "null_feature_share": [report.quality.null_feature_share],
+            "prediction_level": [prediction.level if prediction else NO_CHAMPION],
+            "prediction_psi": [prediction.psi if prediction else nan],
+            "prediction_ks": [prediction.ks if prediction else nan],
             "performance_status": [performance.status],
             "performance_reason": [performance.reason],
             "live_hours": [performance.live_hours],
@@ -110,10 +112,15 @@ def _summary_row(
             "live_sharpe": [sharpe.live if sharpe else nan],
             "promised_sharpe": [sharpe.promised if sharpe else nan],
             "sharpe_z": [sharpe.z if sharpe else nan],
-            "evidently_report": [evidently_uri],
+            "evidently_report": [report.evidently_uri],
             "measured_at": [datetime.now(UTC)],
         },
-        schema_overrides={"evidently_report": pl.String},
+        schema_overrides={
+            "evidently_report": pl.String,
+            "champion_version": pl.String,
+            "reference_version": pl.String,
+            "missing_rows": pl.Int64,
+        },
     )
 
 
@@ -123,41 +130,82 @@ def _band(shortfall) -> str:
     return f"{shortfall.live:.4f} [{shortfall.band_low:.4f}, {shortfall.band_high:.4f}]"
 
 
+NO_CHAMPION, NO_REFERENCE = "no_champion", "no_reference"
+CHAMPION, LAST_TRAINED = "champion", "last_trained"
+
+
 @dataclass(frozen=True)
 class _Reference:
-    """What every report of one champion compares with: computed once per run, whatever the number of hours."""
+    """What every report against one model compares with: computed once per run, whatever the number of hours.
 
-    champion: ModelManifest
+    Usually the champion in force. Before any champion (or while none is in force) the data is still compared with
+    the training window of the last model trained, so a user sees how the newest data relates to what the refused
+    challengers learned on; prediction and live-performance drift need a champion and say so."""
+
+    version: str
+    kind: str  # CHAMPION or LAST_TRAINED
+    champion: ModelManifest | None
     window: dict[str, datetime]
     frame: pl.DataFrame  # the training window's features
-    names: list[str]  # the features tested (drift_features of the champion's)
+    names: list[str]  # the features tested (drift_features of the model's)
     features: dict[str, Reference]  # each feature's reference series, prepared for comparisons
-    model: ScoringModel
-    validation_probabilities: Reference  # the champion's P(up) on its own out-of-sample window
+    model: ScoringModel | None
+    validation_probabilities: Reference | None  # the champion's P(up) on its own out-of-sample window
 
     @classmethod
-    def of(cls, warehouse: Warehouse, champion: ModelManifest, symbols: list[str], window_hours: int) -> "_Reference":
+    def of_champion(
+        cls, warehouse: Warehouse, champion: ModelManifest, symbols: list[str], window_hours: int
+    ) -> "_Reference":
         window = {k: datetime.fromisoformat(v) for k, v in champion.training_window.items()}
-        start, end = window["train_start"], window["train_end"]
-        reference = warehouse.read_window("features", start, end)
         model = scoring_model(champion)
         validation = warehouse.read_window("features", window["validation_start"], window["validation_end"])
-        names = drift_features(champion.feature_names)
-        return cls(
-            champion,
-            window,
-            reference,
-            names,
-            feature_references(reference, names, symbols, start, end, window_hours),
-            model,
-            Reference.of(_probabilities(model, validation)),
+        built = cls._build(
+            warehouse, champion.version, CHAMPION, champion, window, champion.feature_names, symbols, window_hours
         )
+        return replace(built, model=model, validation_probabilities=Reference.of(_probabilities(model, validation)))
+
+    @classmethod
+    def of_trained(cls, warehouse: Warehouse, trained: dict, symbols: list[str], window_hours: int) -> "_Reference":
+        window = {k: trained[k] for k in ("train_start", "train_end", "validation_start", "validation_end")}
+        names = [n for n in FEATURE_NAMES if n in json.loads(trained["importance"])] or list(FEATURE_NAMES)
+        return cls._build(warehouse, trained["model_version"], LAST_TRAINED, None, window, names, symbols, window_hours)
+
+    @classmethod
+    def _build(cls, warehouse, version, kind, champion, window, feature_names, symbols, window_hours) -> "_Reference":
+        start, end = window["train_start"], window["train_end"]
+        frame = warehouse.read_window("features", start, end)
+        names = drift_features(feature_names)
+        prepared = feature_references(frame, names, symbols, start, end, window_hours)
+        return cls(version, kind, champion, window, frame, names, prepared, None, None)
+
+
+def _trained_models(warehouse: Warehouse, end: datetime) -> pl.DataFrame:
+    """Every model trained for a decision hour before `end`, oldest first (empty before the first retrain)."""
+    if not warehouse.table_exists("trained_model"):
+        return pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC")})
+    return warehouse.query("SELECT * FROM trained_model WHERE ts < ? ORDER BY ts", [end])
+
+
+@dataclass(frozen=True)
+class _Quality:
+    """How complete the current window is, whatever it is compared with."""
+
+    missing_rows: int  # (symbol, hour) rows of the window the features table lacks
+    null_feature_share: float  # share of the tested feature cells that are null
+
+    @classmethod
+    def of(cls, current: pl.DataFrame, names: list[str], symbols: list[str], hours: int) -> "_Quality":
+        expected = len(symbols) * hours
+        cells = current.height * len(names)
+        nulls = int(sum(current.select(pl.col(names).null_count()).row(0))) if cells else 0
+        return cls(max(expected - current.height, 0), nulls / cells if cells else float("nan"))
 
 
 @dataclass(frozen=True)
 class _HourReport:
     summary: DriftSummary
-    prediction: FeatureDrift
+    quality: _Quality
+    prediction: FeatureDrift | None  # None without a champion
     performance: PerformanceDrift
     report_uri: str
     evidently_uri: str | None
@@ -166,7 +214,7 @@ class _HourReport:
 
 def _report_hour(
     hour: datetime,
-    ref: _Reference,
+    ref: _Reference | None,
     current: pl.DataFrame,
     current_start: datetime,
     warehouse: Warehouse,
@@ -178,69 +226,96 @@ def _report_hour(
     with_evidently: bool,
     live_window: LiveWindow,
 ) -> _HourReport:
-    champion, window, names = ref.champion, ref.window, ref.names
     end = hour + timedelta(hours=1)
-    summary = measure_drift(
-        ref.features, feature_columns(current, names, market.symbols, current_start, end), drift.thresholds()
+    names = ref.names if ref else drift_features(FEATURE_NAMES)
+    quality = _Quality.of(current, names, market.symbols, int((end - current_start) / timedelta(hours=1)))
+    current_line = (
+        f"current: {current_start:%Y-%m-%d %H:00} .. {end:%Y-%m-%d %H:00}, {current.height} rows "
+        f"({quality.missing_rows} (symbol, hour) rows missing, {quality.null_feature_share:.1%} of feature cells null)"
     )
-
-    # Prediction drift: the champion's P(up) now against its P(up) on its own out-of-sample window.
-    prediction = compare_feature(
-        "probability_up",
-        ref.validation_probabilities,
-        _probabilities(ref.model, current),
-        drift.alpha,
-        drift.thresholds().min_effective_rows,
+    if ref is None:
+        summary = DriftSummary(
+            NO_REFERENCE,
+            "no model has been trained yet, so there is no training window to compare with: run retrain_job",
+            float("nan"),
+            float("nan"),
+            [],
+        )
+        lines = [current_line]
+    else:
+        summary = measure_drift(
+            ref.features, feature_columns(current, names, market.symbols, current_start, end), drift.thresholds()
+        )
+        window = ref.window
+        lines = [
+            f"reference: the {'champion' if ref.champion else 'last trained model (no champion in force)'} "
+            f"{ref.version}; its training window {window['train_start']:%Y-%m-%d %H:00} .. "
+            f"{window['train_end']:%Y-%m-%d %H:00}, {ref.frame.height} rows; features now {features_now}",
+            current_line,
+        ]
+    prediction, performance = (
+        None,
+        PerformanceDrift(
+            NO_CHAMPION, "no champion in force: no model serves, so there is no live record to judge", 0.0, []
+        ),
     )
-
-    # Performance drift: the champion's own live predictions whose outcomes are known, against its promise.
-    live_start = max(end - timedelta(hours=drift.performance_window_hours), window["validation_end"])
-    live_rows = champion_live(warehouse, market.symbols, policy, champion.version, live_start, end, live_window)
-    _, live = record(live_rows, policy)
-    performance = performance_drift(live, promised(champion.metrics), drift.min_live_hours, drift.rollback_z)
-
-    lines = [
-        f"champion {champion.version}, feature version {champion.feature_version} (features now {features_now})",
-        f"reference: training window {window['train_start']:%Y-%m-%d %H:00} .. {window['train_end']:%Y-%m-%d %H:00}"
-        f", {ref.frame.height} rows",
-        f"current: {current_start:%Y-%m-%d %H:00} .. {end:%Y-%m-%d %H:00}, {current.height} rows",
-        f"prediction drift: {prediction.level} (PSI {prediction.psi:.4f}, KS {prediction.ks:.4f})",
-        f"live performance: {performance.reason}",
-    ]
+    if ref is not None and ref.champion is not None:
+        champion = ref.champion
+        # Prediction drift: the champion's P(up) now against its P(up) on its own out-of-sample window.
+        prediction = compare_feature(
+            "probability_up",
+            ref.validation_probabilities,
+            _probabilities(ref.model, current),
+            drift.alpha,
+            drift.thresholds().min_effective_rows,
+        )
+        # Performance drift: the champion's own live predictions whose outcomes are known, against its promise.
+        live_start = max(end - timedelta(hours=drift.performance_window_hours), ref.window["validation_end"])
+        live_rows = champion_live(warehouse, market.symbols, policy, champion.version, live_start, end, live_window)
+        _, live = record(live_rows, policy)
+        performance = performance_drift(live, promised(champion.metrics), drift.min_live_hours, drift.rollback_z)
+        lines.append(f"prediction drift: {prediction.level} (PSI {prediction.psi:.4f}, KS {prediction.ks:.4f})")
+    lines.append(f"live performance: {performance.reason}")
     report_uri = object_store.put_bytes(
         f"reports/drift/{hour:%Y%m%dT%H}.html",
         render_html(summary, f"Drift at {hour:%Y-%m-%d %H:00} UTC", lines).encode(),
     )
     evidently_uri, evidently_share = None, float("nan")
     if (
-        with_evidently
+        ref is not None
+        and with_evidently
         and drift.wants_evidently(hour, summary.status == "critical")
         and ref.frame.height
         and current.height
     ):
         page, evidently_share = evidently_drift_html(ref.frame, current, names, seed=policy.seed)
         evidently_uri = object_store.put_bytes(f"reports/drift/{hour:%Y%m%dT%H}-evidently.html", page.encode())
-    return _HourReport(summary, prediction, performance, report_uri, evidently_uri, evidently_share)
+    return _HourReport(summary, quality, prediction, performance, report_uri, evidently_uri, evidently_share)
 
 
-def _hour_metadata(report: _HourReport, drift: DriftPolicy, champion: ModelManifest) -> dict:
-    summary, performance = report.summary, report.performance
+def _hour_metadata(report: _HourReport, drift: DriftPolicy, ref: _Reference | None) -> dict:
+    summary, performance, prediction = report.summary, report.performance, report.prediction
     accuracy, sharpe = performance.shortfall("accuracy"), performance.shortfall("sharpe")
+    nulls = sorted(summary.features, key=lambda f: -f.current_null_share)[:5]
     return {
         "drift_status": summary.status,
         "reason": summary.reason,
+        "reference": f"{ref.kind} {ref.version}" if ref else "none: no model has been trained yet",
         "drifted_share": summary.drifted_share,
         "max_psi": summary.max_psi,
         "top_drifted": ", ".join(f"{f.feature} (PSI {f.psi:.3f}, p {f.p_value:.1g})" for f in summary.top()) or "none",
         "psi": dg.MetadataValue.json({f.feature: round(f.psi, 5) for f in summary.features}),
+        "missing_rows": report.quality.missing_rows,
+        "null_feature_share": report.quality.null_feature_share,
+        "most_null_features": ", ".join(f"{f.feature} ({f.current_null_share:.0%})" for f in nulls) or "none",
         "report": dg.MetadataValue.url(report.report_uri),
         "evidently_report": dg.MetadataValue.url(report.evidently_uri)
         if report.evidently_uri
-        else f"not written this hour (every {drift.evidently_every_hours} h, or when drift is critical; "
-        "never in a range run)",
+        else f"not written this hour (every {drift.evidently_every_hours} h, or when drift is critical, against a "
+        "model's reference; never in a range run)",
         "evidently_drifted_share": report.evidently_share,
-        "prediction_drift": report.prediction.level,
-        "prediction_psi": report.prediction.psi,
+        "prediction_drift": prediction.level if prediction else NO_CHAMPION,
+        "prediction_psi": prediction.psi if prediction else float("nan"),
         "performance_status": performance.status,
         "performance_reason": performance.reason,
         "live_hours": performance.live_hours,
@@ -250,7 +325,7 @@ def _hour_metadata(report: _HourReport, drift: DriftPolicy, champion: ModelManif
         "live_sharpe": _band(sharpe),
         "promised_sharpe": sharpe.promised if sharpe else float("nan"),
         "sharpe_z": sharpe.z if sharpe else float("nan"),
-        "champion_version": champion.version,
+        "champion_version": ref.champion.version if ref and ref.champion else None,
     }
 
 
@@ -272,16 +347,11 @@ def drift_report(
     market: MarketSource,
     sentiment: SentimentModel,
 ) -> dg.MaterializeResult:
-    """Feature, prediction and live-performance drift of the champion in force at each hour, with an HTML report."""
+    """Feature drift and data quality of each hour against the champion's training window (the last trained
+    model's before any champion), with the champion's prediction and live-performance drift, and an HTML report."""
     start, end = context.partition_time_window
     served = in_force(decision_timeline(warehouse), start, end)
-    missing = served.filter(pl.col("champion_version").is_null())["ts"]
-    if missing.len():
-        raise NotRetryable(
-            f"no champion was in force at {missing.len()} of {served.height} hours (the first: "
-            f"{missing.min():%Y-%m-%d-%H:%M}), so there is no training reference to compare with: a champion serves "
-            "from the hour after its promotion was decided (run retrain_job at an earlier hour)"
-        )
+    trained = _trained_models(warehouse, end)
     current_all = warehouse.read_window("features", start - timedelta(hours=drift.window_hours - 1), end)
     # Every hour's live record lies in this span: read once, not twice an hour.
     live_window = LiveWindow.read(
@@ -291,14 +361,24 @@ def drift_report(
     # The Evidently page costs ~10 s: a single hour (the hourly schedule) writes it; a range (a backfill, a replay)
     # does not, and says so in each hour's metadata.
     single_hour = served.height == 1
-    references: dict[str, _Reference] = {}
+    references: dict[tuple[str, str], _Reference] = {}
     feature_rows, summary_rows = [], []
     for hour, version in served.select("ts", "champion_version").iter_rows():
-        if version not in references:
-            references[version] = _Reference.of(
-                warehouse, manifest_of(object_store, version), market.symbols, drift.window_hours
-            )
-        ref = references[version]
+        ref = None
+        if version is not None:
+            key = (CHAMPION, version)
+            if key not in references:
+                champion = manifest_of(object_store, version)
+                references[key] = _Reference.of_champion(warehouse, champion, market.symbols, drift.window_hours)
+            ref = references[key]
+        else:
+            before = trained.filter(pl.col("ts") <= hour)
+            if before.height:
+                last = before.row(before.height - 1, named=True)
+                key = (LAST_TRAINED, last["model_version"])
+                if key not in references:
+                    references[key] = _Reference.of_trained(warehouse, last, market.symbols, drift.window_hours)
+                ref = references[key]
         current_start = hour + timedelta(hours=1) - timedelta(hours=drift.window_hours)
         current = current_all.filter((pl.col("ts") >= current_start) & (pl.col("ts") <= hour))
         report = _report_hour(
@@ -315,18 +395,14 @@ def drift_report(
             single_hour,
             live_window,
         )
-        feature_rows.append(_feature_rows(hour, report.summary, ref.champion))
-        summary_rows.append(
-            _summary_row(
-                hour, ref.champion, report.summary, report.prediction, report.performance, report.evidently_uri
-            )
-        )
+        feature_rows.append(_feature_rows(hour, report.summary, ref))
+        summary_rows.append(_summary_row(hour, ref, report))
     summaries = pl.concat(summary_rows, how="vertical_relaxed")
     warehouse.replace_windows(
         {"drift_report": pl.concat(feature_rows, how="vertical_relaxed"), "drift_summary": summaries}, start, end
     )
     if single_hour:
-        return dg.MaterializeResult(metadata=_hour_metadata(report, drift, ref.champion))
+        return dg.MaterializeResult(metadata=_hour_metadata(report, drift, ref))
     statuses = summaries.group_by("drift_status").len().sort("drift_status")
     performance = summaries.group_by("performance_status").len().sort("performance_status")
     return dg.MaterializeResult(
@@ -336,17 +412,24 @@ def drift_report(
                 "dagster/row_count": summaries.height,
                 "critical_hours": int((summaries["drift_status"] == "critical").sum()),
                 "performance_critical_hours": int((summaries["performance_status"] == "critical").sum()),
+                "hours_without_champion": int(summaries["champion_version"].is_null().sum()),
             },
             heavy={
                 "drift_status_hours": dg.MetadataValue.json(dict(statuses.iter_rows())),
                 "performance_status_hours": dg.MetadataValue.json(dict(performance.iter_rows())),
-                "champions": ", ".join(references),
+                "references": ", ".join(f"{kind} {version}" for kind, version in references),
                 "evidently_report": "not written in a range run (materialize one hour to get its page)",
                 "preview": table_preview(
                     summaries.select(
-                        "ts", "champion_version", "drift_status", "drifted_share", "performance_status"
+                        "ts",
+                        "reference_kind",
+                        "reference_version",
+                        "drift_status",
+                        "drifted_share",
+                        "missing_rows",
+                        "performance_status",
                     ).sort("ts", descending=True)
-                ),
+                ),  # fmt: skip
             },
         )
     )

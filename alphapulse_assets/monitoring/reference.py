@@ -60,22 +60,25 @@ def replay_drift(
     training_window: Callable[[datetime], tuple[datetime, datetime]],
     window_hours: int,
     thresholds: DriftThresholds | None = None,
+    references: Callable[..., dict[str, Reference]] = feature_references,
+    tested: Callable[[Iterable[str]], list[str]] = drift_features,
 ) -> pl.DataFrame:
     """The drift report of each hour, as the hourly job would write it, from a feature frame alone: the reference
     is the training window `training_window(hour)` gives (a new one whenever it moves), the current window the
-    `window_hours` hours ending with `hour`. One row per hour: ts, status, drifted_share, reason."""
+    `window_hours` hours ending with `hour`. One row per hour: ts, status, drifted_share, reason. `references` and
+    `tested` stand in for how references are prepared and which features are tested, to compare rules."""
     thresholds = thresholds or DriftThresholds()
-    names = drift_features(c for c in features.columns if c not in ("ts", "symbol"))
-    references: dict[tuple[datetime, datetime], dict[str, Reference]] = {}
+    names = tested(c for c in features.columns if c not in ("ts", "symbol"))
+    prepared: dict[tuple[datetime, datetime], dict[str, Reference]] = {}
     rows = []
     for hour in hours:
         span = training_window(hour)
-        if span not in references:
-            references = {span: feature_references(features, names, symbols, *span, window_hours)}
+        if span not in prepared:
+            prepared = {span: references(features, names, symbols, *span, window_hours)}
         first = hour + HOUR - timedelta(hours=window_hours)
         current = features.filter((pl.col("ts") >= first) & (pl.col("ts") <= hour))
         summary = measure_drift(
-            references[span], feature_columns(current, names, symbols, first, hour + HOUR), thresholds
+            prepared[span], feature_columns(current, names, symbols, first, hour + HOUR), thresholds
         )
         rows.append(
             {"ts": hour, "status": summary.status, "drifted_share": summary.drifted_share, "reason": summary.reason}

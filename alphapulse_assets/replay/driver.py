@@ -25,7 +25,7 @@ from alphapulse_assets.features.catalog import HISTORY_HOURS, WARMUP_HOURS
 from alphapulse_assets.jobs import DATA_ASSETS
 from alphapulse_assets.monitoring.sensors import REPLAY_TAG, TRIGGER_TAG, drift_retrain_request, rollback_request
 from alphapulse_assets.partitions import HOURLY, parse_partition_hour, partition_key
-from alphapulse_assets.promotion.timeline import KIND_ORDER, decision_timeline, in_force
+from alphapulse_assets.promotion.timeline import KIND_ORDER, decision_timeline
 from alphapulse_assets.replay.ahead import (
     RETRAIN_LAUNCHES,
     QueuedRuns,
@@ -313,25 +313,25 @@ class Replay:
         scheduled = next((h for h in self.decision_hours if h >= cursor), None)
         last = min(scheduled, self.end) if scheduled else self.end
         span = (partition_key(cursor), partition_key(last))
-        served = in_force(decision_timeline(self.warehouse), cursor, last + HOUR)
-        with_champion = served.filter(pl.col("champion_version").is_not_null())["ts"]
-        selection = [dg.AssetKey("predictions"), dg.AssetKey("shadow_predictions")]
-        if with_champion.len():
-            selection.append(dg.AssetKey("drift_report"))
+        # Drift reports run from the first hour, champion or not: before one, they compare the data with the last
+        # trained model's window, as the hourly job does, and the drift rule reads them as the sensor would.
         self._run(
             report,
             "signals_job",
             "signals",
             f"hours {span[0]} .. {span[1]}",
             partition_range=span,
-            asset_selection=selection,
+            asset_selection=[
+                dg.AssetKey("predictions"),
+                dg.AssetKey("shadow_predictions"),
+                dg.AssetKey("drift_report"),
+            ],
         )
-        if with_champion.len():
-            fired = self._apply_rules(report, with_champion.min(), last)
-            if fired is not None:
-                if fired == scheduled:
-                    self._retrain_at(report, fired)
-                return fired + HOUR
+        fired = self._apply_rules(report, cursor, last)
+        if fired is not None:
+            if fired == scheduled:
+                self._retrain_at(report, fired)
+            return fired + HOUR
         if scheduled is not None and scheduled <= self.end:
             self._retrain_at(report, scheduled)
         return last + HOUR
