@@ -103,3 +103,17 @@ def test_newswire_covers_symbols_the_simulated_market_does_not_list():
     )
     btc = world.news(["BTCUSDT"], START, START + timedelta(days=5))
     assert not btc["headline"].str.contains("PEPE").any()
+
+
+def test_an_hour_before_the_market_opens_fails_without_retries():
+    from alphapulse_assets.market.resources import SimulatedMarket
+    from alphapulse_assets.news.resources import SimulatedNewswire
+    from alphapulse_assets.retries import NotRetryable
+
+    before = (datetime(2019, 12, 31, tzinfo=UTC), datetime(2020, 1, 1, 1, tzinfo=UTC))
+    market = SimulatedMarket(symbols=["BTCUSDT"], seed=1, news_signal_strength=0.1)
+    wire = SimulatedNewswire(symbols=["BTCUSDT"], seed=1, news_signal_strength=0.1)
+    for fetch in (lambda: market.fetch_prices(*before), lambda: wire.collect(*before, None)):
+        with pytest.raises(NotRetryable, match="before the simulated market opens .* ALPHAPULSE_HISTORY_START") as exc:
+            fetch()
+        assert exc.value.allow_retries is False

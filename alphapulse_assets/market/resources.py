@@ -19,7 +19,8 @@ from alphapulse_assets.market.binance_archive import (
     parse_archive_file,
 )
 from alphapulse_assets.market.binance_rest import KlinesClient
-from alphapulse_assets.market.simulator import SimulatedWorld
+from alphapulse_assets.market.simulator import SimulatedWorld, simulated
+from alphapulse_assets.retries import NotRetryable
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class SimulatedMarket(MarketSource):
     def fetch_prices(self, start: datetime, end: datetime) -> PriceBatch:
         change = datetime.fromisoformat(self.regime_change) if self.regime_change else None
         world = SimulatedWorld(self.seed, self.news_signal_strength, change, self.regime_vol_multiplier)
-        frame = world.prices(self.symbols, start, end)
+        frame = simulated(lambda: world.prices(self.symbols, start, end))
         # The simulator rounds to each market's tick; the cast to DECIMAL(38, 8) keeps exactly those digits.
         prices = frame.with_columns(pl.col(DECIMAL_COLUMNS).cast(PRICE_DTYPE), pl.lit("simulated").alias("source"))
         return PriceBatch(prices.select(list(PRICE_SCHEMA)), pl.DataFrame(schema=REJECTED_SCHEMA))
@@ -73,7 +74,7 @@ class BinanceArchiveMarket(MarketSource):
     def fetch_prices(self, start: datetime, end: datetime) -> PriceBatch:
         directory = Path(self.archive_dir)
         if not directory.is_dir():
-            raise FileNotFoundError(f"ALPHAPULSE_ARCHIVE_DIR={self.archive_dir}: no such directory")
+            raise NotRetryable(f"ALPHAPULSE_ARCHIVE_DIR={self.archive_dir}: no such directory")
         prices, rejected = [], []
         last_hour = end - timedelta(hours=1)
         for archive in find_archive_files(directory, self.symbols, start, end):

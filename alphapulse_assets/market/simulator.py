@@ -118,8 +118,23 @@ def hour_index(ts: datetime) -> int:
     if remainder:
         raise ValueError(f"{ts.isoformat()} is not on the hour")
     if hours < 0:
-        raise ValueError(f"{ts.isoformat()} is before the simulated market opens ({EPOCH:%Y-%m-%d})")
+        raise BeforeTheMarketOpens(f"{ts.isoformat()} is before the simulated market opens ({EPOCH:%Y-%m-%d})")
     return int(hours)
+
+
+class BeforeTheMarketOpens(ValueError):
+    """An hour before EPOCH was asked for: the simulated world has no such hour."""
+
+
+def simulated(generate):
+    """`generate()`, with an hour before the simulated market opens failing as an error no retry can fix (settings
+    refuse such a start; a resource built by hand can still ask)."""
+    from alphapulse_assets.retries import NotRetryable
+
+    try:
+        return generate()
+    except BeforeTheMarketOpens as exc:
+        raise NotRetryable(f"{exc}: set ALPHAPULSE_HISTORY_START to {EPOCH:%Y-%m-%d} or later") from exc
 
 
 def _student_t(rng: np.random.Generator, size) -> np.ndarray:

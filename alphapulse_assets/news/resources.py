@@ -12,7 +12,7 @@ import httpx
 import polars as pl
 
 from alphapulse_assets.file_drops import file_fingerprint
-from alphapulse_assets.market.simulator import NEWSWIRE_SOURCE, SimulatedWorld
+from alphapulse_assets.market.simulator import NEWSWIRE_SOURCE, SimulatedWorld, simulated
 from alphapulse_assets.news.feeds import FEED_STATE_SCHEMA, FeedState, fetch_feed, parse_feed
 from alphapulse_assets.news.items import RAW_ITEM_SCHEMA, REJECTED_SCHEMA, SymbolTagger, item_identity
 from alphapulse_assets.news.jsonl import NEWS_FILE_SCHEMA, drop_files, parse_jsonl
@@ -56,7 +56,7 @@ class SimulatedNewswire(NewsSource):
     news_signal_strength: float
 
     def collect(self, start: datetime, end: datetime, ledger: pl.DataFrame | None) -> NewsCollection:
-        wire = SimulatedWorld(self.seed, self.news_signal_strength).news(self.symbols, start, end)
+        wire = simulated(lambda: SimulatedWorld(self.seed, self.news_signal_strength).news(self.symbols, start, end))
         ids = [item_identity(url, None)[0] for url in wire["url"].to_list()]
         items = wire.select(
             pl.Series("item_id", ids, dtype=pl.String),
