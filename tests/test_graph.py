@@ -15,6 +15,7 @@ from alphapulse_assets.features.store import snapshot_bytes
 from alphapulse_assets.monitoring.reference import drift_features
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
+from alphapulse_serving.baseline import RulesBaseline
 from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest
 
 FIRST, LAST = "2025-03-01-00:00", "2025-03-13-23:00"
@@ -182,8 +183,9 @@ def test_a_decision_before_a_recorded_one_is_refused(graph):
     assert table(defs, "promotion_decisions").height == 1
 
 
-def test_hours_before_the_first_champion_have_no_prediction(graph):
-    """Never a score from a model decided later: hours up to the decision hour have no champion in force."""
+def test_hours_before_the_first_champion_are_answered_by_the_rules_baseline(graph):
+    """Never a score from a model decided later: hours up to the decision hour have no champion in force, and the
+    record says what the API answered then, the rules baseline (abstaining where it cannot)."""
     defs, instance, _ = graph
     outcome = run_job(
         defs,
@@ -193,8 +195,15 @@ def test_hours_before_the_first_champion_have_no_prediction(graph):
         asset_selection=[dg.AssetKey("predictions")],
     )
     assert outcome.success, outcome.error
-    hours = table(defs, "predictions").filter(pl.col("ts") <= datetime(2025, 3, 13, 1, tzinfo=UTC))["ts"].unique()
-    assert hours.min() == datetime(2025, 3, 13, 0, tzinfo=UTC)
+    rows = table(defs, "predictions").filter(pl.col("ts") <= datetime(2025, 3, 13, 1, tzinfo=UTC))
+    first_served = datetime(2025, 3, 13, 0, tzinfo=UTC)
+    before, after = rows.filter(pl.col("ts") < first_served), rows.filter(pl.col("ts") >= first_served)
+    assert before["ts"].n_unique() == 4 and before["model_version"].null_count() == before.height
+    assert set(before["source"]) <= {"baseline", "abstain"} and "baseline" in set(before["source"])
+    assert set(after["source"]) == {"primary"} and after["model_version"].null_count() == 0
+    features = table(defs, "features").join(before.select("ts", "symbol"), on=["ts", "symbol"], how="semi")
+    expected = [RulesBaseline().score(values)[0] for values in features.sort("ts", "symbol").to_dicts()]
+    assert before.sort("ts", "symbol")["probability_up"].to_list() == expected
     event = instance.get_latest_materialization_event(dg.AssetKey("predictions"))
     assert event.asset_materialization.metadata["range"].value == "2025-03-12-20:00 .. 2025-03-13-01:00"
     observed = instance.fetch_observations(dg.AssetKey("predictions"), limit=1).records[0]

@@ -66,6 +66,9 @@ out["sentiment_counts_known"] = warehouse.query(
 out["news_sent_decayed_known"] = warehouse.query("SELECT count(news_sent_decayed) AS n FROM features")["n"][0]
 out["ret_1h_known"] = warehouse.query("SELECT count(ret_1h) AS n FROM features")["n"][0]
 out["decision"] = warehouse.query("SELECT action, summary FROM promotion_decisions").to_dicts()
+out["predictions"] = warehouse.query(
+    "SELECT source, count(*) AS n, count(model_version) AS with_model FROM predictions GROUP BY source"
+).to_dicts()
 out["drift"] = warehouse.query(
     "SELECT reference_kind, drift_status, missing_rows FROM drift_summary ORDER BY ts DESC LIMIT 1"
 ).to_dicts()
@@ -104,6 +107,12 @@ def test_a_2018_archive_without_news_runs_end_to_end(tmp_path):
     assert result["news_rows"] == 0 and result["sentiment_counts_known"] == 0
     assert result["news_sent_decayed_known"] == 0 and result["ret_1h_known"] > 0
     assert len(result["decision"]) == 1 and result["decision"][0]["action"] in ("promote", "keep")
+    promoted = result["decision"][0]["action"] == "promote"
+    # What the API served in every hour after the decision is recorded: the champion's scores, or the baseline's.
+    sources = {row["source"]: row for row in result["predictions"]}
+    assert sum(row["n"] for row in sources.values()) == 36 * len(SYMBOLS)  # 2018-01-21 00:00 .. 01-22 11:00
+    if not promoted:
+        assert set(sources) <= {"baseline", "abstain"} and sources["baseline"]["with_model"] == 0
     (drift,) = result["drift"]
     assert drift["missing_rows"] == 0 and drift["drift_status"] not in ("no_reference", None)
 
@@ -118,7 +127,6 @@ def test_a_2018_archive_without_news_runs_end_to_end(tmp_path):
         answer = _predict_when_up(port, api)
     finally:
         stop_group(api)
-    promoted = result["decision"][0]["action"] == "promote"
     assert answer["source"] in (("primary", "cache") if promoted else ("baseline", "abstain")), answer
     assert answer["feature_source"] == "online_snapshot" and answer["feature_timestamp"].startswith("2018-01-22")
 

@@ -23,14 +23,13 @@ from alphapulse_assets.replay.performance import (
     with_policy_returns,
 )
 from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
-from alphapulse_assets.signals.assets import predictions
+from alphapulse_assets.signals.assets import baseline_predictions, predictions
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 from alphapulse_assets.training.assets import load_model, score_frame, trained_model
 from alphapulse_assets.training.dataset import labelled_rows
 from alphapulse_assets.training.metrics import signal_from_probability
 from alphapulse_assets.training.resources import ModelPolicy
-from alphapulse_serving.baseline import RulesBaseline
 
 HOUR = timedelta(hours=1)
 TABLE = "loop_performance"
@@ -60,7 +59,8 @@ def _range(config: LoopPerformanceConfig, warehouse: Warehouse) -> tuple[datetim
 
 
 def _served_signals(warehouse: Warehouse, served: pl.DataFrame, start: datetime, stop: datetime) -> pl.DataFrame:
-    """The loop's signal per symbol-hour: the recorded prediction of the champion in force (0 where none was)."""
+    """The loop's signal per symbol-hour: what `predictions` recorded the API served, the champion in force or,
+    without one, the rules baseline (0 where nothing was recorded)."""
     recorded = (
         warehouse.read_window("predictions", start, stop) if warehouse.table_exists("predictions") else pl.DataFrame()
     )
@@ -86,8 +86,9 @@ def _served_signals(warehouse: Warehouse, served: pl.DataFrame, start: datetime,
             f"{missing.height} hours had a champion in force but no predictions (the first: "
             f"{missing['ts'].min():%Y-%m-%d-%H:%M}): materialize predictions over them (signals_job, or the replay)"
         )
+    # A baseline row (no model) belongs to an hour without a champion, a model's row to that model's hours.
     stale = recorded.join(served.select("ts", "champion_version"), on="ts").filter(
-        pl.col("champion_version").is_null() | (pl.col("model_version") != pl.col("champion_version"))
+        ~pl.col("model_version").eq_missing(pl.col("champion_version"))
     )
     if stale.height:
         raise NotRetryable(
@@ -136,13 +137,7 @@ def _newest_model_signals(
 
 def _baseline_signals(rows: pl.DataFrame) -> pl.Series:
     """The API's rules baseline on each row; flat where it cannot answer (as the API would fall through)."""
-    rule = RulesBaseline()
-    inputs = rows.select("ret_24h", "rv_24h", "news_sent_decayed").to_dicts()
-    signals = []
-    for values in inputs:
-        probability, _, _ = rule.score(values)
-        signals.append(0 if probability is None else rule.signal(probability))
-    return pl.Series("baseline_signal", signals, dtype=pl.Int8)
+    return baseline_predictions(rows)["signal"].alias("baseline_signal")
 
 
 def _count(warehouse: Warehouse, table: str, where: str, params: list) -> int:

@@ -14,6 +14,7 @@ from alphapulse_assets.retries import STORAGE_RETRY_POLICY
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 from alphapulse_assets.training.assets import score_frame
+from alphapulse_serving.baseline import RulesBaseline
 from alphapulse_serving.contract import ModelManifest, signal_from_probability
 
 
@@ -32,9 +33,12 @@ def _scored(features: pl.DataFrame, manifest: ModelManifest) -> pl.DataFrame:
         pl.lit(manifest.feature_version).alias("feature_version"),
         # Hours the model trained or was validated on: scores there are in-sample and say nothing about live skill.
         (pl.col("ts") < validation_end).alias("in_model_window"),
+        pl.lit(PRIMARY).alias("source"),
     )
 
 
+# Who answered, as the API's response says it: the champion's model, the rules baseline, or nobody (flat).
+PRIMARY, BASELINE, ABSTAIN = "primary", "baseline", "abstain"
 PREDICTION_SCHEMA = {
     "ts": pl.Datetime("us", "UTC"),
     "symbol": pl.String,
@@ -43,7 +47,38 @@ PREDICTION_SCHEMA = {
     "model_version": pl.String,
     "feature_version": pl.String,
     "in_model_window": pl.Boolean,
+    "source": pl.String,
 }
+
+
+def baseline_predictions(features: pl.DataFrame) -> pl.DataFrame:
+    """What the API answers without a champion, for every (hour, symbol) row of `features`: the rules baseline's
+    P(up) and signal, or an abstention (flat, no probability) where its inputs are missing. The same function the
+    API calls, row by row, so the record and the answers agree to the bit."""
+    rule = RulesBaseline()
+    probabilities, signals = [], []
+    for values in features.select(rule.describe()["features"]).to_dicts():
+        probability, _, _ = rule.score(values)
+        probabilities.append(probability)
+        signals.append(0 if probability is None else rule.signal(probability))
+    return (
+        features.select("ts", "symbol")
+        .with_columns(
+            pl.Series("probability_up", probabilities, dtype=pl.Float64),
+            pl.Series("signal", signals, dtype=pl.Int8),
+            pl.lit(None, dtype=pl.String).alias("model_version"),
+            pl.lit(None, dtype=pl.String).alias("feature_version"),
+            pl.lit(False).alias("in_model_window"),
+        )
+        .with_columns(
+            pl.when(pl.col("probability_up").is_null())
+            .then(pl.lit(ABSTAIN))
+            .otherwise(pl.lit(BASELINE))
+            .alias("source")
+        )
+        .select(list(PREDICTION_SCHEMA))
+        .cast(PREDICTION_SCHEMA)
+    )
 
 
 def scored_in_force(
@@ -82,20 +117,25 @@ def _served_by(served: pl.DataFrame, column: str) -> dict:
 def predictions(
     context: dg.AssetExecutionContext, warehouse: Warehouse, object_store: ObjectStore
 ) -> dg.MaterializeResult:
-    """The P(up) and signal per symbol-hour of the champion in force at that hour, scored exactly as the API does."""
+    """What the API served per symbol-hour: the P(up) and signal of the champion in force at that hour, scored exactly
+    as the API does, or the rules baseline's (abstaining where it cannot answer) in hours without one."""
     start, end = context.partition_time_window
     frame, served = scored_in_force(warehouse, object_store, start, end, "champion")
-    warehouse.replace_window("predictions", frame, start, end)
-    without = int(served["champion_version"].null_count())
+    unserved = served.filter(pl.col("champion_version").is_null()).select("ts")
+    without = unserved.height
     if without:
+        rows = warehouse.read_window("features", start, end).join(unserved, on="ts", how="semi")
+        frame = pl.concat([frame, baseline_predictions(rows)], how="vertical_relaxed").sort("ts", "symbol")
         first = served.filter(pl.col("champion_version").is_not_null())["ts"].min()
         context.log.warning(
             f"{without} of {served.height} hours had no champion in force (no promotion decided before them"
             + (f"; the first champion serves from {first:%Y-%m-%d-%H:%M}" if first else "")
-            + "): they have no prediction"
+            + "): the rules baseline answered them, as the API does"
         )
+    warehouse.replace_window("predictions", frame, start, end)
     counts = frame.group_by("signal").len().sort("signal")
-    versions = frame["model_version"].unique().sort().to_list()
+    sources = frame.group_by("source").len().sort("source")
+    versions = frame["model_version"].drop_nulls().unique().sort().to_list()
     return dg.MaterializeResult(
         metadata=partition_metadata(
             context,
@@ -107,6 +147,7 @@ def predictions(
             },
             heavy={
                 "hours_by_champion": dg.MetadataValue.json(_served_by(served, "champion_version")),
+                "rows_by_source": dg.MetadataValue.json(dict(sources.iter_rows())),
                 "signals": dg.MetadataValue.json({int(s): int(n) for s, n in counts.iter_rows()}),
                 "preview": table_preview(frame.sort("ts", descending=True)),
             },
@@ -115,7 +156,7 @@ def predictions(
 
 
 SHADOW_SCHEMA = {
-    **PREDICTION_SCHEMA,
+    **{column: dtype for column, dtype in PREDICTION_SCHEMA.items() if column != "source"},
     "champion_version": pl.String,
     "champion_probability_up": pl.Float64,
     "champion_signal": pl.Int8,
