@@ -35,10 +35,9 @@ REGIME_CHANGE = datetime(2025, 3, 15, 6, tzinfo=UTC)
 END = datetime(2025, 3, 16, 20, tzinfo=UTC)
 LOOP_ENV = {
     "ALPHAPULSE_SIM_REGIME_CHANGE": partition_key(REGIME_CHANGE),
-    # Eight training days make a thin reference, and a tripled volatility looks like a volatile spell of the
-    # stationary market, so the drift report rightly flags it without calling it critical (docs/benchmarks.md).
-    # This test is about what the loop does with critical drift: a tenfold change, and a tenth of the features
-    # drifting, make it critical within a day of the change.
+    # A tripled volatility looks like a volatile spell of the stationary market, so the drift report rightly flags
+    # it without calling it critical (docs/benchmarks.md). This test is about what the loop does with critical
+    # drift: a tenfold change, with a tenth of the features drifting called critical, is within the day.
     "ALPHAPULSE_SIM_REGIME_VOL": "10",
     "ALPHAPULSE_DRIFT_CRITICAL_SHARE": "0.1",
     "ALPHAPULSE_MIN_LIVE_HOURS": "12",

@@ -207,6 +207,10 @@ def ks_p_value(statistic: float, n_reference: float, n_current: float) -> float:
     return float(kolmogorov((math.sqrt(n) + 0.12 + 0.11 / math.sqrt(n)) * statistic))
 
 
+def _upper_normal_p(z: float) -> float:
+    return float(0.5 * math.erfc(z / math.sqrt(2.0))) if np.isfinite(z) else float("nan")
+
+
 def _two_sided_normal_p(z: float) -> float:
     return float(math.erfc(abs(z) / math.sqrt(2.0))) if np.isfinite(z) else float("nan")
 
@@ -297,11 +301,13 @@ def compare_feature(
         reference_null_share=ref.null_share,
         current_null_share=p_cur,
     )
-    # A feature going missing is drift whatever its values do, so the missing-share test always runs.
+    # A feature going missing is drift whatever its values do, so the missing-share test always runs. One-sided:
+    # values where the reference had nulls (a rolling window that was still filling when the model trained, a
+    # feed that came back) are judged by the tests on the values, not alarmed as a fault.
     p_ref = ref.null_share
     pooled = (p_ref * ref.size + p_cur * current.size) / (ref.size + current.size)
     null_spread = math.sqrt(pooled * (1 - pooled) * (1.0 / ref.size + 1.0 / current.size))
-    p_values = [_two_sided_normal_p((p_cur - p_ref) / null_spread if null_spread > 0 else 0.0)]
+    p_values = [_upper_normal_p((p_cur - p_ref) / null_spread if null_spread > 0 else 0.0)]
     # Measured on the reference's own windows, the mean test needs no large-sample argument: it asks how many of
     # those windows' standard deviations the current mean lies away, so it runs on a window of few effective rows.
     if (ref.windows is not None and n_mean > 0) or (n_mean >= min_effective_rows and n_ref >= min_effective_rows):
