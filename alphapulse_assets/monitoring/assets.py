@@ -179,11 +179,16 @@ class _Reference:
         return cls(version, kind, champion, window, frame, names, prepared, None, None)
 
 
-def _trained_models(warehouse: Warehouse, end: datetime) -> pl.DataFrame:
-    """Every model trained for a decision hour before `end`, oldest first (empty before the first retrain)."""
-    if not warehouse.table_exists("trained_model"):
+def _trained_models(warehouse: Warehouse, served: pl.DataFrame, end: datetime) -> pl.DataFrame:
+    """Every model trained for a decision hour before `end`, oldest first: the references of hours without a
+    champion (none needed when every hour has one; empty before the first retrain)."""
+    if not served["champion_version"].null_count() or not warehouse.table_exists("trained_model"):
         return pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC")})
-    return warehouse.query("SELECT * FROM trained_model WHERE ts < ? ORDER BY ts", [end])
+    return warehouse.query(
+        "SELECT ts, model_version, train_start, train_end, validation_start, validation_end, importance "
+        "FROM trained_model WHERE ts < ? ORDER BY ts",
+        [end],
+    )
 
 
 @dataclass(frozen=True)
@@ -351,7 +356,7 @@ def drift_report(
     model's before any champion), with the champion's prediction and live-performance drift, and an HTML report."""
     start, end = context.partition_time_window
     served = in_force(decision_timeline(warehouse), start, end)
-    trained = _trained_models(warehouse, end)
+    trained = _trained_models(warehouse, served, end)
     current_all = warehouse.read_window("features", start - timedelta(hours=drift.window_hours - 1), end)
     # Every hour's live record lies in this span: read once, not twice an hour.
     live_window = LiveWindow.read(
