@@ -253,11 +253,21 @@ def test_the_registry_loader_refuses_a_version_the_manifest_does_not_describe(st
 
 def test_a_sensor_ticks_against_the_postgres_instance(stack):
     defs, instance = stack.defs, stack.instance
+    # Critical drift an hour after the stack's retrain: that model is as fresh, so nothing is retrained.
     instance.report_runless_asset_event(
         dg.AssetMaterialization(asset_key="drift_report", partition=LAST, metadata={"drift_status": "critical"})
     )
-    result = drift_retrain_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
-    assert [r.partition_key for r in result.run_requests] == [LAST]
+    context = dg.build_sensor_context(instance=instance, definitions=defs)
+    fresh = drift_retrain_sensor.evaluate_tick(context)
+    assert fresh.run_requests == [] and f"a model was trained at {DECISION}" in fresh.skip_message
+    # Half a day later it is not.
+    later = "2025-03-14-11:00"
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key="drift_report", partition=later, metadata={"drift_status": "critical"})
+    )
+    context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=fresh.cursor or context.cursor)
+    result = drift_retrain_sensor.evaluate_tick(context)
+    assert [r.partition_key for r in result.run_requests] == [later]
     assert result.run_requests[0].tags["alphapulse/trigger"] == "drift_retrain_sensor"
 
 
