@@ -1,4 +1,3 @@
-import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -167,7 +166,7 @@ class _Reference:
     @classmethod
     def of_trained(cls, warehouse: Warehouse, trained: dict, symbols: list[str], window_hours: int) -> "_Reference":
         window = {k: trained[k] for k in ("train_start", "train_end", "validation_start", "validation_end")}
-        names = [n for n in FEATURE_NAMES if n in json.loads(trained["importance"])] or list(FEATURE_NAMES)
+        names = list(trained["feature_names"])
         return cls._build(warehouse, trained["model_version"], LAST_TRAINED, None, window, names, symbols, window_hours)
 
     @classmethod
@@ -185,7 +184,7 @@ def _trained_models(warehouse: Warehouse, served: pl.DataFrame, end: datetime) -
     if not served["champion_version"].null_count() or not warehouse.table_exists("trained_model"):
         return pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC")})
     return warehouse.query(
-        "SELECT ts, model_version, train_start, train_end, validation_start, validation_end, importance "
+        "SELECT ts, model_version, train_start, train_end, validation_start, validation_end, feature_names "
         "FROM trained_model WHERE ts < ? ORDER BY ts",
         [end],
     )

@@ -76,11 +76,15 @@ class WindowSpread:
         right = np.searchsorted(ref.sorted_valid, grid, side="right") / valid_total
         left = np.searchsorted(ref.sorted_valid, grid, side="left") / valid_total
         index = starts[:, None] + np.arange(window_hours)[None, :]
-        values = grid[:, index].transpose(1, 0, 2).reshape(starts.size, symbols * window_hours)
-        order = np.argsort(values, axis=1)  # NaN last
-        values = np.take_along_axis(values, order, axis=1)
-        right = np.take_along_axis(right[:, index].transpose(1, 0, 2).reshape(values.shape), order, axis=1)
-        left = np.take_along_axis(left[:, index].transpose(1, 0, 2).reshape(values.shape), order, axis=1)
+
+        def by_window(columns: np.ndarray) -> np.ndarray:
+            """One row per window: its hours of every symbol."""
+            return columns[:, index].transpose(1, 0, 2).reshape(starts.size, symbols * window_hours)
+
+        unsorted = by_window(grid)
+        order = np.argsort(unsorted, axis=1)  # NaN last
+        values = np.take_along_axis(unsorted, order, axis=1)
+        right, left = (np.take_along_axis(by_window(a), order, axis=1) for a in (right, left))
         present = ~np.isnan(values)
         counts = present.sum(axis=1)
         usable = counts >= 2

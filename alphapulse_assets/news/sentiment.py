@@ -13,7 +13,7 @@ from typing import Protocol
 
 import polars as pl
 
-from alphapulse_assets.hours import hour_range
+from alphapulse_assets.hours import hour_range, hourly_grid
 
 
 class SentimentScorer(Protocol):
@@ -220,7 +220,6 @@ def aggregate_sentiment(
 def unknown_sentiment(symbols: list[str] | tuple[str, ...], start: datetime, end: datetime) -> pl.DataFrame:
     """One row per (hour, symbol) in [start, end) with every count and statistic null: no news source is
     configured, so how many headlines there were is unknown, which a zero count would misstate."""
-    symbol_frame = pl.DataFrame({"symbol": list(symbols)}, schema={"symbol": pl.String})
-    grid = pl.DataFrame(hour_range(start, end)).join(symbol_frame, how="cross")
     unknown = [pl.lit(None).alias(c) for c in SENTIMENT_SCHEMA if c not in ("ts", "symbol")]
-    return grid.with_columns(unknown).select(list(SENTIMENT_SCHEMA)).cast(SENTIMENT_SCHEMA).sort("ts", "symbol")
+    grid = hourly_grid(symbols, start, end).with_columns(unknown)
+    return grid.select(list(SENTIMENT_SCHEMA)).cast(SENTIMENT_SCHEMA).sort("ts", "symbol")
