@@ -244,7 +244,12 @@ def create_app(config: ServingConfig) -> FastAPI:
         symbol = item.symbol.upper()
         try:
             decision = chain.decide(
-                decision_id, symbol, item.features, started, item.budget_ms / 1e3 if item.budget_ms else None
+                decision_id,
+                symbol,
+                item.features,
+                started,
+                item.budget_ms / 1e3 if item.budget_ms else None,
+                item.earlier_features,
             )
         except (UnknownSymbol, FeatureMismatch) as exc:
             raise client_error(exc, ("body", "features")) from None
@@ -267,8 +272,12 @@ def create_app(config: ServingConfig) -> FastAPI:
         }
         if decision.snapshot_sha256:
             features["snapshot_sha256"] = decision.snapshot_sha256  # values are put back in on read
+            if decision.earlier_timestamps:
+                features["earlier_timestamps"] = decision.earlier_timestamps
         else:
             features["values"] = decision.values
+            if item.earlier_features:
+                features["earlier_values"] = item.earlier_features
         record = {
             "decision_id": decision.decision_id,
             "decided_at": iso_from_ms(decision_time_ms(decision.decision_id)),  # the id's own clock reading
@@ -280,6 +289,7 @@ def create_app(config: ServingConfig) -> FastAPI:
                 "symbol": item.symbol,
                 "budget_ms": item.budget_ms,
                 "features_given": item.features is not None,
+                "earlier_features_given": len(item.earlier_features or ()),
             },
             "features": features,
             "model": None
@@ -291,9 +301,12 @@ def create_app(config: ServingConfig) -> FastAPI:
                 "model_format": served.model_format,
                 "feature_version": served.feature_version,
                 "signal_band": served.signal_band,
+                "smoothing_hours": served.smoothing_hours,
             },
             "output": {
                 "probability": decision.probability,
+                "smoothed_probability": decision.smoothed_probability,
+                "smoothed_hours": decision.smoothed_hours,
                 "signal": decision.signal,
                 "model_version": decision.model_version,
                 "model_sha256": decision.model_sha256,
@@ -313,6 +326,8 @@ def create_app(config: ServingConfig) -> FastAPI:
             "symbol": decision.symbol,
             "signal": decision.signal,
             "probability": decision.probability,
+            "smoothed_probability": decision.smoothed_probability,
+            "smoothed_hours": decision.smoothed_hours,
             "source": decision.source,
             "fallback_reasons": decision.fallback_reasons,
             "model_version": decision.model_version,
@@ -352,7 +367,7 @@ def create_app(config: ServingConfig) -> FastAPI:
         charge(identity, len(batch.requests))
         for item in batch.requests:  # all or nothing: no decision is recorded for a batch that is refused
             try:
-                chain.validate(item.symbol.upper(), item.features)
+                chain.validate(item.symbol.upper(), item.features, earlier=item.earlier_features)
             except (UnknownSymbol, FeatureMismatch) as exc:
                 raise client_error(exc, ("body", "requests", "features")) from None
         started = request.scope["state"]["started"]
@@ -377,6 +392,8 @@ def create_app(config: ServingConfig) -> FastAPI:
                 "feature_version": m.feature_version,
                 "feature_names": m.feature_names,
                 "signal_band": m.signal_band,
+                "smoothing_hours": m.smoothing_hours,
+                "trading_rule": m.rule.describe(),
                 "symbols": m.symbols,
                 "loaded_at": loaded.loaded_at,
                 "predictor": how,

@@ -287,7 +287,11 @@ class AuditLog:
             parsed[reference] = orjson.loads(body)["rows"] if body is not None else None
         rows = parsed[reference]
         if rows is not None:
-            packet["features"]["values"] = rows.get(packet["symbol"], {}).get("values")
+            row = rows.get(packet["symbol"], {})
+            packet["features"]["values"] = row.get("values")
+            used = set(packet["features"].get("earlier_timestamps", ()))
+            if used:  # the earlier hours the trading rule averaged, newest first
+                packet["features"]["earlier_values"] = [e["values"] for e in row.get("earlier", ()) if e["ts"] in used]
         return packet
 
     def _run(self) -> None:

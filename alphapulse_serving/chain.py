@@ -50,6 +50,11 @@ class Decision:
     baseline_terms: dict | None = None
     # The manifest of the model in service when the decision was made (the poller may swap it a moment later).
     served: ModelManifest | None = None
+    # What the signal thresholds: the mean P(up) over the trading rule's hours, and how many hours it averaged.
+    smoothed_probability: float | None = None
+    smoothed_hours: int | None = None
+    # The earlier hours that mean took (snapshot timestamps; given feature sets are recorded as the request sent them).
+    earlier_timestamps: list[str] | None = None
 
 
 class FallbackChain:
@@ -68,9 +73,15 @@ class FallbackChain:
         # A snapshot row in the model's feature order, built once per (snapshot, model, symbol): every request for
         # that symbol in that hour scores the same row.
         self._vectors: dict[tuple[str, str, str], np.ndarray] = {}
+        # The model's P(up) of the snapshot's earlier hours that its trading rule averages, newest first, with their
+        # timestamps: scored once per (snapshot, model, symbol), like the vectors.
+        self._earlier: dict[tuple[str, str, str], tuple[list[float], list[str]]] = {}
 
-    def validate(self, symbol: str, given: dict | None, loaded=None, snapshot=None) -> None:
-        """Raise for what is the caller's mistake (an unknown symbol, features that are not the model's)."""
+    def validate(
+        self, symbol: str, given: dict | None, loaded=None, snapshot=None, earlier: list[dict] | None = None
+    ) -> None:
+        """Raise for what is the caller's mistake (an unknown symbol, features that are not the model's, earlier
+        hours without this hour's features or more of them than the model's trading rule averages)."""
         if loaded is None and snapshot is None:
             loaded, snapshot = self.state.active, self.state.snapshot
         in_model = loaded is not None and symbol in loaded.manifest.symbols
@@ -78,15 +89,16 @@ class FallbackChain:
             # The set of served symbols is only built for the error message, never on the way to an answer.
             served = set(loaded.manifest.symbols if loaded else ()) | set(snapshot.features.rows if snapshot else ())
             raise UnknownSymbol(f"unknown symbol {symbol}; served symbols: {', '.join(sorted(served)) or 'none yet'}")
+        if earlier is not None and given is None:
+            raise FeatureMismatch("earlier_features are the hours before the given features: give features too")
         if given is not None and loaded is not None:
-            names = loaded.scorer.feature_names
-            missing = [n for n in names if n not in given]
-            unknown = sorted(set(given) - set(names))
-            if missing or unknown:
-                parts = [f"missing features: {', '.join(missing)}"] if missing else []
-                parts += [f"unknown features: {', '.join(unknown)}"] if unknown else []
+            for which, values in [("", given)] + [(f"earlier_features[{i}]: ", e) for i, e in enumerate(earlier or [])]:
+                _check_names(which, values, loaded)
+            window = loaded.scorer.rule.smoothing_hours
+            if earlier and len(earlier) > window - 1:
                 raise FeatureMismatch(
-                    "; ".join(parts) + f" (model {loaded.manifest.version} needs exactly {len(names)})"
+                    f"{len(earlier)} earlier_features; model {loaded.manifest.version}'s trading rule averages "
+                    f"{window} hours, so at most {window - 1} earlier hours count"
                 )
 
     def decide(
@@ -96,10 +108,11 @@ class FallbackChain:
         given: dict[str, float | None] | None,
         started: float,
         budget_seconds: float | None = None,
+        earlier: list[dict[str, float | None]] | None = None,
     ) -> Decision:
         loaded, snapshot = self.state.active, self.state.snapshot  # one read each: a consistent view
         budget = self.budget_seconds if budget_seconds is None else budget_seconds
-        self.validate(symbol, given, loaded, snapshot)
+        self.validate(symbol, given, loaded, snapshot, earlier)
         row = None if given is not None or snapshot is None else snapshot.features.rows.get(symbol)
         decision = Decision(
             decision_id=decision_id,
@@ -152,6 +165,7 @@ class FallbackChain:
                 probability = float(loaded.scorer.predict_proba(self._vector(loaded, snapshot, symbol, decision))[0])
                 if not math.isfinite(probability):
                     raise ValueError(f"non-finite probability {probability}")
+                before, stamps = self._earlier_scores(loaded, snapshot, symbol, decision, earlier)
             except Exception as exc:  # any failure of the model must fall back, and is counted by the breaker
                 self.breaker.failure(f"{type(exc).__name__}: {exc}")
                 skip(PRIMARY, "error", f"the model failed: {type(exc).__name__}: {exc}")
@@ -165,13 +179,16 @@ class FallbackChain:
                 else:
                     self.breaker.success()
                 decision.source, decision.probability = PRIMARY, probability
-                decision.signal = loaded.scorer.signal(probability)
+                decision.signal, decision.smoothed_probability = loaded.scorer.rule.position([probability, *before])
+                decision.smoothed_hours, decision.earlier_timestamps = 1 + len(before), stamps
                 if row is not None:
                     self.cache.put(
                         symbol,
                         row["ts"],
                         CachedScore(
                             probability,
+                            decision.smoothed_probability,
+                            decision.smoothed_hours,
                             decision.signal,
                             loaded.manifest.version,
                             loaded.manifest.sha256,
@@ -191,6 +208,10 @@ class FallbackChain:
                 skip(CACHE, "miss", why)
             else:
                 decision.source, decision.probability, decision.signal = CACHE, cached.probability, cached.signal
+                decision.smoothed_probability, decision.smoothed_hours = (
+                    cached.smoothed_probability,
+                    cached.smoothed_hours,
+                )
                 decision.model_version, decision.model_sha256 = cached.model_version, cached.model_sha256
                 decision.cached_from = {
                     "decision_id": cached.decision_id,
@@ -210,6 +231,7 @@ class FallbackChain:
             else:
                 decision.source, decision.probability = BASELINE, probability
                 decision.signal = self.baseline.signal(probability)
+                decision.smoothed_probability, decision.smoothed_hours = probability, 1  # it trades each hour alone
                 decision.baseline_terms = terms
                 decision.model_version = decision.model_sha256 = None
                 return decision
@@ -230,7 +252,56 @@ class FallbackChain:
             vector.setflags(write=False)
         return vector
 
+    def _earlier_scores(
+        self, loaded, snapshot, symbol: str, decision: Decision, given: list[dict] | None
+    ) -> tuple[list[float], list[str] | None]:
+        """The model's P(up) of the hours before this one that its trading rule averages, newest first, and their
+        snapshot timestamps (None for hours the request gave)."""
+        window = loaded.scorer.rule.smoothing_hours
+        if window == 1:
+            return [], None
+        if decision.snapshot_sha256 is None:  # features given with the request: the earlier hours are its own
+            if not given:
+                return [], None
+            matrix = np.vstack([loaded.scorer.vector(values) for values in given])
+            return [float(p) for p in loaded.scorer.predict_proba(matrix)], None
+        key = (snapshot.sha256, loaded.manifest.sha256, symbol)
+        found = self._earlier.get(key)
+        if found is None:
+            row = snapshot.features.rows[symbol]
+            now = datetime.fromisoformat(row["ts"])
+            # The snapshot carries MAX_SMOOTHING_HOURS; this rule takes the ones within its own window.
+            rows = [
+                r
+                for r in row.get("earlier", ())
+                if (now - datetime.fromisoformat(r["ts"])).total_seconds() < window * 3600
+            ]
+            scores = (
+                [
+                    float(p)
+                    for p in loaded.scorer.predict_proba(np.vstack([loaded.scorer.vector(r["values"]) for r in rows]))
+                ]
+                if rows
+                else []
+            )
+            if len(self._earlier) > 10_000:
+                self._earlier.clear()
+            found = self._earlier[key] = (scores, [r["ts"] for r in rows])
+        return found
+
     def _why_no_features(self, symbol: str) -> str:
         if self.state.snapshot is None:
             return self.state.errors.get("features", "no online feature snapshot loaded")
         return f"the online snapshot has no row for {symbol}"
+
+
+def _check_names(which: str, values: dict, loaded) -> None:
+    names = loaded.scorer.feature_names
+    missing = [n for n in names if n not in values]
+    unknown = sorted(set(values) - set(names))
+    if missing or unknown:
+        parts = [f"missing features: {', '.join(missing)}"] if missing else []
+        parts += [f"unknown features: {', '.join(unknown)}"] if unknown else []
+        raise FeatureMismatch(
+            which + "; ".join(parts) + f" (model {loaded.manifest.version} needs exactly {len(names)})"
+        )

@@ -80,7 +80,7 @@ class MlflowRegistryLoader:
             data,
             manifest.sha256,
             manifest.feature_names,
-            manifest.signal_band,
+            manifest.rule,
             manifest.version,
             manifest.model_format,
         )

@@ -57,6 +57,8 @@ class CircuitBreaker:
 @dataclass(frozen=True)
 class CachedScore:
     probability: float
+    smoothed_probability: float
+    smoothed_hours: int
     signal: int
     model_version: str
     model_sha256: str

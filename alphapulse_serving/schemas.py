@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from alphapulse_serving.contract import MAX_SMOOTHING_HOURS
+
 SymbolField = Annotated[
     str,
     Field(pattern=r"^[A-Za-z0-9]{2,20}$", description="Exchange symbol, case-insensitive", examples=["BTCUSDT"]),
@@ -18,6 +20,8 @@ PREDICTION_EXAMPLE = {
     "symbol": "BTCUSDT",
     "signal": 1,
     "probability": 0.5473,
+    "smoothed_probability": 0.5281,
+    "smoothed_hours": 6,
     "source": "primary",
     "fallback_reasons": [],
     "model_version": "v20250315T1200-3f2a",
@@ -42,6 +46,16 @@ class PredictRequest(BaseModel):
         description=(
             "Every feature the model uses, by name (null for missing). Omit to score the online snapshot: the "
             "features the graph computed for the newest hour."
+        ),
+    )
+    earlier_features: list[dict[str, FeatureValue]] | None = Field(
+        default=None,
+        max_length=MAX_SMOOTHING_HOURS - 1,
+        description=(
+            "With `features`: the features of the hours before, newest first, each like `features`. The model's "
+            "trading rule (GET /model: `smoothing_hours`) trades the mean P(up) of that many hours; give up to "
+            "smoothing_hours - 1 earlier hours (fewer average fewer: `smoothed_hours` in the response says how "
+            "many). Without `features` the online snapshot supplies them."
         ),
     )
     budget_ms: float | None = Field(
@@ -75,6 +89,14 @@ class PredictResponse(BaseModel):
     symbol: str
     signal: Literal[-1, 0, 1] = Field(description="+1 long, -1 short, 0 flat (also when abstaining)")
     probability: float | None = Field(description="P(next hour's close > this hour's close); null when abstaining")
+    smoothed_probability: float | None = Field(
+        description="what the signal thresholds: the mean P(up) over the trading rule's hours (this one and the "
+        "earlier ones); equal to probability for a one-hour rule and the baseline; null when abstaining"
+    )
+    smoothed_hours: int | None = Field(
+        description="how many hours smoothed_probability averaged (the rule's smoothing_hours unless earlier hours "
+        "are missing); null when abstaining"
+    )
     source: Source = Field(
         description="who answered: the promoted model (primary), its last score for this symbol and hour (cache), "
         "the rules baseline, or nobody (abstain, flat)"
@@ -153,6 +175,8 @@ class ModelResponse(BaseModel):
     feature_version: str
     feature_names: list[str]
     signal_band: float
+    smoothing_hours: int = Field(description="the trading rule's moving mean: P(up) averaged over this many hours")
+    trading_rule: str = Field(description="the trading rule training chose, in words")
     symbols: list[str]
     loaded_at: str
     predictor: str = Field(description="how the artifact is scored in this process")

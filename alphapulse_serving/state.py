@@ -45,6 +45,13 @@ class OnlineFeatures:
             for symbol, row in features.rows.items():
                 if not isinstance(row.get("ts"), str) or not isinstance(row.get("values"), dict):
                     raise ValueError(f"row {symbol} needs a string ts and a values object")
+                # The hours before, newest first, that trading rules average (absent in older snapshots).
+                earlier = row.get("earlier", [])
+                if not isinstance(earlier, list) or not all(
+                    isinstance(e, dict) and isinstance(e.get("ts"), str) and isinstance(e.get("values"), dict)
+                    for e in earlier
+                ):
+                    raise ValueError(f"row {symbol}: earlier must be a list of {{ts, values}} objects")
             return features
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ArtifactError(f"online feature snapshot is malformed: {exc}") from exc

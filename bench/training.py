@@ -22,7 +22,7 @@ from alphapulse_assets.training.families import Trainer, resolve_device
 from alphapulse_assets.training.gates import GateThresholds
 from alphapulse_assets.training.pipeline import train_and_evaluate
 from alphapulse_assets.training.synthetic import FOLLOWER, LEADER, lead_lag_market, random_walk_market
-from alphapulse_assets.training.tuning import TuningConfig
+from alphapulse_assets.training.tuning import TuningConfig, rule_grid
 
 START = datetime(2023, 1, 1, tzinfo=UTC)
 MARKETS = {"lead_lag": lead_lag_market, "random_walk": random_walk_market}
@@ -52,11 +52,11 @@ def main() -> None:
         window="expanding",
         horizon_hours=1,
         embargo_hours=24,
-        signal_band=0.02,
+        rules=rule_grid(),
         cost_bps=2.0,
         trainer=Trainer(seed=args.seed, threads=2, device=device),
     )
-    evaluation = EvaluationConfig(0.02, 2.0, 5, 24, GateThresholds())
+    evaluation = EvaluationConfig(2.0, 5, 24, GateThresholds())
     print(
         f"{args.years:g} years x 2 symbols ({features.height:,} feature rows, {len(FEATURE_NAMES)} features), "
         f"{args.trials} trials x {args.folds} folds per family, device {device}, {os.cpu_count()} CPUs"

@@ -19,7 +19,7 @@ from alphapulse_assets.training.families import Trainer
 from alphapulse_assets.training.gates import GateThresholds
 from alphapulse_assets.training.pipeline import train_and_evaluate
 from alphapulse_assets.training.synthetic import FOLLOWER, LEADER, lead_lag_market, random_walk_market
-from alphapulse_assets.training.tuning import TuningConfig
+from alphapulse_assets.training.tuning import TuningConfig, rule_grid
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 SEED = 0
@@ -36,12 +36,12 @@ def run(market, days: int, oos_days: int, folds: int):
         window="expanding",
         horizon_hours=1,
         embargo_hours=24,
-        signal_band=0.02,
+        rules=rule_grid(),
         cost_bps=2.0,
         trainer=Trainer(seed=SEED),
     )
     evaluation = EvaluationConfig(
-        signal_band=0.02, cost_bps=2.0, placebo_runs=5, placebo_block_hours=24, thresholds=GateThresholds()
+        cost_bps=2.0, placebo_runs=5, placebo_block_hours=24, thresholds=GateThresholds()
     )
     return train_and_evaluate(features, prices, [LEADER, FOLLOWER], list(FEATURE_NAMES), windows, tuning, evaluation)
 

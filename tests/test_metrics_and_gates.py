@@ -18,6 +18,7 @@ from alphapulse_assets.training.metrics import (
     rank_information_coefficient,
     roc_auc,
 )
+from alphapulse_serving.contract import TradingRule
 
 
 def test_auc_matches_pairwise_definition_with_ties():
@@ -51,18 +52,18 @@ def _frame(probabilities, returns, symbol="BTCUSDT"):
 
 def test_backtest_charges_costs_on_position_changes():
     frame = _frame([0.9, 0.9, 0.1, 0.5], [0.01, 0.02, -0.01, 0.03])
-    result = backtest(frame, band=0.02, cost_bps=10)
+    result = backtest(frame, TradingRule(0.02), cost_bps=10)
     # positions +1, +1, -1, 0: trades 1, 0, 2, 1 units at 10 bp each
     assert result.hourly["gross"].to_list() == pytest.approx([0.01, 0.02, 0.01, 0.0])
     assert result.hourly["cost"].to_list() == pytest.approx([0.001, 0.0, 0.002, 0.001])
     assert result.turnover == pytest.approx(1.0)
     assert result.exposure == pytest.approx(0.75)
-    flat = backtest(_frame([0.5] * 4, [0.01] * 4), band=0.02, cost_bps=10)
+    flat = backtest(_frame([0.5] * 4, [0.01] * 4), TradingRule(0.02), cost_bps=10)
     assert flat.sharpe == 0.0 and flat.exposure == 0.0
 
 
 def test_max_drawdown():
-    result = backtest(_frame([0.9] * 4, [0.1, -0.2, -0.1, 0.3]), band=0.0, cost_bps=0)
+    result = backtest(_frame([0.9] * 4, [0.1, -0.2, -0.1, 0.3]), TradingRule(0.0), cost_bps=0)
     equity = np.exp(np.cumsum([0.1, -0.2, -0.1, 0.3]))
     assert result.max_drawdown == pytest.approx(1 - equity[2] / equity[0])
 
@@ -105,7 +106,7 @@ def test_information_coefficients_and_sortino():
     assert rank_information_coefficient(score, realised) == pytest.approx(1.0)
     assert information_coefficient(score, realised) < 0.8  # Pearson feels the outlier, the rank IC does not
     assert np.isnan(information_coefficient(np.ones(5), realised))
-    result = backtest(_frame([0.9] * 4, [0.01, -0.02, 0.03, -0.01]), band=0.0, cost_bps=0)
+    result = backtest(_frame([0.9] * 4, [0.01, -0.02, 0.03, -0.01]), TradingRule(0.0), cost_bps=0)
     net = np.array([0.01, -0.02, 0.03, -0.01])
     assert result.sortino == pytest.approx(net.mean() / np.sqrt(np.mean(np.minimum(net, 0) ** 2)) * np.sqrt(8760))
 

@@ -17,7 +17,7 @@ from alphapulse_assets.storage.object_store import LocalObjectStore
 from alphapulse_serving.app import create_app
 from alphapulse_serving.audit import AuditLog
 from alphapulse_serving.baseline import RulesBaseline
-from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest, ScoringModel, read_uri, sha256_hex
+from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest, ScoringModel, TradingRule, read_uri, sha256_hex
 from alphapulse_serving.resilience import CircuitBreaker, ScoreCache
 from alphapulse_serving.schemas import AuditPacket, BatchResponse, HealthResponse, PredictResponse
 from alphapulse_serving.security import ApiKeys, ConfigError, RateLimiter, key_id, load_keys
@@ -350,7 +350,7 @@ def test_score_cache_rules():
     cache = ScoreCache(max_age_seconds=60, clock=lambda: now[0])
     from alphapulse_serving.resilience import CachedScore
 
-    cache.put("BTCUSDT", "h1", CachedScore(0.6, 1, "v1", "sha1", "fv", "d1", 100.0))
+    cache.put("BTCUSDT", "h1", CachedScore(0.6, 0.6, 1, 1, "v1", "sha1", "fv", "d1", 100.0))
     assert cache.get("BTCUSDT", "h1", "sha1")[0].probability == 0.6
     assert "no longer served" in cache.get("BTCUSDT", "h1", "sha2")[1]
     assert "no primary score" in cache.get("BTCUSDT", "h2", "sha1")[1]
@@ -387,7 +387,11 @@ def test_audit_packet_re_derives_the_decision(served):
         packet = client.get(f"/audit/{decision['decision_id']}").json()
         model = packet["model"]
         scorer = ScoringModel.from_artifact(
-            read_uri(model["model_uri"]), model["sha256"], FEATURES, model["signal_band"], model["version"]
+            read_uri(model["model_uri"]),
+            model["sha256"],
+            FEATURES,
+            TradingRule(model["signal_band"], model["smoothing_hours"]),
+            model["version"],
         )
         probability = float(scorer.predict_proba(scorer.vector(packet["features"]["values"]))[0])
         assert probability == packet["output"]["probability"] == decision["probability"]

@@ -9,7 +9,7 @@ from alphapulse_assets.features.catalog import FEATURE_NAMES
 from alphapulse_assets.training.dataset import labelled_rows
 from alphapulse_assets.training.families import FAMILIES, Trainer, family, resolve_device
 from alphapulse_assets.training.synthetic import lead_lag_market
-from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, fit_final, score_configuration, tune
+from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, fit_final, rule_grid, score_configuration, tune
 from alphapulse_serving.contract import sha256_hex
 from alphapulse_serving.predictors import ArtifactError, load_predictor
 
@@ -106,7 +106,7 @@ def config(seed: int, trials: int = 6) -> TuningConfig:
         window="expanding",
         horizon_hours=1,
         embargo_hours=12,
-        signal_band=0.02,
+        rules=rule_grid(),
         cost_bps=2.0,
         trainer=Trainer(seed=seed),
     )
@@ -150,4 +150,5 @@ def test_a_refit_scores_the_chosen_configuration_exactly_as_its_search_did(train
     refit = score_configuration(training_set, config(seed=5), search.best.family, search.best.params)
     assert refit.n_trials == 1 and refit.best.state == "refit" and refit.best.family == search.best.family
     assert [f.as_dict() for f in refit.best.folds] == [f.as_dict() for f in search.best.folds]
-    np.testing.assert_array_equal(refit.best.net_returns, search.best.net_returns)
+    np.testing.assert_array_equal(refit.best.rule_sharpes, search.best.rule_sharpes)
+    assert refit.rule == search.rule

@@ -24,7 +24,7 @@ WORKER = textwrap.dedent(
     from alphapulse_assets.training.data import labelled_rows
     from alphapulse_assets.training.families import Trainer
     from alphapulse_assets.training.synthetic import lead_lag_market
-    from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, tune
+    from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, rule_grid, tune
 
     storage, worker, barrier, n_workers, n_trials, families = sys.argv[1:7]
     start = datetime(2024, 1, 1, tzinfo=UTC)
@@ -33,7 +33,7 @@ WORKER = textwrap.dedent(
     data = TrainingSet.from_frame(frame, list(FEATURE_NAMES))
     config = TuningConfig(
         families=tuple(families.split(",")), n_trials=int(n_trials), n_folds=3, window="expanding",
-        horizon_hours=1, embargo_hours=12, signal_band=0.02, cost_bps=2.0, trainer=Trainer(seed=5),
+        horizon_hours=1, embargo_hours=12, rules=rule_grid(), cost_bps=2.0, trainer=Trainer(seed=5),
         storage=storage, study_prefix="test/2024-01-31T00", worker=worker, sampler_stream=worker,
     )
     # Start together, or the first worker could spend the whole budget before the second arrives.
@@ -114,7 +114,7 @@ def test_workers_are_seeded_apart_and_other_rows_or_settings_make_another_study(
     from alphapulse_assets.training.data import labelled_rows
     from alphapulse_assets.training.families import Trainer
     from alphapulse_assets.training.synthetic import lead_lag_market
-    from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, family_seed, study_fingerprint
+    from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, family_seed, rule_grid, study_fingerprint
 
     assert family_seed(5, "xgboost", "worker-1") != family_seed(5, "xgboost", "worker-2")
     assert family_seed(5, "xgboost") == family_seed(5, "xgboost", None), "trained_model keeps the run's own stream"
@@ -122,18 +122,18 @@ def test_workers_are_seeded_apart_and_other_rows_or_settings_make_another_study(
     prices, features = lead_lag_market(start, 10 * 24, seed=11)
     frame = labelled_rows(features, prices, ["BTCUSDT"], start, start + timedelta(days=10), 1, 0.0)
     data = TrainingSet.from_frame(frame, list(FEATURE_NAMES))
-    config = TuningConfig(("logistic",), 4, 3, "expanding", 1, 12, 0.02, 2.0, Trainer(seed=5))
+    config = TuningConfig(("logistic",), 4, 3, "expanding", 1, 12, rule_grid(), 2.0, Trainer(seed=5))
     fingerprint = study_fingerprint(data, config)
     assert study_fingerprint(data, config) == fingerprint
     flipped = data.label.copy()
     flipped[0] = 1 - flipped[0]
     assert study_fingerprint(TrainingSet(data.x, flipped, data.hours, data.frame), config) != fingerprint
-    dearer = TuningConfig(("logistic",), 4, 3, "expanding", 1, 12, 0.02, 3.0, Trainer(seed=5))
+    dearer = TuningConfig(("logistic",), 4, 3, "expanding", 1, 12, rule_grid(), 3.0, Trainer(seed=5))
     assert study_fingerprint(data, dearer) != fingerprint
     # The worker and the budget are not what trials are scored on: workers with their own id meet.
     assert (
         study_fingerprint(
-            data, TuningConfig(("logistic",), 9, 3, "expanding", 1, 12, 0.02, 2.0, Trainer(seed=5), worker="w")
+            data, TuningConfig(("logistic",), 9, 3, "expanding", 1, 12, rule_grid(), 2.0, Trainer(seed=5), worker="w")
         )
         == fingerprint
     )

@@ -62,7 +62,7 @@ def features(
         end,
         exact_columns=True,
     )
-    published = publish_snapshot(object_store, frame, version)
+    published = publish_snapshot(warehouse, object_store, frame, version)
 
     nulls = frame.select(pl.col(FEATURE_NAMES).null_count()).row(0, named=True)
     sample = frame

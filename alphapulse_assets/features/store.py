@@ -13,7 +13,7 @@ from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.retries import NotRetryable
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import Warehouse
-from alphapulse_serving.contract import SNAPSHOT_KEY
+from alphapulse_serving.contract import MAX_SMOOTHING_HOURS, SNAPSHOT_KEY
 
 # One row per materialized hour: the version of the feature rows of that hour, written in the same transaction.
 FEATURE_HOURS = "feature_hours"
@@ -68,10 +68,20 @@ def require_feature_version(warehouse: Warehouse, start: datetime, end: datetime
     )
 
 
-def publish_snapshot(object_store: ObjectStore, frame: pl.DataFrame, version: str) -> str:
-    """Write the newest row per symbol for the API (atomically: the store writes aside, then renames), unless the
-    snapshot already holds a newer hour of the same version: a backfill of old history must not roll the online
-    features back."""
+def rows_of_version(warehouse: Warehouse, start: datetime, end: datetime, version: str) -> pl.DataFrame:
+    """The feature rows in [start, end) of hours materialized at `version` (hours of another version, or none, are
+    left out: a model scores only features of its own definition)."""
+    if not warehouse.table_exists("features") or not warehouse.table_exists(FEATURE_HOURS):
+        return pl.DataFrame()
+    hours = warehouse.read_window(FEATURE_HOURS, start, end).filter(pl.col("feature_version") == version)
+    return warehouse.read_window("features", start, end).join(hours.select("ts"), on="ts", how="semi")
+
+
+def publish_snapshot(warehouse: Warehouse, object_store: ObjectStore, frame: pl.DataFrame, version: str) -> str:
+    """Write the newest row per symbol for the API, with the hours before it that a trading rule's moving mean
+    may need (atomically: the store writes aside, then renames), unless the snapshot already holds a newer hour of
+    the same version: a backfill of old history must not roll the online features back. `frame`'s rows are in the
+    warehouse already."""
     newest = latest_rows(frame)
     newest_ts = newest["ts"].max()
     if object_store.exists(SNAPSHOT_KEY):
@@ -79,18 +89,34 @@ def publish_snapshot(object_store: ObjectStore, frame: pl.DataFrame, version: st
         current_ts = max(datetime.fromisoformat(row["ts"]) for row in current["rows"].values())
         if current_ts > newest_ts and current.get("feature_version") == version:
             return f"kept: snapshot already at {current_ts.isoformat()}"
-    object_store.put_bytes(SNAPSHOT_KEY, snapshot_bytes(newest, version))
+    earlier = rows_of_version(
+        warehouse, newest["ts"].min() - timedelta(hours=MAX_SMOOTHING_HOURS - 1), newest_ts, version
+    )
+    object_store.put_bytes(SNAPSHOT_KEY, snapshot_bytes(newest, version, earlier))
     return f"published: {newest_ts.isoformat()}"
 
 
-def snapshot_bytes(rows: pl.DataFrame, version: str) -> bytes:
-    """The online snapshot document for one row per symbol (the API's only view of the features)."""
+def snapshot_bytes(rows: pl.DataFrame, version: str, earlier: pl.DataFrame | None = None) -> bytes:
+    """The online snapshot document (the API's only view of the features): per symbol its newest row and, under
+    `earlier`, newest first, its rows of the MAX_SMOOTHING_HOURS - 1 hours before it that `earlier` holds."""
+    history: dict[str, list[dict]] = {}
+    if earlier is not None and earlier.height:
+        for row in earlier.sort("ts", descending=True).to_dicts():
+            history.setdefault(row["symbol"], []).append(row)
     payload = {
         "feature_version": version,
         "feature_names": list(FEATURE_NAMES),
         "generated_at": datetime.now(UTC).isoformat(),
         "rows": {
-            row["symbol"]: {"ts": row["ts"].isoformat(), "values": {n: row[n] for n in FEATURE_NAMES}}
+            row["symbol"]: {
+                "ts": row["ts"].isoformat(),
+                "values": {n: row[n] for n in FEATURE_NAMES},
+                "earlier": [
+                    {"ts": old["ts"].isoformat(), "values": {n: old[n] for n in FEATURE_NAMES}}
+                    for old in history.get(row["symbol"], [])
+                    if row["ts"] - timedelta(hours=MAX_SMOOTHING_HOURS) < old["ts"] < row["ts"]
+                ],
+            }
             for row in rows.to_dicts()
         },
     }

@@ -276,7 +276,7 @@ def _report_hour(
         # Performance drift: the champion's own live predictions whose outcomes are known, against its promise.
         live_start = max(end - timedelta(hours=drift.performance_window_hours), ref.window["validation_end"])
         live_rows = champion_live(warehouse, market.symbols, policy, champion.version, live_start, end, live_window)
-        _, live = record(live_rows, policy)
+        _, live = record(live_rows, champion.rule, policy.cost_bps)
         performance = performance_drift(live, promised(champion.metrics), drift.min_live_hours, drift.rollback_z)
         lines.append(f"prediction drift: {prediction.level} (PSI {prediction.psi:.4f}, KS {prediction.ks:.4f})")
     lines.append(f"live performance: {performance.reason}")

@@ -16,6 +16,7 @@ from alphapulse_assets.storage.warehouse import Warehouse
 from alphapulse_assets.training.dataset import labelled_rows
 from alphapulse_assets.training.metrics import evaluate_predictions
 from alphapulse_assets.training.resources import ModelPolicy
+from alphapulse_serving.contract import TradingRule
 
 
 def _rows(warehouse: Warehouse, table: str, start: datetime, end: datetime) -> pl.DataFrame:
@@ -120,12 +121,15 @@ def shadow_pairs(
     return with_outcomes(warehouse, symbols, policy, pairs, start, end)
 
 
-def record(frame: pl.DataFrame, policy: ModelPolicy, probability: str = "probability") -> tuple[dict, Record]:
-    """Metrics of one model's column of `frame` (as evaluation computes them) and its live `Record`."""
+def record(
+    frame: pl.DataFrame, rule: TradingRule, cost_bps: float, probability: str = "probability"
+) -> tuple[dict, Record]:
+    """Metrics of one model's column of `frame` (as evaluation computes them, with that model's trading rule) and
+    its live `Record`."""
     if frame.is_empty():
         return {}, Record(float("nan"), 0.0, float("nan"), 0.0)
     scored = frame if probability == "probability" else frame.with_columns(pl.col(probability).alias("probability"))
-    metrics, _ = evaluate_predictions(scored, policy.signal_band, policy.cost_bps)
+    metrics, _ = evaluate_predictions(scored, rule, cost_bps)
     hours = float(frame["ts"].n_unique())
     return metrics, Record(metrics["accuracy"], metrics["n_directional"], metrics["sharpe"], hours)
 

@@ -38,6 +38,7 @@ from alphapulse_assets.training.assets import (
     evaluation_gate_list,
     load_window,
     model_evaluation,
+    record_rule,
     score_frame,
     trained_model,
 )
@@ -45,7 +46,7 @@ from alphapulse_assets.training.data import single_row
 from alphapulse_assets.training.gates import Gate, gates_table
 from alphapulse_assets.training.metrics import evaluate_predictions
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
-from alphapulse_serving.contract import MANIFEST_KEY, ModelManifest, ScoringModel, read_uri
+from alphapulse_serving.contract import MANIFEST_KEY, ModelManifest, ScoringModel, TradingRule, read_uri
 
 # The newest challenger in shadow, for people and tools (the graph reads the challenger in force at an hour from
 # the decision timeline). Absent when there is none.
@@ -86,31 +87,33 @@ def scoring_model(manifest: ModelManifest) -> ScoringModel:
         manifest.model_uri,
         manifest.sha256,
         tuple(manifest.feature_names),
-        manifest.signal_band,
+        manifest.rule,
         manifest.version,
         manifest.model_format,
     )
 
 
 @functools.lru_cache(maxsize=16)
-def _verified_model(uri: str, sha256: str, feature_names: tuple[str, ...], band: float, version: str, fmt: str):
-    return ScoringModel.from_artifact(read_uri(uri), sha256, list(feature_names), band, version, fmt)
+def _verified_model(uri: str, sha256: str, feature_names: tuple[str, ...], rule: TradingRule, version: str, fmt: str):
+    return ScoringModel.from_artifact(read_uri(uri), sha256, list(feature_names), rule, version, fmt)
 
 
 def _metrics_from_row(row: dict, prefix: str) -> dict[str, float]:
     return {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)} | {"n": float(row["n_oos"])}
 
 
-def build_manifest(trained: dict, evaluation: dict, policy: ModelPolicy, symbols: list[str]) -> ModelManifest:
+def build_manifest(trained: dict, evaluation: dict, symbols: list[str]) -> ModelManifest:
     """A model's manifest from its `trained_model` and `model_evaluation` rows: what the API and the loop need."""
     oos_hours = (trained["validation_end"] - trained["validation_start"]) / timedelta(hours=1)
+    rule = record_rule(trained)
     return ModelManifest(
         version=trained["model_version"],
         model_uri=trained["model_uri"],
         sha256=trained["sha256"],
         feature_names=list(trained["feature_names"]),
         feature_version=trained["feature_version"],
-        signal_band=policy.signal_band,
+        signal_band=rule.band,
+        smoothing_hours=rule.smoothing_hours,
         symbols=list(symbols),
         training_window={
             k: trained[k].isoformat() for k in ("train_start", "train_end", "validation_start", "validation_end")
@@ -174,7 +177,7 @@ def _challenge(
         # out of sample for both models; when they are not (an older hour retrained), the overlap gate voids it.
         holdout = load_window(warehouse, market, policy, trained["validation_start"], trained["validation_end"])
         scored = score_frame(scoring_model(champion), holdout)
-        champion_metrics, _ = evaluate_predictions(scored, policy.signal_band, policy.cost_bps)
+        champion_metrics, _ = evaluate_predictions(scored, champion.rule, policy.cost_bps)
         champion_train_end = datetime.fromisoformat(champion.training_window["train_end"])
         overlap_hours = max(0.0, (champion_train_end - trained["validation_start"]).total_seconds() / 3600)
         notes["champion_note"] = f"champion {champion.version} re-scored on the candidate's held-out window"
@@ -190,8 +193,8 @@ def _challenge(
         pairs = shadow_pairs(
             warehouse, market.symbols, policy, challenger.version, champion.version, since, decision_hour
         )
-        challenger_live, _ = record(pairs, policy)
-        champion_live, live = record(pairs, policy, "champion_probability")
+        challenger_live, _ = record(pairs, challenger.rule, policy.cost_bps)
+        champion_live, live = record(pairs, champion.rule, policy.cost_bps, "champion_probability")
         shadow = shadow_gates(challenger_live, champion_live, live.hours, policy.min_shadow_hours, policy.margins())
         notes["shadow_note"] = (
             f"challenger {challenger.version} and champion {champion.version} on {live.hours:.0f} live hours "
@@ -208,7 +211,7 @@ def _challenge(
 
     # The challenger in shadow follows the decision: a new one gets its manifest (and the MLflow alias, below).
     if verdict.challenger_after == candidate:
-        manifest = build_manifest(trained, evaluation, policy, market.symbols)
+        manifest = build_manifest(trained, evaluation, market.symbols)
         object_store.put_bytes(manifest_key(candidate), manifest.to_json())
         object_store.put_bytes(CHALLENGER_KEY, manifest.to_json())
     elif verdict.challenger_after is None and challenger is not None:
@@ -395,7 +398,7 @@ def promoted_model(
     if verdict["action"] == PROMOTE:
         trained = single_row(warehouse, "trained_model", decision_hour, "trained_model")
         evaluation = single_row(warehouse, "model_evaluation", decision_hour, "model_evaluation")
-        chosen = build_manifest(trained, evaluation, policy, market.symbols)
+        chosen = build_manifest(trained, evaluation, market.symbols)
         fallback = replaced
     else:
         chosen = _manifest_at(object_store, manifest_key(verdict["champion_after"]))

@@ -23,12 +23,11 @@ from alphapulse_assets.replay.performance import (
     with_policy_returns,
 )
 from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
-from alphapulse_assets.signals.assets import baseline_predictions, predictions
+from alphapulse_assets.signals.assets import baseline_predictions, predictions, rule_signals
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
-from alphapulse_assets.training.assets import load_model, score_frame, trained_model
+from alphapulse_assets.training.assets import load_model, trained_model
 from alphapulse_assets.training.dataset import labelled_rows
-from alphapulse_assets.training.metrics import signal_from_probability
 from alphapulse_assets.training.resources import ModelPolicy
 
 HOUR = timedelta(hours=1)
@@ -100,7 +99,7 @@ def _served_signals(warehouse: Warehouse, served: pl.DataFrame, start: datetime,
 
 
 def _newest_model_signals(
-    warehouse: Warehouse, object_store: ObjectStore, policy: ModelPolicy, rows: pl.DataFrame, start, stop
+    warehouse: Warehouse, object_store: ObjectStore, rows: pl.DataFrame, start, stop
 ) -> pl.DataFrame:
     """The naive policy: every hour scored by the newest model trained before it, whatever its gates said."""
     out = pl.DataFrame(
@@ -120,16 +119,20 @@ def _newest_model_signals(
     frames = [out]
     records = {r["model_version"]: r for r in models.iter_rows(named=True)}
     for version, first, end in segments(newest, "naive_version"):
-        model = load_model(object_store, records[version], policy.signal_band)
-        part = score_frame(model, rows.filter((pl.col("ts") >= first) & (pl.col("ts") < end)))
+        record = records[version]
+        part = rule_signals(
+            warehouse,
+            load_model(object_store, record),
+            record["feature_version"],
+            rows.filter((pl.col("ts") >= first) & (pl.col("ts") < end)),
+            first,
+        )
         frames.append(
             part.select(
                 "ts",
                 "symbol",
                 pl.lit(version).alias("naive_version"),
-                pl.Series(
-                    "naive_signal", signal_from_probability(part["probability"].to_numpy(), policy.signal_band)
-                ).cast(pl.Int8),
+                pl.col("position").cast(pl.Int8).alias("naive_signal"),
             )
         )
     return pl.concat(frames, how="vertical_relaxed")
@@ -147,9 +150,9 @@ def _count(warehouse: Warehouse, table: str, where: str, params: list) -> int:
 
 
 def _trial_sharpes(warehouse: Warehouse, start: datetime, stop: datetime, served_versions: list[str]) -> np.ndarray:
-    """Per-hour walk-forward Sharpe of every trial that shaped what the loop served in the range: the searches and
-    refits of every retrain in it, of the retrains that made the champions that served in it, and the searches
-    those refitted configurations came from."""
+    """Per-hour walk-forward Sharpe of every trial (once per trading rule it was tried with) that shaped what the
+    loop served in the range: the searches and refits of every retrain in it, of the retrains that made the
+    champions that served in it, and the searches those refitted configurations came from."""
     if not warehouse.table_exists("tuning_trials"):
         return np.array([])
     models = warehouse.query("select * from trained_model")
@@ -161,8 +164,18 @@ def _trial_sharpes(warehouse: Warehouse, start: datetime, stop: datetime, served
         hours |= {t for t in chosen["tuned_at"].to_list() if t is not None}
     if not hours:
         return np.array([])
-    trials = warehouse.read_keys("tuning_trials", "ts", sorted(hours))
-    return trials.filter(pl.col("state").is_in(["complete", "refit"]))["cv_sharpe_hourly"].to_numpy()
+    trials = warehouse.read_keys("tuning_trials", "ts", sorted(hours)).filter(
+        pl.col("state").is_in(["complete", "refit"])
+    )
+    if "rule_sharpes_hourly" not in trials.columns:  # trials from before trading rules were chosen
+        return trials["cv_sharpe_hourly"].to_numpy()
+    # Each (trial, trading rule) pair was a strategy the selection could pick; rows from before rules were chosen
+    # had one.
+    per_pair = [
+        rules if rules is not None else [single]
+        for rules, single in trials.select("rule_sharpes_hourly", "cv_sharpe_hourly").iter_rows()
+    ]
+    return np.array([s for pair in per_pair for s in pair], dtype=float)
 
 
 def _equity_plot(curves: dict[str, pl.DataFrame], decisions: pl.DataFrame) -> bytes:
@@ -235,7 +248,7 @@ def loop_performance(
     timeline = decision_timeline(warehouse)
     served = in_force(timeline, lead, stop)
     recorded = _served_signals(warehouse, served, lead, stop)
-    naive = _newest_model_signals(warehouse, object_store, policy, outcomes, lead, stop)
+    naive = _newest_model_signals(warehouse, object_store, outcomes, lead, stop)
     frame = (
         outcomes.select("ts", "symbol", "next_return", "ret_24h", "rv_24h", "news_sent_decayed")
         .join(served.select("ts", "champion_version"), on="ts", how="left")

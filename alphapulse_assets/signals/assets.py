@@ -1,11 +1,10 @@
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dagster as dg
-import numpy as np
 import polars as pl
 
 from alphapulse_assets.features.assets import features
-from alphapulse_assets.features.store import require_feature_version
+from alphapulse_assets.features.store import require_feature_version, rows_of_version
 from alphapulse_assets.metadata import partition_metadata, table_preview
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
 from alphapulse_assets.promotion.assets import manifest_of, promoted_model, scoring_model
@@ -14,21 +13,39 @@ from alphapulse_assets.retries import STORAGE_RETRY_POLICY
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 from alphapulse_assets.training.assets import score_frame
+from alphapulse_assets.training.metrics import rule_positions
 from alphapulse_serving.baseline import RulesBaseline
-from alphapulse_serving.contract import ModelManifest, signal_from_probability
+from alphapulse_serving.contract import ModelManifest, ScoringModel
 
 
-def _scored(features: pl.DataFrame, manifest: ModelManifest) -> pl.DataFrame:
-    """One model's P(up) and signal for every (hour, symbol) row of `features`, scored exactly as the API scores."""
-    model = scoring_model(manifest)
-    rows = score_frame(model, features)
+def rule_signals(
+    warehouse: Warehouse, model: ScoringModel, feature_version: str, features: pl.DataFrame, first: datetime
+) -> pl.DataFrame:
+    """`features` (hours from `first` on) scored by `model` and traded by its rule: probability,
+    smoothed_probability and position per row. The rule's moving mean at the first hours takes the model's scores
+    of the hours before `first` too (those of its feature version), as the API takes them from the snapshot's
+    `earlier` rows, so a champion's first hours trade as the API traded them."""
+    hours = model.rule.smoothing_hours
+    earlier = (
+        rows_of_version(warehouse, first - timedelta(hours=hours - 1), first, feature_version)
+        if hours > 1
+        else pl.DataFrame()
+    )
+    rows = pl.concat([earlier, features], how="diagonal_relaxed") if earlier.height else features
+    return rule_positions(score_frame(model, rows), model.rule).filter(pl.col("ts") >= first)
+
+
+def _scored(warehouse: Warehouse, features: pl.DataFrame, manifest: ModelManifest, first: datetime) -> pl.DataFrame:
+    """One model's P(up), smoothed P(up) and signal for every (hour, symbol) row of `features` (hours from `first`
+    on), scored and traded exactly as the API does."""
+    rows = rule_signals(warehouse, scoring_model(manifest), manifest.feature_version, features, first)
     validation_end = datetime.fromisoformat(manifest.training_window["validation_end"])
-    signals = np.array([signal_from_probability(p, model.signal_band) for p in rows["probability"].to_list()])
     return rows.select(
         "ts",
         "symbol",
         pl.col("probability").alias("probability_up"),
-        pl.Series("signal", signals, dtype=pl.Int8),
+        pl.col("smoothed_probability").alias("smoothed_probability_up"),
+        pl.col("position").cast(pl.Int8).alias("signal"),
         pl.lit(manifest.version).alias("model_version"),
         pl.lit(manifest.feature_version).alias("feature_version"),
         # Hours the model trained or was validated on: scores there are in-sample and say nothing about live skill.
@@ -43,6 +60,8 @@ PREDICTION_SCHEMA = {
     "ts": pl.Datetime("us", "UTC"),
     "symbol": pl.String,
     "probability_up": pl.Float64,
+    # The mean P(up) over the trading rule's smoothing hours: what the signal thresholds.
+    "smoothed_probability_up": pl.Float64,
     "signal": pl.Int8,
     "model_version": pl.String,
     "feature_version": pl.String,
@@ -65,6 +84,8 @@ def baseline_predictions(features: pl.DataFrame) -> pl.DataFrame:
         features.select("ts", "symbol")
         .with_columns(
             pl.Series("probability_up", probabilities, dtype=pl.Float64),
+            # The baseline trades each hour's own probability.
+            pl.Series("smoothed_probability_up", probabilities, dtype=pl.Float64),
             pl.Series("signal", signals, dtype=pl.Int8),
             pl.lit(None, dtype=pl.String).alias("model_version"),
             pl.lit(None, dtype=pl.String).alias("feature_version"),
@@ -95,7 +116,7 @@ def scored_in_force(
         manifest = manifest_of(object_store, version)
         require_feature_version(warehouse, first, stop, manifest.feature_version, f"{role} {version}")
         rows = features.filter((pl.col("ts") >= first) & (pl.col("ts") < stop))
-        frames.append(_scored(rows, manifest))
+        frames.append(_scored(warehouse, rows, manifest, first))
     return pl.concat(frames, how="vertical_relaxed").sort("ts", "symbol"), served
 
 

@@ -30,7 +30,7 @@ from alphapulse_assets.training.tuning import (
     score_configuration,
     tune,
 )
-from alphapulse_serving.contract import ScoringModel, sha256_hex
+from alphapulse_serving.contract import ScoringModel, TradingRule, sha256_hex
 from alphapulse_serving.predictors import CATBOOST_CBM, LOGISTIC_JSON, XGBOOST_UBJ
 
 ARTIFACT_EXTENSIONS = {XGBOOST_UBJ: "ubj", CATBOOST_CBM: "cbm", LOGISTIC_JSON: "json"}
@@ -112,7 +112,7 @@ def trained_model(
         except ValueError as exc:
             raise NotRetryable(f"{what}: {exc}") from exc
         search = {k: tuned[k] for k in ("tuned_at", "n_trials", "n_completed_trials", "trial_sharpe_variance")}
-    best = result.best
+    best, rule = result.best, result.rule
     refit_started = time.perf_counter()
     model = fit_final(data, best.family, best.params, config.trainer)
     refit_seconds = time.perf_counter() - refit_started
@@ -142,6 +142,9 @@ def trained_model(
             "threads": config.trainer.threads,
             "device": config.trainer.device,
             "feature_version": feature_version,
+            "signal_band": rule.band,
+            "smoothing_hours": rule.smoothing_hours,
+            "rules_tried": len(result.rules),
         },
         tags={"alphapulse.version": version, "alphapulse.partition": decision.isoformat(), "alphapulse.sha256": sha},
     )
@@ -161,6 +164,7 @@ def trained_model(
         {
             "cv_log_loss": best.cv_log_loss,
             "cv_auc": best.cv_auc,
+            "cv_sharpe_hourly": best.sharpe,
             "n_trials": search["n_trials"],
             "n_completed_trials": search["n_completed_trials"],
             "tuning_seconds": sum(result.seconds_by_family.values()),
@@ -201,6 +205,10 @@ def trained_model(
             "cv_log_loss": [best.cv_log_loss],
             "cv_auc": [best.cv_auc],
             "train_auc": [best.train_auc],
+            "signal_band": [rule.band],
+            "smoothing_hours": [rule.smoothing_hours],
+            "cv_sharpe_hourly": [best.sharpe],
+            "n_rules": [len(result.rules)],
             "tuned_at": [search["tuned_at"]],
             "n_trials": [search["n_trials"]],
             "n_completed_trials": [search["n_completed_trials"]],
@@ -239,10 +247,16 @@ def trained_model(
             "params": dg.MetadataValue.json(best.params),
             "cv_log_loss": best.cv_log_loss,
             "cv_auc": best.cv_auc,
+            "trading_rule": rule.describe(),
+            "signal_band": rule.band,
+            "smoothing_hours": rule.smoothing_hours,
+            "cv_sharpe": best.sharpe * np.sqrt(HOURS_PER_YEAR),
+            "rules": _rules_table(result),
             "n_train": int(data.labelled.sum()),
             "train_base_rate": data.base_rate,
             "n_trials": search["n_trials"],
             "n_pruned_trials": search["n_trials"] - search["n_completed_trials"],
+            "dsr_trials": search["n_trials"] * len(result.rules),
             "configuration": "searched here"
             if tuned is None
             else f"the configuration searched at {tuned['tuned_at']:%Y-%m-%d %H:00}, refitted on this window "
@@ -291,6 +305,20 @@ def _fold_layout(fold) -> dict:
     return layout
 
 
+def _rules_table(result: TuningResult) -> dg.MetadataValue:
+    """Each trading rule's annualised walk-forward net Sharpe for the chosen configuration."""
+    rows = [
+        {
+            "band": rule.band,
+            "smoothing_hours": rule.smoothing_hours,
+            "cv_net_sharpe": float(sharpe) * np.sqrt(HOURS_PER_YEAR),
+            "chosen": i == result.best.rule_index,
+        }
+        for i, (rule, sharpe) in enumerate(zip(result.rules, result.best.rule_sharpes, strict=True))
+    ]
+    return table_preview(pl.DataFrame(rows).sort("cv_net_sharpe", descending=True), rows=len(rows))
+
+
 def _best_by_family_table(result: TuningResult) -> dg.MetadataValue:
     rows = [
         {
@@ -309,13 +337,25 @@ def _best_by_family_table(result: TuningResult) -> dg.MetadataValue:
     return table_preview(pl.DataFrame(rows), rows=len(rows))
 
 
-def load_model(object_store: ObjectStore, record: dict, signal_band: float) -> ScoringModel:
-    """A model from its `trained_model` row, its artifact checked against the recorded sha256."""
+def record_rule(record: dict) -> TradingRule:
+    """The trading rule a `trained_model` row's tuning chose."""
+    return TradingRule.of_record(record.get("signal_band"), record.get("smoothing_hours"))
+
+
+def dsr_trials(record: dict) -> int:
+    """What a `trained_model` row's deflated Sharpe pays for: its search's trials, each tried with every trading
+    rule (rows from before rules were chosen tried one)."""
+    return int(record["n_trials"]) * int(record.get("n_rules") or 1)
+
+
+def load_model(object_store: ObjectStore, record: dict) -> ScoringModel:
+    """A model from its `trained_model` row, with its trading rule, its artifact checked against the recorded
+    sha256."""
     return ScoringModel.from_artifact(
         object_store.get_bytes(artifact_key(record["model_version"], record["model_format"])),
         record["sha256"],
         list(record["feature_names"]),
-        signal_band,
+        record_rule(record),
         record["model_version"],
         record["model_format"],
     )
@@ -345,7 +385,7 @@ def model_evaluation(
     """This hour's model on its final out-of-sample segment: backtest, deflated Sharpe, placebo twin and gates."""
     decision = partition_hour(context)
     record = single_row(warehouse, "trained_model", decision, "trained_model")
-    model = load_model(object_store, record, policy.signal_band)
+    model = load_model(object_store, record)
     holdout = load_window(warehouse, market, policy, record["validation_start"], record["validation_end"])
     train = load_window(warehouse, market, policy, record["train_start"], record["train_end"])
     chosen = ChosenModel(
@@ -354,7 +394,8 @@ def model_evaluation(
         feature_names=list(record["feature_names"]),
         train_base_rate=record["train_base_rate"],
         fold_scores=json.loads(record["fold_scores"]),
-        n_trials=record["n_trials"],
+        rule=model.rule,
+        n_trials=dsr_trials(record),
         trial_sharpe_variance=record["trial_sharpe_variance"],
     )
     # Scored through the artifact as the API loads it, not the in-memory model tuning produced.
@@ -373,7 +414,7 @@ def model_evaluation(
     row |= {f"oos_{k}": v for k, v in metrics.items() if k not in ("n", "n_directional")}
     row |= {"oos_log_loss_gain_t": gain_t}
     row |= {f"baseline_{k}": v for k, v in baseline.items() if k not in ("n", "n_directional")}
-    row |= sharpe_stats | {"n_trials": record["n_trials"], "trial_sharpe_variance": record["trial_sharpe_variance"]}
+    row |= sharpe_stats | {"n_trials": chosen.n_trials, "trial_sharpe_variance": record["trial_sharpe_variance"]}
     row |= {
         "placebo_accuracy": placebo.accuracy,
         "placebo_accuracy_band": placebo.accuracy_band,
@@ -383,7 +424,8 @@ def model_evaluation(
         "gates_passed": gates_passed,
         "summary": summary,
         "cost_bps": policy.cost_bps,
-        "signal_band": policy.signal_band,
+        "signal_band": model.rule.band,
+        "smoothing_hours": model.rule.smoothing_hours,
         "evaluated_at": datetime.now(UTC),
     }
     warehouse.replace_window("model_evaluation", pl.DataFrame([row]), decision, context.partition_time_window.end)
@@ -429,7 +471,8 @@ def model_evaluation(
             "oos_log_loss_gain_t": gain_t,
             "psr": sharpe_stats["psr"],
             "dsr": sharpe_stats["dsr"],
-            "n_trials": record["n_trials"],
+            "n_trials": chosen.n_trials,
+            "trading_rule": model.rule.describe(),
             "n_oos": int(metrics["n"]),
             "placebo_accuracy": placebo.accuracy,
             "placebo_accuracy_band": placebo.accuracy_band,

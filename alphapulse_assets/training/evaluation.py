@@ -16,11 +16,11 @@ from alphapulse_assets.training.gates import Gate, GateThresholds, evaluation_ga
 from alphapulse_assets.training.metrics import Backtest, evaluate_predictions, log_loss_gain_t
 from alphapulse_assets.training.placebo import PlaceboResult, run_placebo
 from alphapulse_assets.training.sharpe import deflated_sharpe_ratio, probabilistic_sharpe_ratio, sample_moments
+from alphapulse_serving.contract import TradingRule
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    signal_band: float
     cost_bps: float
     placebo_runs: int
     placebo_block_hours: int
@@ -36,7 +36,8 @@ class ChosenModel:
     feature_names: list[str]
     train_base_rate: float
     fold_scores: list[dict[str, float]]  # per fold: train_auc, val_auc, gain (log loss vs the fold's baseline)
-    n_trials: int
+    rule: TradingRule  # chosen on the folds, with the configuration
+    n_trials: int  # what the deflated Sharpe pays for: search trials x trading rules tried
     trial_sharpe_variance: float
 
 
@@ -91,10 +92,10 @@ def evaluate_model(
     `train` is the cross-validation region the model was fitted on: the placebo twins are refitted on it.
     """
     scored = holdout.with_columns(pl.Series("probability", probability))
-    metrics, result = evaluate_predictions(scored, config.signal_band, config.cost_bps)
+    metrics, result = evaluate_predictions(scored, chosen.rule, config.cost_bps)
     # No skill: always predict the training base rate. Beating it is the least a model must do.
     baseline, _ = evaluate_predictions(
-        holdout.with_columns(pl.lit(chosen.train_base_rate).alias("probability")), config.signal_band, config.cost_bps
+        holdout.with_columns(pl.lit(chosen.train_base_rate).alias("probability")), chosen.rule, config.cost_bps
     )
     directional = scored.filter(pl.col("label_up").is_not_null())
     gain_t = log_loss_gain_t(
@@ -112,7 +113,7 @@ def evaluate_model(
         trainer,
         config.placebo_runs,
         config.placebo_block_hours,
-        config.signal_band,
+        chosen.rule,
         config.cost_bps,
     )
     gates = evaluation_gates(

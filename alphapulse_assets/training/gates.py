@@ -134,7 +134,7 @@ def evaluation_gates(
             finite(dsr) and dsr >= thresholds.min_dsr,
             dsr,
             thresholds.min_dsr,
-            f"PSR against the Sharpe the best of {n_trials} trials reaches by luck",
+            f"PSR against the Sharpe the best of {n_trials} trials (configurations x trading rules) reaches by luck",
         ),
         Gate(
             "beats_placebo",

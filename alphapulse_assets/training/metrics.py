@@ -1,4 +1,4 @@
-"""Out-of-sample metrics and a cost-aware backtest of the signal. Pure numpy/polars."""
+"""Out-of-sample metrics, a cost-aware backtest of a trading rule, and the choice of that rule. Pure numpy/polars."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+
+from alphapulse_assets.training.sharpe import sample_moments
+from alphapulse_serving.contract import TradingRule
 
 HOURS_PER_YEAR = 24 * 365
 _P_CLIP = 1e-7
@@ -79,6 +82,42 @@ def signal_from_probability(p: np.ndarray, band: float) -> np.ndarray:
     return np.where(p > 0.5 + band, 1, np.where(p < 0.5 - band, -1, 0)).astype(np.int8)
 
 
+def smoothed_probability(
+    symbols: np.ndarray, hours: np.ndarray, probability: np.ndarray, smoothing_hours: int
+) -> np.ndarray:
+    """`TradingRule`'s moving mean for many rows at once. Rows are sorted by symbol, then hour (integer hours since
+    the epoch, one row per symbol-hour); each row gets the mean P(up) of its symbol's rows within the last
+    `smoothing_hours` hours. Summed newest first, as `TradingRule.position` sums, so both give the same bits."""
+    probability = np.asarray(probability, dtype=np.float64)
+    if smoothing_hours == 1 or len(probability) == 0:
+        return probability.copy()
+    total, count = probability.copy(), np.ones(len(probability))
+    for lag in range(1, smoothing_hours):
+        earlier = np.zeros(len(probability), dtype=bool)
+        earlier[lag:] = (symbols[lag:] == symbols[:-lag]) & (hours[lag:] - hours[:-lag] < smoothing_hours)
+        if not earlier.any():
+            break  # rows further back are further in time still
+        total[lag:] += np.where(earlier[lag:], probability[:-lag], 0.0)
+        count += earlier
+    return total / count
+
+
+def rule_positions(frame: pl.DataFrame, rule: TradingRule) -> pl.DataFrame:
+    """`frame` (ts, symbol, probability, ...) ordered by symbol, then time, with the rule's `smoothed_probability`
+    and `position` per row."""
+    ordered = frame.sort("symbol", "ts")
+    smoothed = smoothed_probability(
+        ordered["symbol"].to_numpy(),
+        (ordered["ts"].dt.epoch("s") // 3600).to_numpy(),
+        ordered["probability"].to_numpy(),
+        rule.smoothing_hours,
+    )
+    return ordered.with_columns(
+        pl.Series("smoothed_probability", smoothed),
+        pl.Series("position", signal_from_probability(smoothed, rule.band)),
+    )
+
+
 @dataclass(frozen=True)
 class Backtest:
     hourly: pl.DataFrame  # ts, gross, cost, net (portfolio, equal weight across symbols)
@@ -136,29 +175,90 @@ def summarize_returns(ordered: pl.DataFrame) -> Backtest:
     )
 
 
-def backtest(frame: pl.DataFrame, band: float, cost_bps: float) -> Backtest:
-    """Positions from `probability` held over the next hour, paying `cost_bps` per unit of position change.
+def backtest(frame: pl.DataFrame, rule: TradingRule, cost_bps: float) -> Backtest:
+    """Positions of `rule` on `probability`, each held over the next hour, paying `cost_bps` per unit of position
+    change.
 
     `frame` has ts, symbol, probability, next_return. Each symbol is traded independently; the portfolio return
     of an hour is the mean over symbols.
     """
-    ordered = frame.sort("symbol", "ts")
-    positioned = ordered.with_columns(
-        pl.Series("position", signal_from_probability(ordered["probability"].to_numpy(), band))
-    )
-    return summarize_returns(position_returns(positioned, cost_bps))
+    return summarize_returns(position_returns(rule_positions(frame, rule), cost_bps))
 
 
-def evaluate_predictions(frame: pl.DataFrame, band: float, cost_bps: float) -> tuple[dict[str, float], Backtest]:
-    """Classification, ranking and trading metrics of `probability`.
+@dataclass(frozen=True)
+class RuleBlock:
+    """One walk-forward test block, prepared once for scoring many rules: rows sorted by symbol, then hour."""
+
+    symbols: np.ndarray
+    hours: np.ndarray
+    probability: np.ndarray
+    next_return: np.ndarray
+    first_of_symbol: np.ndarray  # the row starts its symbol's run: its trade is from flat
+    hour_index: np.ndarray  # each row's hour as 0..n_hours-1, for the portfolio mean
+    rows_per_hour: np.ndarray
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame) -> RuleBlock:
+        """From ts, symbol, probability, next_return."""
+        ordered = frame.sort("symbol", "ts")
+        symbols = ordered["symbol"].to_numpy()
+        hours = (ordered["ts"].dt.epoch("s") // 3600).to_numpy()
+        first = np.ones(len(symbols), dtype=bool)
+        first[1:] = symbols[1:] != symbols[:-1]
+        distinct, hour_index = np.unique(hours, return_inverse=True)
+        return cls(
+            symbols,
+            hours,
+            ordered["probability"].to_numpy().astype(np.float64),
+            ordered["next_return"].to_numpy().astype(np.float64),
+            first,
+            hour_index,
+            np.bincount(hour_index, minlength=len(distinct)).astype(np.float64),
+        )
+
+    def hourly_net(self, smoothed: np.ndarray, band: float, cost_bps: float) -> np.ndarray:
+        """The portfolio's net return per hour (in time order), as `backtest` computes it."""
+        position = signal_from_probability(smoothed, band).astype(np.float64)
+        previous = np.concatenate([[0.0], position[:-1]])
+        previous[self.first_of_symbol] = 0.0
+        net = position * self.next_return - np.abs(position - previous) * cost_bps / 10_000.0
+        return np.bincount(self.hour_index, weights=net, minlength=len(self.rows_per_hour)) / self.rows_per_hour
+
+
+def rule_sharpes(blocks: list[RuleBlock], rules: tuple[TradingRule, ...], cost_bps: float) -> np.ndarray:
+    """Per-hour net Sharpe of each rule over the walk-forward blocks (each block smoothed on its own: a fold's
+    model scores only its own block), in `rules` order. A rule that never trades scores 0."""
+    smoothed: dict[tuple[int, int], np.ndarray] = {}
+    result = np.empty(len(rules))
+    for i, rule in enumerate(rules):
+        nets = []
+        for b, block in enumerate(blocks):
+            key = (b, rule.smoothing_hours)
+            if key not in smoothed:
+                smoothed[key] = smoothed_probability(
+                    block.symbols, block.hours, block.probability, rule.smoothing_hours
+                )
+            nets.append(block.hourly_net(smoothed[key], rule.band, cost_bps))
+        sharpe = sample_moments(np.concatenate(nets))[0] if nets else float("nan")
+        result[i] = sharpe if math.isfinite(sharpe) else 0.0
+    return result
+
+
+def best_rule(sharpes: np.ndarray) -> int:
+    """The index of the rule with the highest walk-forward net Sharpe; ties go to the earlier (simpler) rule."""
+    return int(np.argmax(sharpes))
+
+
+def evaluate_predictions(frame: pl.DataFrame, rule: TradingRule, cost_bps: float) -> tuple[dict[str, float], Backtest]:
+    """Classification, ranking and trading metrics of `probability`, the trading ones under `rule`.
 
     Classification metrics (accuracy, AUC, log loss) are over rows with a direction (`label_up` not null: outside
-    the dead band); IC, rank IC and the backtest are over every row, since the signal trades every hour.
+    the dead band); IC, rank IC and the backtest are over every row, since the rule may trade every hour.
     """
     directional = frame.filter(pl.col("label_up").is_not_null())
     y = directional["label_up"].to_numpy()
     p = directional["probability"].to_numpy()
-    result = backtest(frame, band, cost_bps)
+    result = backtest(frame, rule, cost_bps)
     score, realised = frame["probability"].to_numpy(), frame["forward_return"].to_numpy()
     metrics = {
         "accuracy": accuracy(y, p) if len(y) else float("nan"),

@@ -59,7 +59,8 @@ def train_and_evaluate(
         feature_names=feature_names,
         train_base_rate=data.base_rate,
         fold_scores=[s.as_dict() for s in best.folds],
-        n_trials=result.n_trials,
+        rule=result.rule,
+        n_trials=result.n_strategies,
         trial_sharpe_variance=result.trial_sharpe_variance,
     )
     started = time.perf_counter()

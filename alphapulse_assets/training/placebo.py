@@ -61,11 +61,12 @@ def run_placebo(
     trainer,
     runs: int,
     block_hours: int,
-    signal_band: float,
+    rule,
     cost_bps: float,
 ) -> PlaceboResult:
     """`runs` placebo twins: targets permuted in blocks within the training and the out-of-sample segments (each
-    keeps its own class balance), the chosen configuration refitted, and scored like the real model."""
+    keeps its own class balance), the chosen configuration refitted, and scored like the real model (with its
+    trading `rule`)."""
     from alphapulse_assets.training.metrics import evaluate_predictions
     from alphapulse_assets.training.tuning import TrainingSet, fit_final
 
@@ -77,7 +78,7 @@ def run_placebo(
         placebo_holdout = permute_targets(holdout, block_hours, rng)
         matrix = placebo_holdout.select(feature_names).to_numpy().astype(np.float64)
         scored = placebo_holdout.with_columns(pl.Series("probability", model.predict_proba(matrix)))
-        metrics, _ = evaluate_predictions(scored, signal_band, cost_bps)
+        metrics, _ = evaluate_predictions(scored, rule, cost_bps)
         accuracies.append(metrics["accuracy"])
         log_losses.append(metrics["log_loss"])
         sharpes.append(metrics["sharpe"])

@@ -16,7 +16,8 @@ from alphapulse_assets.training.dataset import TrainingWindows, training_windows
 from alphapulse_assets.training.evaluation import EvaluationConfig
 from alphapulse_assets.training.families import Trainer, resolve_device
 from alphapulse_assets.training.gates import GateThresholds
-from alphapulse_assets.training.tuning import TuningConfig
+from alphapulse_assets.training.tuning import SIGNAL_BANDS, SMOOTHING_HOURS, TuningConfig, rule_grid
+from alphapulse_serving.contract import TradingRule
 
 SERVING_PACKAGE = Path(__file__).resolve().parents[2] / "alphapulse_serving"
 # The libraries each family's logged MLflow model needs beyond MLflow itself.
@@ -45,7 +46,10 @@ class ModelPolicy(dg.ConfigurableResource):
     placebo_block_hours: int = 24
     device: str = "auto"
     threads: int = 2
-    signal_band: float = 0.02
+    # The trading rules tuning tries on each configuration's walk-forward predictions: every (band, smoothing)
+    # pair (`rule_grid`). Each pair is a trial the deflated Sharpe pays for, so a longer grid must find more to pass.
+    signal_bands: list[float] = list(SIGNAL_BANDS)
+    smoothing_hours: list[int] = list(SMOOTHING_HOURS)
     # A window with less than this share of its (symbol, hour) rows labelled is a data problem, not a model.
     min_label_coverage: float = 0.9
     # Gate thresholds by GateThresholds field name (ALPHAPULSE_GATES); the rest keep their defaults.
@@ -57,6 +61,9 @@ class ModelPolicy(dg.ConfigurableResource):
     min_shadow_hours: int = 24
     # Optuna storage shared by tuning workers (ALPHAPULSE_OPTUNA_STORAGE); None tunes in the run's own process.
     optuna_storage: str | None = None
+
+    def rules(self) -> tuple[TradingRule, ...]:
+        return rule_grid(self.signal_bands, self.smoothing_hours)
 
     def margins(self) -> Margins:
         return Margins(log_loss=self.promotion_log_loss_margin, sharpe=self.promotion_sharpe_margin)
@@ -86,7 +93,7 @@ class ModelPolicy(dg.ConfigurableResource):
             window=self.cv_window,
             horizon_hours=self.horizon_hours,
             embargo_hours=self.embargo_hours,
-            signal_band=self.signal_band,
+            rules=self.rules(),
             cost_bps=self.cost_bps,
             trainer=self.trainer(),
             storage=self.optuna_storage,
@@ -97,7 +104,6 @@ class ModelPolicy(dg.ConfigurableResource):
 
     def evaluation(self) -> EvaluationConfig:
         return EvaluationConfig(
-            signal_band=self.signal_band,
             cost_bps=self.cost_bps,
             placebo_runs=self.placebo_runs,
             placebo_block_hours=self.placebo_block_hours,

@@ -3,8 +3,10 @@ in, a record of every trial and the chosen configuration out.
 
 Each family gets its own study (TPE sampler, median pruner on the running mean of fold log losses), seeded from
 the run's seed, so the same inputs and seed always walk the same trials. The configuration with the lowest mean
-fold log loss across all families wins; the final out-of-sample segment is never seen here. Every trial run,
-pruned ones included, counts towards the deflated Sharpe ratio's number of trials.
+fold log loss across all families wins; the final out-of-sample segment is never seen here. The trading rule
+(`TradingRule`: band and smoothing) is chosen here too, on the chosen configuration's walk-forward predictions, for
+net Sharpe after costs. Every trial run, pruned ones included, counts towards the deflated Sharpe ratio's number of
+trials once per rule tried: a configuration's best rule is a selection like any other.
 
 With a shared Optuna storage (a database), several processes tune the same studies: each study is named by the
 decision, the family and a fingerprint of the data and settings, so only workers scoring the same rows the same way
@@ -27,11 +29,27 @@ import polars as pl
 
 from alphapulse_assets.training.cv import Fold, purged_walk_forward
 from alphapulse_assets.training.families import TrainedModel, Trainer, family
-from alphapulse_assets.training.metrics import backtest, log_loss, roc_auc
-from alphapulse_assets.training.sharpe import sample_moments
+from alphapulse_assets.training.metrics import RuleBlock, best_rule, log_loss, roc_auc, rule_sharpes
+from alphapulse_serving.contract import MAX_SMOOTHING_HOURS, TradingRule
 
 # pg_advisory_lock key serialising Optuna's schema creation (any constant no other code on the database uses).
 OPTUNA_SCHEMA_LOCK = zlib.crc32(b"alphapulse/optuna-schema")
+
+
+# The default grid of trading rules (ModelPolicy's `signal_bands` x `smoothing_hours`).
+SIGNAL_BANDS = (0.0, 0.01, 0.02, 0.03, 0.05)
+SMOOTHING_HOURS = (1, 3, 6, 12, 24)
+
+
+def rule_grid(bands=SIGNAL_BANDS, smoothing_hours=SMOOTHING_HOURS) -> tuple[TradingRule, ...]:
+    """Every (band, smoothing) pair, simplest first (shortest smoothing, then narrowest band), so ties in Sharpe go
+    to the simpler rule. Smoothing reaches at most MAX_SMOOTHING_HOURS: what the online snapshot carries."""
+    if not bands or not smoothing_hours or max(smoothing_hours) > MAX_SMOOTHING_HOURS:
+        raise ValueError(
+            f"signal_bands {list(bands)} / smoothing_hours {list(smoothing_hours)}: both need at least one value, "
+            f"smoothing at most {MAX_SMOOTHING_HOURS} hours (what the online snapshot carries)"
+        )
+    return tuple(TradingRule(band, hours) for hours in sorted(set(smoothing_hours)) for band in sorted(set(bands)))
 
 
 @dataclass(frozen=True)
@@ -42,7 +60,8 @@ class TuningConfig:
     window: str
     horizon_hours: int
     embargo_hours: int
-    signal_band: float
+    # The trading rules tried on every complete trial's walk-forward predictions (ModelPolicy's grid).
+    rules: tuple[TradingRule, ...]
     cost_bps: float
     trainer: Trainer
     # An Optuna storage URL (postgresql://...) shared by workers; None keeps the studies in this process.
@@ -119,7 +138,8 @@ class TrialRecord:
     state: str  # complete | pruned
     params: dict[str, Any]
     folds: list[FoldScore] = field(default_factory=list)
-    net_returns: np.ndarray | None = None  # walk-forward hourly net returns over every fold (complete trials)
+    # Per-hour walk-forward net Sharpe of each trading rule (the config's `rules` order); complete trials only.
+    rule_sharpes: np.ndarray | None = None
     seconds: float = 0.0
     worker: str | None = None  # who ran it, when workers share the study
 
@@ -136,22 +156,27 @@ class TrialRecord:
         return float(np.mean([f.train_auc for f in self.folds])) if self.folds else float("nan")
 
     @property
+    def rule_index(self) -> int | None:
+        """Which rule trades this configuration's walk-forward predictions best after costs."""
+        return best_rule(self.rule_sharpes) if self.rule_sharpes is not None else None
+
+    @property
     def sharpe(self) -> float:
-        """Per-hour Sharpe of the walk-forward signal after costs (not annualised)."""
-        return sample_moments(self.net_returns)[0] if self.net_returns is not None else float("nan")
+        """Per-hour Sharpe of the walk-forward signal after costs under its best rule (not annualised)."""
+        return float(self.rule_sharpes[self.rule_index]) if self.rule_sharpes is not None else float("nan")
 
     @classmethod
     def from_trial(cls, family_name: str, trial) -> TrialRecord:
         """A finished Optuna trial as its record, from the attributes `_objective` stored on it."""
         attrs = trial.user_attrs
-        net = attrs.get("net_returns")
+        sharpes = attrs.get("rule_sharpes")
         return cls(
             family=family_name,
             number=trial.number,
             state="complete" if trial.state.name == "COMPLETE" else "pruned",
             params=dict(attrs.get("params", trial.params)),
             folds=[FoldScore(**{k: v for k, v in f.items() if k != "gain"}) for f in attrs.get("folds", [])],
-            net_returns=np.asarray(net, dtype=np.float64) if net is not None else None,
+            rule_sharpes=np.asarray(sharpes, dtype=np.float64) if sharpes is not None else None,
             seconds=float(attrs.get("seconds", 0.0)),
             worker=attrs.get("worker"),
         )
@@ -165,6 +190,8 @@ class TrialRecord:
             "cv_auc": self.cv_auc,
             "train_auc": self.train_auc,
             "cv_sharpe_hourly": self.sharpe,
+            "cv_rule": self.rule_index,
+            "rule_sharpes_hourly": None if self.rule_sharpes is None else self.rule_sharpes.tolist(),
             "folds_scored": len(self.folds),
             "seconds": self.seconds,
             "worker": self.worker,
@@ -178,10 +205,21 @@ class TuningResult:
     folds: list[Fold]
     seconds_by_family: dict[str, float]
     prepare_seconds: float
+    rules: tuple[TradingRule, ...]
 
     @property
     def n_trials(self) -> int:
         return len(self.trials)
+
+    @property
+    def rule(self) -> TradingRule:
+        """The trading rule chosen on the chosen configuration's walk-forward predictions."""
+        return self.rules[self.best.rule_index]
+
+    @property
+    def n_strategies(self) -> int:
+        """What the deflated Sharpe counts: every trial, once per rule it could have been traded with."""
+        return self.n_trials * len(self.rules)
 
     @property
     def n_completed(self) -> int:
@@ -194,8 +232,11 @@ class TuningResult:
 
     @property
     def trial_sharpe_variance(self) -> float:
-        """Variance of the completed trials' per-hour walk-forward Sharpe ratios: the spread luck alone has."""
-        sharpes = [t.sharpe for t in self.trials if t.state == "complete" and math.isfinite(t.sharpe)]
+        """Variance of the per-hour walk-forward Sharpe ratios of every (completed trial, rule) pair: the spread
+        luck alone has."""
+        sharpes = [
+            s for t in self.trials if t.rule_sharpes is not None for s in t.rule_sharpes.tolist() if math.isfinite(s)
+        ]
         return float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
 
     def best_by_family(self) -> dict[str, TrialRecord]:
@@ -227,7 +268,7 @@ def study_fingerprint(data: TrainingSet, config: TuningConfig) -> str:
         config.window,
         config.horizon_hours,
         config.embargo_hours,
-        config.signal_band,
+        tuple(rule.as_dict().values() for rule in config.rules),
         config.cost_bps,
         config.trainer.seed,
         config.trainer.device,
@@ -296,7 +337,7 @@ def tune(data: TrainingSet, config: TuningConfig) -> TuningResult:
         seconds_by_family[name] = time.perf_counter() - started
     completed = [t for t in trials if t.state == "complete"]
     best = min(completed, key=lambda t: (t.cv_log_loss, t.family, t.number))
-    return TuningResult(trials, best, folds, seconds_by_family, prepare_seconds)
+    return TuningResult(trials, best, folds, seconds_by_family, prepare_seconds, config.rules)
 
 
 def _finished_states() -> tuple:
@@ -321,27 +362,26 @@ def _objective(trial, model_family, prepared, folds: list[Fold], data: TrainingS
         trial.report(float(np.mean([s.val_log_loss for s in scores])), step)
         return trial.should_prune()
 
-    scores, net = _score_folds(model_family, prepared, params, folds, data, config, report)
-    if net is None:
-        _keep(trial, scores, None, trial_started)
+    scores, sharpes = _score_folds(model_family, prepared, params, folds, data, config, report)
+    _keep(trial, scores, sharpes, trial_started)
+    if sharpes is None:
         raise optuna.TrialPruned()
-    _keep(trial, scores, net, trial_started)
     return float(np.mean([s.val_log_loss for s in scores]))
 
 
 def _score_folds(model_family, prepared, params, folds, data, config, stop_after=None):
-    """One configuration fitted and scored fold by fold: (fold scores, walk-forward net returns), the returns None
-    when `stop_after(step, scores)` stopped it early (a pruned trial)."""
+    """One configuration fitted and scored fold by fold: (fold scores, each rule's walk-forward net Sharpe), the
+    Sharpes None when `stop_after(step, scores)` stopped it early (a pruned trial)."""
     scores: list[FoldScore] = []
-    net = []
+    blocks = []
     for step, (fold, fold_data) in enumerate(zip(folds, prepared, strict=True)):
         model = model_family.fit(fold_data, params, config.trainer)
-        score, fold_net = score_fold(data, fold, model, config)
+        score, block = score_fold(data, fold, model)
         scores.append(score)
-        net.append(fold_net)
+        blocks.append(block)
         if stop_after is not None and stop_after(step, scores):
             return scores, None
-    return scores, np.concatenate(net)
+    return scores, rule_sharpes(blocks, config.rules, config.cost_bps)
 
 
 def _prepared_folds(model_family, data: TrainingSet, folds: list[Fold]) -> list:
@@ -361,16 +401,18 @@ def score_configuration(
     model_family = family(family_name)
     prepared = _prepared_folds(model_family, data, folds)
     prepare_seconds = time.perf_counter() - started
-    scores, net = _score_folds(model_family, prepared, params, folds, data, config)
+    scores, sharpes = _score_folds(model_family, prepared, params, folds, data, config)
     seconds = time.perf_counter() - started
-    record = TrialRecord(family_name, 0, "refit", dict(params), scores, net, seconds - prepare_seconds, config.worker)
-    return TuningResult([record], record, folds, {family_name: seconds}, prepare_seconds)
+    record = TrialRecord(
+        family_name, 0, "refit", dict(params), scores, sharpes, seconds - prepare_seconds, config.worker
+    )
+    return TuningResult([record], record, folds, {family_name: seconds}, prepare_seconds, config.rules)
 
 
-def _keep(trial, scores: list[FoldScore], net_returns: np.ndarray | None, started: float) -> None:
+def _keep(trial, scores: list[FoldScore], rule_sharpes: np.ndarray | None, started: float) -> None:
     trial.set_user_attr("folds", [s.__dict__ for s in scores])
-    if net_returns is not None:
-        trial.set_user_attr("net_returns", net_returns.tolist())
+    if rule_sharpes is not None:
+        trial.set_user_attr("rule_sharpes", rule_sharpes.tolist())
     trial.set_user_attr("seconds", time.perf_counter() - started)
 
 
@@ -430,11 +472,9 @@ def counted_trials(study, n_trials: int, shared: bool, timeout_seconds: float) -
         time.sleep(0.5)
 
 
-def score_fold(
-    data: TrainingSet, fold: Fold, model: TrainedModel, config: TuningConfig
-) -> tuple[FoldScore, np.ndarray]:
-    """Train and test log loss and AUC of one fold's model, and the hourly net returns of its signal on the test
-    block."""
+def score_fold(data: TrainingSet, fold: Fold, model: TrainedModel) -> tuple[FoldScore, RuleBlock]:
+    """Train and test log loss and AUC of one fold's model, and its test block's predictions, ready for the
+    trading rules."""
     train, test = _fold_arrays(data, fold)
     p_test = model.predict_proba(data.x[test])
     p_train = model.predict_proba(data.x[train])
@@ -452,9 +492,7 @@ def score_fold(
         n_train=len(train),
         n_test=len(test),
     )
-    scored = data.frame[test].with_columns(pl.Series("probability", p_test))
-    result = backtest(scored, config.signal_band, config.cost_bps)
-    return score, result.hourly["net"].to_numpy()
+    return score, RuleBlock.of(data.frame[test].with_columns(pl.Series("probability", p_test)))
 
 
 def fit_final(data: TrainingSet, family_name: str, params: dict[str, Any], trainer: Trainer) -> TrainedModel:
