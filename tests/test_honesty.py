@@ -40,9 +40,7 @@ def run(market, days: int, oos_days: int, folds: int):
         cost_bps=2.0,
         trainer=Trainer(seed=SEED),
     )
-    evaluation = EvaluationConfig(
-        cost_bps=2.0, placebo_runs=5, placebo_block_hours=24, thresholds=GateThresholds()
-    )
+    evaluation = EvaluationConfig(cost_bps=2.0, placebo_runs=5, placebo_block_hours=24, thresholds=GateThresholds())
     return train_and_evaluate(features, prices, [LEADER, FOLLOWER], list(FEATURE_NAMES), windows, tuning, evaluation)
 
 
@@ -59,8 +57,11 @@ def test_a_random_walk_is_reported_as_chance():
     assert low <= report.metrics["accuracy"] <= high, report.metrics
     assert report.sharpe["dsr"] < 0.5, report.sharpe
     assert not report.gates_passed, report.summary
-    # The tuner ran every trial it was asked for, and the deflation counted all of them.
-    assert result.tuning.n_trials == 18
+    # The tuner ran every trial it was asked for, and the deflation counted all of them, once per trading rule.
+    assert result.tuning.n_trials == 18 and result.tuning.n_strategies == 18 * len(rule_grid())
+    assert f"best of {18 * len(rule_grid())} trials" in next(
+        g.detail for g in report.gates if g.name == "deflated_sharpe"
+    )
     # The placebo twins, trained on permuted labels, sit at chance too.
     assert low <= report.placebo.accuracy <= high
 

@@ -17,7 +17,15 @@ from alphapulse_assets.storage.object_store import LocalObjectStore
 from alphapulse_serving.app import create_app
 from alphapulse_serving.audit import AuditLog
 from alphapulse_serving.baseline import RulesBaseline
-from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest, ScoringModel, TradingRule, read_uri, sha256_hex
+from alphapulse_serving.contract import (
+    MANIFEST_KEY,
+    SNAPSHOT_KEY,
+    ModelManifest,
+    ScoringModel,
+    TradingRule,
+    read_uri,
+    sha256_hex,
+)
 from alphapulse_serving.resilience import CircuitBreaker, ScoreCache
 from alphapulse_serving.schemas import AuditPacket, BatchResponse, HealthResponse, PredictResponse
 from alphapulse_serving.security import ApiKeys, ConfigError, RateLimiter, key_id, load_keys

@@ -66,3 +66,21 @@ def lead_lag_market(start: datetime, hours: int, seed: int, strength: float = 0.
     noise = rng.normal(0.0, HOURLY_VOLATILITY, n)
     follower = np.concatenate([[noise[0]], strength * leader[:-1] + np.sqrt(1 - strength**2) * noise[1:]])
     return _market({LEADER: leader, FOLLOWER: follower}, start, seed)
+
+
+def slow_signal_market(
+    start: datetime, hours: int, seed: int, strength: float = 0.06
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A real but small edge that moves slowly: the follower's return in hour t+1 correlates at `strength` with the
+    leader's return over the 24 hours to t (standardised). The best position changes a few times a day; a rule that
+    trades each hour's noisy estimate of it turns over far more, and at a few basis points a trade the costs eat
+    the edge. What a trading rule chosen for net Sharpe must find: trade less, and keep it."""
+    rng = np.random.default_rng([seed, 0])
+    n = hours + HISTORY_HOURS[PRICES] + 1
+    leader = rng.normal(0.0, HOURLY_VOLATILITY, n)
+    day = np.convolve(leader, np.ones(24), mode="full")[:n] / (HOURLY_VOLATILITY * np.sqrt(24))
+    noise = rng.normal(0.0, 1.0, n)
+    follower = HOURLY_VOLATILITY * np.concatenate(
+        [[noise[0]], strength * day[:-1] + np.sqrt(1 - strength**2) * noise[1:]]
+    )
+    return _market({LEADER: leader, FOLLOWER: follower}, start, seed)
