@@ -1,7 +1,7 @@
 import json
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -36,7 +36,12 @@ SNAPSHOT_HOUR = "2025-01-02T10:00:00+00:00"
 
 
 def publish_model(
-    store: LocalObjectStore, seed: int, version: str, corrupt: bool = False, feature_version: str = CURRENT_VERSION
+    store: LocalObjectStore,
+    seed: int,
+    version: str,
+    corrupt: bool = False,
+    feature_version: str = CURRENT_VERSION,
+    smoothing_hours: int = 1,
 ) -> ModelManifest:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((400, len(FEATURES)))
@@ -50,6 +55,7 @@ def publish_model(
         feature_names=FEATURES,
         feature_version=feature_version,
         signal_band=0.02,
+        smoothing_hours=smoothing_hours,
         symbols=["BTCUSDT", "ETHUSDT"],
         training_window={"train_start": "2025-01-01T00:00:00+00:00"},
         metrics={"oos_auc": 0.6},
@@ -113,6 +119,47 @@ class Broken:
 
 
 # --- predictions and the model they come from ---------------------------------------------------------------------
+
+
+def test_a_smoothing_rule_trades_the_mean_of_the_recent_hours(tmp_path):
+    """A model whose trading rule averages 6 hours: the API scores the snapshot's earlier hours within them (one
+    missing, one too old), or the earlier hours a request gives, and thresholds the mean, as `predictions` does."""
+    store = LocalObjectStore(root=str(tmp_path / "objects"))
+    manifest = publish_model(store, 1, "v1", smoothing_hours=6)
+    now = datetime.fromisoformat(SNAPSHOT_HOUR)
+    earlier = [
+        {"ts": (now - timedelta(hours=h)).isoformat(), "values": snapshot_values() | {FEATURES[0]: (-1.0) ** h * h}}
+        for h in (1, 2, 3, 5, 7)
+    ]
+    rows = {s: {"ts": SNAPSHOT_HOUR, "values": snapshot_values(), "earlier": earlier} for s in ("BTCUSDT", "ETHUSDT")}
+    payload = {"feature_version": CURRENT_VERSION, "feature_names": FEATURES, "rows": rows}
+    store.put_bytes(SNAPSHOT_KEY, json.dumps(payload).encode())
+    scorer = ScoringModel.load(manifest)
+    used = [snapshot_values()] + [e["values"] for e in earlier[:4]]  # newest first; 7 hours back is outside
+    probabilities = [float(scorer.predict_proba(scorer.vector(values))[0]) for values in used]
+    signal, smoothed = manifest.rule.position(probabilities)
+    assert smoothed != probabilities[0]
+    with api_client(store.root, tmp_path / "audit") as client:
+        body = predict(client)
+        assert body["probability"] == probabilities[0] and body["smoothed_probability"] == smoothed
+        assert body["smoothed_hours"] == 5 and body["signal"] == signal
+        given = predict(client, features=used[0], earlier_features=used[1:])
+        assert (given["smoothed_probability"], given["smoothed_hours"], given["signal"]) == (smoothed, 5, signal)
+        alone = predict(client, features=used[0])
+        assert alone["smoothed_hours"] == 1 and alone["smoothed_probability"] == probabilities[0]
+        too_many = client.post(
+            "/predict", json={"symbol": "BTCUSDT", "features": used[0], "earlier_features": [used[1]] * 6}
+        )
+        assert too_many.status_code == 422 and "at most 5 earlier hours" in too_many.text
+        orphan = client.post("/predict", json={"symbol": "BTCUSDT", "earlier_features": [used[1]]})
+        assert orphan.status_code == 422 and "give features too" in orphan.text
+        model = client.get("/model").json()
+        assert model["smoothing_hours"] == 6 and "mean P(up) of the last 6 hours" in model["trading_rule"]
+        # The audit packet holds every hour the decision averaged, so it can be re-derived.
+        packet = client.get(f"/audit/{body['decision_id']}").json()
+        assert packet["features"]["earlier_values"] == used[1:]
+        assert packet["output"]["smoothed_probability"] == smoothed and packet["model"]["smoothing_hours"] == 6
+        assert client.get(f"/audit/{given['decision_id']}").json()["features"]["earlier_values"] == used[1:]
 
 
 def test_predict_from_online_features(served):
