@@ -120,6 +120,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             tuning_trials=settings.tuning_trials,
             retune_every_hours=settings.retune_every_hours,
             model_families=list(settings.model_families),
+            signal_bands=list(settings.signal_bands),
+            smoothing_hours=list(settings.smoothing_hours),
             placebo_runs=settings.placebo_runs,
             device=settings.training_device,
             threads=settings.training_threads,

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from alphapulse_assets.market.simulator import EPOCH, SYMBOL_CATALOG
-from alphapulse_serving.contract import store_location
+from alphapulse_serving.contract import MAX_SMOOTHING_HOURS, SIGNAL_BANDS, SMOOTHING_HOURS, store_location
 
 SUPPORTED_MARKET_SOURCES = ("simulated", "binance_archive", "binance_rest")
 SUPPORTED_NEWS_SOURCES = ("simulated", "rss", "jsonl", "none")
@@ -121,6 +121,19 @@ def parse_families(raw: str, name: str = "ALPHAPULSE_MODEL_FAMILIES") -> tuple[s
         lambda f: None if f in SUPPORTED_MODEL_FAMILIES else f"{f!r} is not a model family; supported: {supported}",
         "model family",
     )
+
+
+def parse_numbers(raw: str, name: str, kind: type, minimum: float, maximum: float) -> tuple:
+    """Comma-separated numbers of `kind` (int or float) in [minimum, maximum], no repeats."""
+
+    def problem(value: str) -> str | None:
+        try:
+            number = kind(value)
+        except ValueError:
+            return f"{value!r} is not {'a whole number' if kind is int else 'a number'}"
+        return None if minimum <= number <= maximum else f"{value} is outside [{minimum:g}, {maximum:g}]"
+
+    return tuple(kind(v) for v in _unique_list(raw, name, str, problem, "value"))
 
 
 def parse_gates(raw: str, name: str = "ALPHAPULSE_GATES") -> dict[str, float]:
@@ -237,6 +250,8 @@ class Settings:
     tuning_trials: int = 30
     retune_every_hours: int = 0
     model_families: tuple[str, ...] = SUPPORTED_MODEL_FAMILIES
+    signal_bands: tuple[float, ...] = SIGNAL_BANDS
+    smoothing_hours: tuple[int, ...] = SMOOTHING_HOURS
     placebo_runs: int = 5
     training_device: str = "auto"
     training_threads: int = 2
@@ -364,6 +379,20 @@ class Settings:
             tuning_trials=_int(env, "ALPHAPULSE_TUNING_TRIALS", 30, minimum=1, maximum=10_000),
             retune_every_hours=_int(env, "ALPHAPULSE_RETUNE_EVERY_HOURS", 0, minimum=0, maximum=8760),
             model_families=parse_families(_env(env, "ALPHAPULSE_MODEL_FAMILIES", ",".join(SUPPORTED_MODEL_FAMILIES))),
+            signal_bands=parse_numbers(
+                _env(env, "ALPHAPULSE_SIGNAL_BANDS", ",".join(map(str, SIGNAL_BANDS))),
+                "ALPHAPULSE_SIGNAL_BANDS",
+                float,
+                0.0,
+                0.49,
+            ),
+            smoothing_hours=parse_numbers(
+                _env(env, "ALPHAPULSE_SMOOTHING_HOURS", ",".join(map(str, SMOOTHING_HOURS))),
+                "ALPHAPULSE_SMOOTHING_HOURS",
+                int,
+                1,
+                MAX_SMOOTHING_HOURS,
+            ),
             placebo_runs=_int(env, "ALPHAPULSE_PLACEBO_RUNS", 5, minimum=2, maximum=100),
             training_device=_choice(env, "ALPHAPULSE_TRAINING_DEVICE", "auto", SUPPORTED_DEVICES),
             training_threads=_int(env, "ALPHAPULSE_TRAINING_THREADS", 2, minimum=1, maximum=256),

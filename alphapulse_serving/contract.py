@@ -34,6 +34,10 @@ MANIFEST_KEY = "serving/promoted_model.json"
 SNAPSHOT_KEY = "serving/online_features.json"
 # The longest moving mean a trading rule may take: the online snapshot carries this many hours per symbol.
 MAX_SMOOTHING_HOURS = 24
+# The trading rules training chooses from by default: every band x smoothing pair (ALPHAPULSE_SIGNAL_BANDS,
+# ALPHAPULSE_SMOOTHING_HOURS).
+SIGNAL_BANDS = (0.0, 0.01, 0.02, 0.03, 0.05)
+SMOOTHING_HOURS = (1, 3, 6, 12, 24)
 
 
 def sha256_hex(data: bytes) -> str:

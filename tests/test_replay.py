@@ -318,8 +318,8 @@ def test_the_replay_serves_exactly_what_the_live_loop_served(lead_lag, tmp_path)
     hours = [first_decision + timedelta(hours=k) for k in range(1, LIVE_HOURS + 1)]
     assert live["ts"].unique().sort().to_list() == hours
     replayed = lead_lag.table("predictions", "ts, symbol").filter(pl.col("ts").is_in(hours))
-    columns = ["ts", "symbol", "probability_up", "smoothed_probability_up", "signal", "model_version", "feature_version"]
-    columns += ["in_model_window"]
+    columns = ["ts", "symbol", "probability_up", "smoothed_probability_up", "signal", "model_version"]
+    columns += ["feature_version", "in_model_window"]
     assert replayed.select(columns).equals(live.select(columns))
     assert np.array_equal(replayed["probability_up"].to_numpy(), live["probability_up"].to_numpy())
 

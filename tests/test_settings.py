@@ -28,9 +28,17 @@ def test_training_settings_reach_the_policy():
         ALPHAPULSE_GATES='{"min_dsr": 0.99, "min_oos_rows": 500}',
         ALPHAPULSE_LABEL_HORIZON_HOURS="4",
         ALPHAPULSE_TRAINING_DEVICE="cpu",
+        ALPHAPULSE_SIGNAL_BANDS="0.03, 0",
+        ALPHAPULSE_SMOOTHING_HOURS="12,1",
     )
     policy = build_resources(s)["policy"]
     assert policy.model_families == ["logistic", "xgboost"] and policy.horizon_hours == 4
+    assert [r.as_dict() for r in policy.tuning(datetime(2025, 3, 1, tzinfo=UTC)).rules] == [
+        {"band": 0.0, "smoothing_hours": 1},
+        {"band": 0.03, "smoothing_hours": 1},
+        {"band": 0.0, "smoothing_hours": 12},
+        {"band": 0.03, "smoothing_hours": 12},
+    ]
     thresholds = policy.evaluation().thresholds
     assert thresholds.min_dsr == 0.99 and thresholds.min_oos_rows == 500 and thresholds.min_psr == 0.95
     assert policy.tuning(datetime(2025, 3, 1, tzinfo=UTC)).trainer.device == "cpu"
@@ -84,6 +92,10 @@ def test_history_start_formats():
         ({"ALPHAPULSE_MODEL_FAMILIES": "xgboost,lightgbm"}, "ALPHAPULSE_MODEL_FAMILIES"),
         ({"ALPHAPULSE_MODEL_FAMILIES": "xgboost,xgboost"}, "ALPHAPULSE_MODEL_FAMILIES"),
         ({"ALPHAPULSE_PLACEBO_RUNS": "1"}, "ALPHAPULSE_PLACEBO_RUNS"),
+        ({"ALPHAPULSE_SIGNAL_BANDS": "0.5"}, "ALPHAPULSE_SIGNAL_BANDS"),
+        ({"ALPHAPULSE_SIGNAL_BANDS": "wide"}, "ALPHAPULSE_SIGNAL_BANDS"),
+        ({"ALPHAPULSE_SMOOTHING_HOURS": "48"}, "ALPHAPULSE_SMOOTHING_HOURS"),
+        ({"ALPHAPULSE_SMOOTHING_HOURS": "1,1"}, "ALPHAPULSE_SMOOTHING_HOURS"),
         ({"ALPHAPULSE_TRAINING_DEVICE": "tpu"}, "ALPHAPULSE_TRAINING_DEVICE"),
         ({"ALPHAPULSE_GATES": '{"min_sharpe": 1}'}, "ALPHAPULSE_GATES"),
         ({"ALPHAPULSE_GATES": '{"min_dsr": "high"}'}, "ALPHAPULSE_GATES"),

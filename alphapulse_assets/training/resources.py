@@ -16,8 +16,8 @@ from alphapulse_assets.training.dataset import TrainingWindows, training_windows
 from alphapulse_assets.training.evaluation import EvaluationConfig
 from alphapulse_assets.training.families import Trainer, resolve_device
 from alphapulse_assets.training.gates import GateThresholds
-from alphapulse_assets.training.tuning import SIGNAL_BANDS, SMOOTHING_HOURS, TuningConfig, rule_grid
-from alphapulse_serving.contract import TradingRule
+from alphapulse_assets.training.tuning import TuningConfig, rule_grid
+from alphapulse_serving.contract import SIGNAL_BANDS, SMOOTHING_HOURS, TradingRule
 
 SERVING_PACKAGE = Path(__file__).resolve().parents[2] / "alphapulse_serving"
 # The libraries each family's logged MLflow model needs beyond MLflow itself.

@@ -30,15 +30,10 @@ import polars as pl
 from alphapulse_assets.training.cv import Fold, purged_walk_forward
 from alphapulse_assets.training.families import TrainedModel, Trainer, family
 from alphapulse_assets.training.metrics import RuleBlock, best_rule, log_loss, roc_auc, rule_sharpes
-from alphapulse_serving.contract import MAX_SMOOTHING_HOURS, TradingRule
+from alphapulse_serving.contract import MAX_SMOOTHING_HOURS, SIGNAL_BANDS, SMOOTHING_HOURS, TradingRule
 
 # pg_advisory_lock key serialising Optuna's schema creation (any constant no other code on the database uses).
 OPTUNA_SCHEMA_LOCK = zlib.crc32(b"alphapulse/optuna-schema")
-
-
-# The default grid of trading rules (ModelPolicy's `signal_bands` x `smoothing_hours`).
-SIGNAL_BANDS = (0.0, 0.01, 0.02, 0.03, 0.05)
-SMOOTHING_HOURS = (1, 3, 6, 12, 24)
 
 
 def rule_grid(bands=SIGNAL_BANDS, smoothing_hours=SMOOTHING_HOURS) -> tuple[TradingRule, ...]:
