@@ -233,7 +233,7 @@ def trained_model(
             }
             for t in result.trials
         ],
-        schema_overrides={"worker": pl.String},
+        schema_overrides={"worker": pl.String, "cv_rule": pl.Int64, "rule_sharpes_hourly": pl.List(pl.Float64)},
     )
     window_end = context.partition_time_window.end
     warehouse.replace_window("trained_model", record, decision, window_end)
@@ -250,7 +250,7 @@ def trained_model(
             "trading_rule": rule.describe(),
             "signal_band": rule.band,
             "smoothing_hours": rule.smoothing_hours,
-            "cv_sharpe": best.sharpe * np.sqrt(HOURS_PER_YEAR),
+            "cv_sharpe": float(best.sharpe * np.sqrt(HOURS_PER_YEAR)),
             "rules": _rules_table(result),
             "n_train": int(data.labelled.sum()),
             "train_base_rate": data.base_rate,
