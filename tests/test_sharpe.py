@@ -12,6 +12,7 @@ from alphapulse_assets.training.sharpe import (
     expected_max_sharpe,
     probabilistic_sharpe_ratio,
     sample_moments,
+    trial_sharpe_variance,
 )
 
 
@@ -51,3 +52,17 @@ def test_sample_moments_of_a_normal_sample():
 def test_a_signal_that_never_trades_claims_no_skill():
     stats = sharpe_statistics(np.zeros(500), n_trials=30, trial_sharpe_variance=0.001)
     assert stats["psr"] == 0.0 and stats["dsr"] == 0.0
+
+
+def test_the_trials_luck_is_their_spread_within_each_rule_not_between_rules():
+    rng = np.random.default_rng(4)
+    luck = rng.normal(0.0, 0.02, (40, 3))
+    # Three rules that differ for a reason (a constant offset each) over the same 40 lucky trials.
+    structured = luck + np.array([0.5, 0.2, 0.0])
+    assert trial_sharpe_variance(structured) == pytest.approx(trial_sharpe_variance(luck))
+    assert trial_sharpe_variance(structured) == pytest.approx(0.02**2, rel=0.3)
+    assert np.var(structured, ddof=1) > 50 * trial_sharpe_variance(structured)
+    # One rule: the plain variance; unscored entries are skipped; too few trials: no spread.
+    assert trial_sharpe_variance(luck[:, 0]) == pytest.approx(np.var(luck[:, 0], ddof=1))
+    assert trial_sharpe_variance(np.array([0.1, np.nan, 0.3])) == pytest.approx(0.02)
+    assert trial_sharpe_variance(np.array([[0.1, 0.2]])) == 0.0

@@ -169,13 +169,13 @@ def _trial_sharpes(warehouse: Warehouse, start: datetime, stop: datetime, served
     )
     if "rule_sharpes_hourly" not in trials.columns:  # trials from before trading rules were chosen
         return trials["cv_sharpe_hourly"].to_numpy()
-    # Each (trial, trading rule) pair was a strategy the selection could pick; rows from before rules were chosen
-    # had one.
-    per_pair = [
+    # A row per trial, a column per trading rule it was tried with (rows from before rules were chosen had one).
+    rows = [
         rules if rules is not None else [single]
         for rules, single in trials.select("rule_sharpes_hourly", "cv_sharpe_hourly").iter_rows()
     ]
-    return np.array([s for pair in per_pair for s in pair], dtype=float)
+    width = max((len(r) for r in rows), default=0)
+    return np.array([list(r) + [np.nan] * (width - len(r)) for r in rows], dtype=float)
 
 
 def _equity_plot(curves: dict[str, pl.DataFrame], decisions: pl.DataFrame) -> bytes:

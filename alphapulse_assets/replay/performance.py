@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 from alphapulse_assets.training.metrics import position_returns, summarize_returns
-from alphapulse_assets.training.sharpe import deflated_sharpe_ratio, sample_moments
+from alphapulse_assets.training.sharpe import deflated_sharpe_ratio, sample_moments, trial_sharpe_variance
 
 # Column prefix in the `loop_performance` table -> what a person reads.
 POLICIES = {
@@ -72,15 +72,18 @@ def policy_figures(frame: pl.DataFrame, name: str) -> tuple[dict[str, float], pl
 def system_dsr(hourly_net: np.ndarray, trial_sharpes: np.ndarray) -> tuple[float, int, float]:
     """Deflated Sharpe of the loop's hourly returns, paying for every trial that shaped what it served.
 
-    `trial_sharpes` are the per-hour walk-forward Sharpe ratios of every tuning trial of every retrain that counts
-    (their spread is the luck the selection could buy). Returns (dsr, trials, their variance)."""
-    trials = np.asarray([s for s in trial_sharpes if s is not None and math.isfinite(s)], dtype=float)
-    variance = float(np.var(trials, ddof=1)) if trials.size > 1 else 0.0
+    `trial_sharpes` are the per-hour walk-forward Sharpe ratios of every tuning trial of every retrain that counts,
+    a row per trial and a column per trading rule it was tried with (1-D: one rule each). Every finite entry is a
+    trial; their spread within rules is the luck the selection could buy (`trial_sharpe_variance`). Returns (dsr,
+    trials, their variance)."""
+    matrix = np.asarray(trial_sharpes, dtype=float)
+    n_trials = int(np.isfinite(matrix).sum())
+    variance = trial_sharpe_variance(matrix) if matrix.size else 0.0
     sharpe, skewness, kurtosis = sample_moments(hourly_net)
     if not math.isfinite(sharpe):
-        return float("nan"), int(trials.size), variance
-    dsr = deflated_sharpe_ratio(sharpe, len(hourly_net), max(int(trials.size), 1), variance, skewness, kurtosis)
-    return dsr, int(trials.size), variance
+        return float("nan"), n_trials, variance
+    dsr = deflated_sharpe_ratio(sharpe, len(hourly_net), max(n_trials, 1), variance, skewness, kurtosis)
+    return dsr, n_trials, variance
 
 
 def paired_t(a: np.ndarray, b: np.ndarray) -> float:

@@ -49,6 +49,24 @@ def probabilistic_sharpe_ratio(
     return _NORMAL.cdf((sharpe - benchmark) * math.sqrt(n_obs - 1) / math.sqrt(spread))
 
 
+def trial_sharpe_variance(sharpes) -> float:
+    """The spread luck alone gives trials' Sharpe ratios. `sharpes` has a row per trial and a column per trading
+    rule the trial was tried with (a 1-D array: one rule): the variance across trials within each rule, pooled over
+    the rules. The spread between rules is left out: a moving mean that blurs a one-hour signal scores lower than
+    one that keeps it for a reason, not by luck, and counting that as luck would raise the bar for real skill only.
+    Non-finite entries (trials a rule could not score) are skipped."""
+    matrix = np.asarray(sharpes, dtype=np.float64)
+    if matrix.ndim == 1:
+        matrix = matrix[:, None]
+    variances, weights = [], []
+    for column in matrix.T:
+        finite = column[np.isfinite(column)]
+        if finite.size > 1:
+            variances.append(float(np.var(finite, ddof=1)))
+            weights.append(finite.size - 1)
+    return float(np.average(variances, weights=weights)) if variances else 0.0
+
+
 def expected_max_sharpe(n_trials: int, trials_sharpe_variance: float) -> float:
     """The Sharpe ratio the best of n_trials independent zero-skill trials reaches by luck alone."""
     if n_trials <= 1 or trials_sharpe_variance <= 0.0:

@@ -30,6 +30,7 @@ import polars as pl
 from alphapulse_assets.training.cv import Fold, purged_walk_forward
 from alphapulse_assets.training.families import TrainedModel, Trainer, family
 from alphapulse_assets.training.metrics import RuleBlock, best_rule, log_loss, roc_auc, rule_sharpes
+from alphapulse_assets.training.sharpe import trial_sharpe_variance
 from alphapulse_serving.contract import MAX_SMOOTHING_HOURS, SIGNAL_BANDS, SMOOTHING_HOURS, TradingRule
 
 # pg_advisory_lock key serialising Optuna's schema creation (any constant no other code on the database uses).
@@ -227,12 +228,10 @@ class TuningResult:
 
     @property
     def trial_sharpe_variance(self) -> float:
-        """Variance of the per-hour walk-forward Sharpe ratios of every (completed trial, rule) pair: the spread
-        luck alone has."""
-        sharpes = [
-            s for t in self.trials if t.rule_sharpes is not None for s in t.rule_sharpes.tolist() if math.isfinite(s)
-        ]
-        return float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
+        """The spread luck alone gives the completed trials' per-hour walk-forward Sharpe ratios: across trials,
+        within each trading rule, pooled over the rules (`sharpe.trial_sharpe_variance`)."""
+        rows = [t.rule_sharpes for t in self.trials if t.rule_sharpes is not None]
+        return trial_sharpe_variance(np.vstack(rows)) if rows else 0.0
 
     def best_by_family(self) -> dict[str, TrialRecord]:
         best: dict[str, TrialRecord] = {}
