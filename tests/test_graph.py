@@ -1,8 +1,10 @@
 """The whole graph, in-process, over a small range: data backfill, retrain, promotion, hourly job."""
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 from api import api_client
@@ -11,12 +13,14 @@ from services import free_port, stop_group
 
 from alphapulse_assets.definitions import build_definitions
 from alphapulse_assets.features.catalog import FEATURE_NAMES
-from alphapulse_assets.features.store import snapshot_bytes
+from alphapulse_assets.features.store import rows_of_version, snapshot_bytes
 from alphapulse_assets.monitoring.reference import drift_features
+from alphapulse_assets.promotion.assets import manifest_key, scoring_model
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
+from alphapulse_assets.training.assets import score_frame
 from alphapulse_serving.baseline import RulesBaseline
-from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest
+from alphapulse_serving.contract import MANIFEST_KEY, MAX_SMOOTHING_HOURS, SNAPSHOT_KEY, ModelManifest
 
 FIRST, LAST = "2025-03-01-00:00", "2025-03-13-23:00"
 LAST_HOUR = datetime(2025, 3, 13, 23, tzinfo=UTC)
@@ -105,18 +109,72 @@ def test_api_answers_what_predictions_recorded(graph, tmp_path):
     features = table(defs, "features")
     version = ModelManifest.from_json(store.get_bytes(MANIFEST_KEY)).feature_version
     try:
-        with api_client(settings.object_store_root, tmp_path / "audit") as client:
-            for hour, rows in recorded.group_by("ts", maintain_order=True):
-                store.put_bytes(SNAPSHOT_KEY, snapshot_bytes(features.filter(pl.col("ts") == hour[0]), version))
-                client.app.state.serving.refresh()
-                for row in rows.iter_rows(named=True):
-                    body = client.post("/predict", json={"symbol": row["symbol"]}).json()
-                    assert body["source"] == "primary", body
-                    assert body["probability"] == row["probability_up"], (hour, row["symbol"])
-                    assert body["signal"] == row["signal"] and body["model_version"] == row["model_version"]
-                    assert datetime.fromisoformat(body["feature_timestamp"]) == hour[0]
+        _assert_api_answers(defs, settings, recorded, features, version, tmp_path)
     finally:
         store.put_bytes(SNAPSHOT_KEY, newest_snapshot)
+
+
+def _assert_api_answers(defs, settings, recorded, features, version, tmp_path) -> None:
+    """For each hour of `recorded` predictions, publish that hour's online snapshot (with its earlier hours, as the
+    features asset publishes it) and check the API answers every row exactly as recorded."""
+    store, warehouse = defs.resources["object_store"], defs.resources["warehouse"]
+    with api_client(settings.object_store_root, tmp_path / "audit") as client:
+        for hour, rows in recorded.group_by("ts", maintain_order=True):
+            earlier = rows_of_version(warehouse, hour[0] - timedelta(hours=MAX_SMOOTHING_HOURS - 1), hour[0], version)
+            store.put_bytes(SNAPSHOT_KEY, snapshot_bytes(features.filter(pl.col("ts") == hour[0]), version, earlier))
+            client.app.state.serving.refresh()
+            for row in rows.iter_rows(named=True):
+                body = client.post("/predict", json={"symbol": row["symbol"]}).json()
+                assert body["source"] == "primary", body
+                assert body["probability"] == row["probability_up"], (hour, row["symbol"])
+                assert body["smoothed_probability"] == row["smoothed_probability_up"], (hour, row["symbol"])
+                assert body["signal"] == row["signal"] and body["model_version"] == row["model_version"]
+                assert datetime.fromisoformat(body["feature_timestamp"]) == hour[0]
+
+
+def test_a_rule_that_averages_hours_is_served_as_predictions_recorded_it(graph, tmp_path):
+    """The champion traded by a 6-hour mean (its manifest says so): `predictions` averages its scores of each
+    hour and the five before, the first hours of a range included, and the API, given the snapshot with its
+    earlier rows, answers the same bits."""
+    defs, instance, settings = graph
+    store = defs.resources["object_store"]
+    promoted = store.get_bytes(MANIFEST_KEY)
+    champion = ModelManifest.from_json(promoted)
+    own = manifest_key(champion.version)
+    original, newest_snapshot = store.get_bytes(own), store.get_bytes(SNAPSHOT_KEY)
+    averaging = replace(champion, smoothing_hours=6).to_json()
+    hours = ("2025-03-13-12:00", "2025-03-13-20:00")
+    try:
+        store.put_bytes(own, averaging)
+        store.put_bytes(MANIFEST_KEY, averaging)
+        backfill = run_job(
+            defs, instance, "hourly_job", partition_range=hours, asset_selection=[dg.AssetKey("predictions")]
+        )
+        assert backfill.success, backfill.error
+        recorded = table(defs, "predictions").filter(
+            (pl.col("ts") >= datetime(2025, 3, 13, 12, tzinfo=UTC))
+            & (pl.col("ts") <= datetime(2025, 3, 13, 20, tzinfo=UTC))
+        )
+        assert recorded.height == 9 * 2
+        assert (recorded["smoothed_probability_up"] != recorded["probability_up"]).all()
+        # The first hour of the range averaged the five hours before it too.
+        first = recorded.filter(pl.col("ts") == pl.col("ts").min()).sort("symbol")
+        model = scoring_model(ModelManifest.from_json(averaging))
+        before = table(defs, "features").filter(
+            (pl.col("ts") > datetime(2025, 3, 13, 6, tzinfo=UTC))
+            & (pl.col("ts") <= datetime(2025, 3, 13, 12, tzinfo=UTC))
+        )
+        means = score_frame(model, before).group_by("symbol").agg(pl.col("probability").mean()).sort("symbol")
+        np.testing.assert_allclose(first["smoothed_probability_up"], means["probability"], rtol=1e-12)
+        _assert_api_answers(defs, settings, recorded, table(defs, "features"), champion.feature_version, tmp_path)
+    finally:
+        store.put_bytes(own, original)
+        store.put_bytes(MANIFEST_KEY, promoted)
+        store.put_bytes(SNAPSHOT_KEY, newest_snapshot)
+        restored = run_job(
+            defs, instance, "hourly_job", partition_range=hours, asset_selection=[dg.AssetKey("predictions")]
+        )
+        assert restored.success, restored.error
 
 
 def test_drift_report_written(graph):
