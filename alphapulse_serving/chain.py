@@ -75,7 +75,7 @@ class FallbackChain:
         self._vectors: dict[tuple[str, str, str], np.ndarray] = {}
         # The model's P(up) of the snapshot's earlier hours that its trading rule averages, newest first, with their
         # timestamps: scored once per (snapshot, model, symbol), like the vectors.
-        self._earlier: dict[tuple[str, str, str], tuple[list[float], list[str]]] = {}
+        self._earlier: dict[tuple[str, str, str, int], tuple[list[float], list[str]]] = {}
 
     def validate(
         self, symbol: str, given: dict | None, loaded=None, snapshot=None, earlier: list[dict] | None = None
@@ -265,7 +265,8 @@ class FallbackChain:
                 return [], None
             matrix = np.vstack([loaded.scorer.vector(values) for values in given])
             return [float(p) for p in loaded.scorer.predict_proba(matrix)], None
-        key = (snapshot.sha256, loaded.manifest.sha256, symbol)
+        # The window is in the key: one artifact may be promoted again with another rule.
+        key = (snapshot.sha256, loaded.manifest.sha256, symbol, window)
         found = self._earlier.get(key)
         if found is None:
             row = snapshot.features.rows[symbol]
