@@ -152,6 +152,10 @@ def materialize(settings) -> bool:
             "Assets -> model_evaluation (gates) and drift_report (the newest data against the last trained model)"
         )
         return False
+    say(
+        f"      champion {champion.version} ({champion.extra.get('family', 'model')}) trades its chosen rule: "
+        f"{champion.rule.describe()}"
+    )
     return True
 
 
