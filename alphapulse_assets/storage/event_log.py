@@ -56,10 +56,12 @@ def _set_pragmas(dbapi_connection, _record) -> None:
 class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage` with pooled connections, WAL, and one transaction per event batch."""
 
-    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
+    def __init__(self, base_dir: str | None, inst_data: ConfigurableClassData | None = None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._engines_lock = threading.Lock()
-        super().__init__(base_dir, inst_data)
+        self._inst_data = inst_data
+        if base_dir is not None:
+            super().__init__(base_dir, inst_data)
 
     @classmethod
     def config_type(cls) -> UserConfigSchema:
@@ -69,15 +71,16 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]):
-        base_dir = config_value.get("base_dir")
-        if not base_dir:
-            home = os.environ.get("DAGSTER_HOME")
-            if not home:
-                raise ValueError(
-                    "BatchingSqliteEventLogStorage needs `config: base_dir:` in dagster.yaml or DAGSTER_HOME set"
-                )
-            base_dir = os.path.join(home, "history", "runs", "")
-        return cls(base_dir=base_dir, inst_data=inst_data)
+        return cls(base_dir=config_value.get("base_dir") or None, inst_data=inst_data)
+
+    def register_instance(self, instance) -> None:
+        # Without a configured base_dir the shards go where Dagster's default SQLite event log puts them: under the
+        # instance's own directory. That is $DAGSTER_HOME, or the temporary directory `dagster dev` and `dagster
+        # asset materialize` make in the working directory when DAGSTER_HOME is unset (the repo's dagster.yaml is
+        # then read from there), which only the instance knows, so opening waits for it.
+        if not hasattr(self, "_base_dir"):
+            super().__init__(os.path.join(instance.root_directory, "history", "runs", ""), self._inst_data)
+        super().register_instance(instance)
 
     def _engine(self, shard: str) -> Engine:
         with self._engines_lock:
