@@ -26,6 +26,7 @@ from alphapulse_assets.market.resources import (
     SimulatedMarket,
 )
 from alphapulse_assets.market.sensors import archive_file_sensor
+from alphapulse_assets.monitoring.alerts import AlertWebhook, alert_delivery_sensor
 from alphapulse_assets.monitoring.assets import drift_report
 from alphapulse_assets.monitoring.checks import freshness_checks_sensor, hourly_freshness_checks
 from alphapulse_assets.monitoring.resources import DriftPolicy
@@ -151,6 +152,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             ),
             registered_model_name=settings.mlflow_model_name,
         ),
+        "alert_webhook": AlertWebhook(url=settings.alert_webhook_url, ui_url=settings.ui_url),
     }
 
 
@@ -185,6 +187,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             drift_retrain_sensor,
             live_performance_sensor,
             run_failure_alert_sensor,
+            alert_delivery_sensor,
             shadow_automation_sensor,
             archive_file_sensor,
             news_drop_sensor,

@@ -199,6 +199,17 @@ def _postgres_url(env: dict[str, str], name: str) -> str | None:
     return raw
 
 
+def _http_url(env: dict[str, str], name: str) -> str | None:
+    """An http(s) URL with a host, or None when unset."""
+    raw = _env(env, name, "")
+    if not raw:
+        return None
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"{name}: expected an http:// or https:// URL, got {raw[:40]!r}")
+    return raw
+
+
 def _object_store_url(env: dict[str, str], name: str) -> str | None:
     raw = _env(env, name, "")
     if not raw:
@@ -273,6 +284,8 @@ class Settings:
     object_store_url: str | None = None
     mlflow_artifact_root: str | None = None
     optuna_storage: str | None = None
+    alert_webhook_url: str | None = None
+    ui_url: str | None = None
 
     @property
     def dagster_home(self) -> Path:
@@ -417,5 +430,7 @@ class Settings:
             object_store_url=_object_store_url(env, "ALPHAPULSE_OBJECT_STORE_URL"),
             mlflow_artifact_root=_env(env, "ALPHAPULSE_MLFLOW_ARTIFACT_ROOT", "") or None,
             optuna_storage=_postgres_url(env, "ALPHAPULSE_OPTUNA_STORAGE"),
+            alert_webhook_url=_http_url(env, "ALPHAPULSE_ALERT_WEBHOOK_URL"),
+            ui_url=_http_url(env, "ALPHAPULSE_UI_URL"),
         )
         return settings

@@ -1,5 +1,6 @@
 """The whole graph, in-process, over a small range: data backfill, retrain, promotion, hourly job."""
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -423,3 +424,13 @@ def test_drift_is_reported_before_any_champion(graph):
                     f"DELETE FROM {name} WHERE ts >= TIMESTAMPTZ '2025-03-12 21:00:00+00' "
                     "AND ts <= TIMESTAMPTZ '2025-03-12 23:00:00+00'"
                 )
+
+
+def test_a_promotion_outside_a_replay_leaves_an_alert(graph):
+    defs, _, settings = graph
+    store = defs.resources["object_store"]
+    records = [json.loads(store.get_bytes(key)) for key in store.list_keys("alerts/")]
+    (promotion,) = [r for r in records if r["kind"] == "promotion"]
+    champion = ModelManifest.from_json(store.get_bytes(MANIFEST_KEY)).version
+    assert promotion["partition"] == DECISION and promotion["title"] == f"promote: none -> {champion}"
+    assert promotion["details"]["trigger"] == "manual" and promotion["details"]["summary"]

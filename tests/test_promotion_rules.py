@@ -127,5 +127,7 @@ def test_a_failed_run_leaves_an_alert(defs, tmp_path):
         run_failure_alert_sensor(context, object_store=defs.resources["object_store"])
     (alert_file,) = (tmp_path / "objects" / "alerts").iterdir()
     alert = json.loads(alert_file.read_text())
-    assert alert["job"] == "retrain_job" and alert["partition"] == "2025-03-03-00:00"
-    assert alert["run_id"] == outcome.run_id and alert["trigger"] == "manual"
+    assert alert["kind"] == "run_failure" and alert["title"] == "run of retrain_job failed"
+    assert alert["details"]["job"] == "retrain_job" and alert["partition"] == "2025-03-03-00:00"
+    assert alert["run_id"] == outcome.run_id and alert["details"]["trigger"] == "manual"
+    assert alert["details"]["error"]

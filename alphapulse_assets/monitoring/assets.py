@@ -10,6 +10,7 @@ from alphapulse_assets.features.catalog import FEATURE_NAMES
 from alphapulse_assets.features.store import current_feature_version
 from alphapulse_assets.market.resources import MarketSource
 from alphapulse_assets.metadata import partition_metadata, table_preview
+from alphapulse_assets.monitoring.alerts import CRITICAL_DRIFT, Alert, in_replay, record_alert
 from alphapulse_assets.monitoring.drift import (
     DriftSummary,
     FeatureDrift,
@@ -405,6 +406,25 @@ def drift_report(
     warehouse.replace_windows(
         {"drift_report": pl.concat(feature_rows, how="vertical_relaxed"), "drift_summary": summaries}, start, end
     )
+    critical = summaries.filter(pl.col("drift_status") == "critical")
+    if critical.height and not in_replay(context):
+        newest = critical.row(critical.height - 1, named=True)
+        record_alert(
+            object_store,
+            Alert(
+                CRITICAL_DRIFT,
+                f"critical feature drift in {critical.height} of {summaries.height} hours",
+                {
+                    "hours": f"{critical['ts'].min():%Y-%m-%d %H:00} .. {critical['ts'].max():%Y-%m-%d %H:00} UTC",
+                    "champion": newest["champion_version"] or "none",
+                    "reason": newest["drift_reason"],
+                    "drifted_share": f"{newest['drifted_share']:.0%}",
+                    "report": object_store.uri(f"reports/drift/{newest['ts']:%Y%m%dT%H}.html"),
+                },
+                run_id=context.run_id,
+                partition=f"{newest['ts']:%Y-%m-%d-%H:00}",
+            ),
+        )
     if single_hour:
         return dg.MaterializeResult(metadata=_hour_metadata(report, drift, ref))
     statuses = summaries.group_by("drift_status").len().sort("drift_status")

@@ -1,16 +1,14 @@
-import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from alphapulse_assets.jobs import retrain_job, rollback_job
+from alphapulse_assets.monitoring.alerts import REPLAY_TAG, RUN_FAILURE, Alert, record_alert
 from alphapulse_assets.monitoring.assets import drift_report
 from alphapulse_assets.partitions import PARTITION_FORMAT, partition_key
 from alphapulse_assets.storage.object_store import ObjectStore
 
 TRIGGER_TAG = "alphapulse/trigger"
-# Runs a replay makes carry its run id: the replay applies the rules to its own hours, so the sensors leave them.
-REPLAY_TAG = "alphapulse/replay"
 # Partition hours (the loop's own clock, not the wall clock: a backfill replays it faster) between two
 # drift-triggered retrains. Drift that a retrain did not cure would otherwise request one every hour.
 RETRAIN_COOLDOWN = timedelta(hours=12)
@@ -155,27 +153,24 @@ def live_performance_sensor(context: dg.SensorEvaluationContext, asset_event: dg
     )
 
 
-ALERTS_PREFIX = "alerts"
-
-
 @dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, object_store: ObjectStore) -> None:
-    """Every failed run leaves an alert (JSON in the object store, under alerts/) naming the job, the partition,
-    the trigger and the error, for whoever watches the loop."""
+    """Every failed run leaves an alert (JSON in the object store, under alerts/, and on the webhook when one is
+    set) naming the job, the partition, the trigger and the error, for whoever watches the loop."""
     run = context.dagster_run
     failure = context.failure_event
-    alert = {
-        "run_id": run.run_id,
-        "job": run.job_name,
-        "partition": run.tags.get("dagster/partition"),
-        "partition_range": [
-            run.tags.get("dagster/asset_partition_range_start"),
-            run.tags.get("dagster/asset_partition_range_end"),
-        ],
-        "trigger": run.tags.get(TRIGGER_TAG, run.tags.get("dagster/schedule_name", "manual")),
-        "error": failure.message if failure else None,
-        "recorded_at": datetime.now(UTC).isoformat(),
-    }
-    key = f"{ALERTS_PREFIX}/{datetime.now(UTC):%Y%m%dT%H%M%S}-{run.run_id}.json"
-    object_store.put_bytes(key, json.dumps(alert, indent=2).encode())
+    start, end = run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")
+    alert = Alert(
+        RUN_FAILURE,
+        f"run of {run.job_name} failed",
+        {
+            "job": run.job_name,
+            "partition_range": f"{start} .. {end}" if start else None,
+            "trigger": run.tags.get(TRIGGER_TAG, run.tags.get("dagster/schedule_name", "manual")),
+            "error": failure.message if failure else None,
+        },
+        run_id=run.run_id,
+        partition=run.tags.get("dagster/partition"),
+    )
+    key = record_alert(object_store, alert)
     context.log.error(f"run {run.run_id} of {run.job_name} failed; alert written to {object_store.uri(key)}")

@@ -10,6 +10,8 @@ import polars as pl
 
 from alphapulse_assets.features.store import current_feature_version
 from alphapulse_assets.market.resources import MarketSource
+from alphapulse_assets.monitoring import alerts
+from alphapulse_assets.monitoring.alerts import Alert, in_replay, record_alert
 from alphapulse_assets.monitoring.live import record, shadow_pairs
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, partition_hour
@@ -47,6 +49,14 @@ from alphapulse_assets.training.gates import Gate, gates_table
 from alphapulse_assets.training.metrics import evaluate_predictions
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
 from alphapulse_serving.contract import MANIFEST_KEY, ModelManifest, ScoringModel, TradingRule, read_uri
+
+# The decisions a person is told of (alerts/ and the webhook), by the alert kind each raises.
+ALERTED = {
+    PROMOTE: alerts.PROMOTION,
+    PROMOTE_CHALLENGER: alerts.PROMOTION,
+    ROLLBACK: alerts.ROLLBACK,
+    ROLLBACK_REFUSED: alerts.ROLLBACK_REFUSED,
+}
 
 # The newest challenger in shadow, for people and tools (the graph reads the challenger in force at an hour from
 # the decision timeline). Absent when there is none.
@@ -351,6 +361,18 @@ def promotion_decision(
     # Keyed by hour and kind: a rollback and a retrain decided at the same hour are two decisions, both kept.
     warehouse.upsert({DECISIONS_TABLE: Upsert(row, key=("ts", "kind"))})
     context.log.info(verdict.summary)
+    if verdict.action in ALERTED and not in_replay(context):
+        record_alert(
+            object_store,
+            Alert(
+                ALERTED[verdict.action],
+                f"{verdict.action.replace('_', ' ')}: {champion_before.version if champion_before else 'none'} -> "
+                f"{verdict.champion_after or 'none'}",
+                {"summary": verdict.summary, "reason": config.reason or None, "trigger": row["trigger"][0]},
+                run_id=context.run_id,
+                partition=context.partition_key,
+            ),
+        )
     return dg.MaterializeResult(
         metadata={
             "action": verdict.action,

@@ -3,6 +3,7 @@ alphapulse_assets.replay START END`)."""
 
 import dagster as dg
 
+from alphapulse_assets.monitoring.alerts import REPLAY_TAG
 from alphapulse_assets.partitions import parse_partition_hour
 from alphapulse_assets.replay.assets import loop_performance
 from alphapulse_assets.replay.driver import DAILY, Replay
@@ -85,7 +86,7 @@ def replay(context: dg.OpExecutionContext, config: ReplayConfig, warehouse: Ware
         context.instance,
         "loop_performance_job",
         run_config={"ops": {"loop_performance": {"config": {"start": config.start, "end": config.end}}}},
-        tags={"alphapulse/replay": context.run_id},
+        tags={REPLAY_TAG: context.run_id},
         label="loop_performance",
     )
     if not outcome.success:

@@ -40,6 +40,10 @@ class ObjectStore(dg.ConfigurableResource):
     def uri(self, key: str) -> str:
         raise NotImplementedError
 
+    def list_keys(self, prefix: str, after: str = "") -> list[str]:
+        """Keys starting with `prefix` that sort after `after`, in order."""
+        raise NotImplementedError
+
 
 class LocalObjectStore(ObjectStore):
     """A directory on local disk. Writes are atomic (write aside, then rename) so a reader polling a key, like
@@ -79,6 +83,17 @@ class LocalObjectStore(ObjectStore):
 
     def uri(self, key: str) -> str:
         return self._path(key).resolve().as_uri()
+
+    def list_keys(self, prefix: str, after: str = "") -> list[str]:
+        # Walk only the folder the prefix names (what comes before its last slash).
+        parent = prefix.rpartition("/")[0]
+        folder = Path(self.root) / check_key(parent) if parent else Path(self.root)
+        if not folder.is_dir():
+            return []
+        # Dot-files are writes in progress (put_bytes writes aside, then renames).
+        files = (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        keys = (p.relative_to(self.root).as_posix() for p in files)
+        return sorted(k for k in keys if k.startswith(prefix) and k > after)
 
 
 class S3ObjectStore(ObjectStore):
@@ -136,6 +151,21 @@ class S3ObjectStore(ObjectStore):
     def uri(self, key: str) -> str:
         prefix = self.prefix.strip("/")
         return f"s3://{self.bucket}/" + "/".join(part for part in (prefix, key) if part)
+
+    def list_keys(self, prefix: str, after: str = "") -> list[str]:
+        root = self.prefix.strip("/")
+        full = self._key(prefix.rstrip("/")) + ("/" if prefix.endswith("/") else "")
+        options = {"Bucket": self.bucket, "Prefix": full} | ({"StartAfter": self._key(after)} if after else {})
+
+        def pages():
+            return [
+                obj["Key"]
+                for page in self._client().get_paginator("list_objects_v2").paginate(**options)
+                for obj in page.get("Contents", ())
+            ]
+
+        keys = self._call("listing", prefix, pages)
+        return sorted(k[len(root) + 1 :] if root else k for k in keys)
 
 
 @functools.lru_cache(maxsize=8)
