@@ -220,6 +220,8 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, DAGSTER_HOME=str(settings.dagster_home), ALPHAPULSE_API_PORT=str(api_port))
+    # Alert messages link to their run in the UI the demo starts (unless the user named another).
+    env.setdefault("ALPHAPULSE_UI_URL", f"http://127.0.0.1:{ui_port}")
     printed_key = demo_api_key(settings, env)
     commands = service_commands(ui_port)
     say("[3/3] starting the Dagster webserver, the Dagster daemon and the prediction API")
@@ -259,6 +261,11 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
             "  The loop runs by itself: hourly_schedule at hh:05 (data, predictions, drift_report; the challenger's "
             "shadow_predictions follow), daily_retrain_schedule at 00:30 UTC, drift_retrain_sensor, "
             "live_performance_sensor (rollback), run_failure_alert_sensor. Decisions: Assets -> promotion_decision."
+        )
+        webhook = env.get("ALPHAPULSE_ALERT_WEBHOOK_URL")
+        say(
+            f"  Alerts          {settings.object_store_location.rstrip('/')}/alerts"
+            + (" and your webhook" if webhook else " (set ALPHAPULSE_ALERT_WEBHOOK_URL to have them posted)")
         )
         say("  Try:" if have_champion else "  Try (answered by the rules baseline until a model is promoted):")
         key = printed_key or "$ALPHAPULSE_API_KEY"
