@@ -8,6 +8,7 @@ materialized are not backfilled again.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -27,6 +28,23 @@ LOOP_REPLAY_DAYS = 3
 
 def say(message: str) -> None:
     print(message, flush=True)
+
+
+def send_library_output_to(log_path: Path) -> None:
+    """The console carries our progress and outcomes; what libraries say on the way (MLflow's notes on the
+    environment it records, deprecation warnings) goes to `log_path`, for whoever debugs a run."""
+    # MLflow attaches its own stderr handler when imported unless told not to; its records then reach the root.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    for name in ("mlflow", "py.warnings"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
 
 
 def _port(name: str, default: int) -> int:
@@ -295,6 +313,7 @@ def main() -> None:
     ui_port = _port("ALPHAPULSE_UI_PORT", 3000)
     api_port = _port("ALPHAPULSE_API_PORT", 8000)
     settings.home.mkdir(parents=True, exist_ok=True)
+    send_library_output_to(settings.home / "logs" / "demo.log")
     prepare_instance(settings)
     say(
         f"AlphaPulse demo: home {settings.home}, symbols {', '.join(settings.symbols)}, {settings.demo_days} days, "
