@@ -7,6 +7,7 @@ materialized are not backfilled again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -204,15 +205,80 @@ def service_commands(ui_port: int) -> dict[str, list[str]]:
     }
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def stop_processes(processes: dict[str, subprocess.Popen], timeout: float = 15.0) -> None:
+    """SIGTERM to each service's whole process group (each was started in its own session), then SIGKILL to what
+    is left of a group after `timeout`: a service's children (the daemon's and the webserver's code servers, the
+    run workers they start) were seen to outlive it, ignoring SIGTERM."""
     for process in processes.values():
-        if process.poll() is None:
-            process.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_group_alive(p.pid) for p in processes.values()):
+        for process in processes.values():
+            process.poll()  # reap a leader that exited, or its group never empties
+        time.sleep(0.2)
     for process in processes.values():
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+IN_FLIGHT = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
+
+
+def runs_in_flight(instance) -> list:
+    import dagster as dg
+
+    return instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus[s] for s in IN_FLIGHT]))
+
+
+def cancel_runs(instance, terminate: bool) -> int:
+    """Stop every run in flight the way the UI's Terminate does: a queued run is canceled at once; a running one is
+    asked to stop (`terminate`: through the run launcher, for runs the daemon launched; otherwise marked canceling,
+    for this process's own runs, which the interrupt then ends as canceled). Returns how many were in flight."""
+    import dagster as dg
+
+    runs = runs_in_flight(instance)
+    for run in runs:
+        if run.status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED):
+            instance.report_run_canceled(run, message="the demo was stopped before this run started")
+        elif terminate:
+            with contextlib.suppress(Exception):  # a run whose worker is already gone is marked below
+                instance.run_launcher.terminate(run.run_id)
+        elif run.status != dg.DagsterRunStatus.CANCELING:
+            instance.report_run_canceling(run, message="the demo is stopping")
+    return len(runs)
+
+
+def mark_left_runs_canceled(instance) -> None:
+    """Runs still in flight once their processes are gone can never finish: say so in the instance. What they
+    wrote is what an interrupted run leaves (crash safety: nothing half-written)."""
+    for run in runs_in_flight(instance):
+        instance.report_run_canceled(run, message="the demo stopped, and with it the processes running this run")
+
+
+def stop_services(processes: dict[str, subprocess.Popen], grace: float = 20.0) -> None:
+    """Runs in flight are terminated and given `grace` seconds to end as canceled, then every service's process
+    group is stopped, then whatever run is left is marked canceled."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        if cancel_runs(instance, terminate=True):
+            deadline = time.monotonic() + grace
+            while runs_in_flight(instance) and time.monotonic() < deadline:
+                time.sleep(0.5)
+        stop_processes(processes)
+        mark_left_runs_canceled(instance)
 
 
 def demo_api_key(settings, env: dict) -> str | None:
@@ -245,15 +311,19 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
     say("[3/3] starting the Dagster webserver, the Dagster daemon and the prediction API")
     processes: dict[str, subprocess.Popen] = {}
 
-    def stop(*_):
+    global _SERVING
+    _SERVING = True
+    stopped = []
+
+    def stop() -> None:
         # A terminal's Ctrl-C reaches every process in the group, and uv forwards it again: once shutting down,
         # further interrupts must not cut the wait for the children short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        stop_processes(processes)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if not stopped:
+            stopped.append(True)
+            stop_services(processes)
 
-    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
-    # Ctrl-C must work even when this script inherited SIGINT as ignored (started in the background by a shell).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for name, command in commands.items():
             log = (logs / f"{name}.log").open("ab")
@@ -302,6 +372,33 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
         stop()
 
 
+_SERVING = False
+
+
+def _interrupt(*_) -> None:
+    """SIGINT or SIGTERM: this process's own runs (steps 1-2 run in-process) are marked canceling first, so the
+    interrupt ends them as canceled rather than failed; then the interrupt unwinds whatever phase is running."""
+    import dagster as dg
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not _SERVING:  # once serving, the daemon's runs are terminated by stop_services, through their launcher
+        with contextlib.suppress(Exception), dg.DagsterInstance.get() as instance:
+            cancel_runs(instance, terminate=False)
+    raise KeyboardInterrupt
+
+
+def start(settings) -> None:
+    """Before either phase: the home, the log of what libraries say, the instance, and how the demo is stopped."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    send_library_output_to(settings.home / "logs" / "demo.log")
+    prepare_instance(settings)
+    # SIGTERM (`kill`, a supervisor, a container stop) stops the demo as Ctrl-C does, in either phase. Ctrl-C must
+    # work even when this script inherited SIGINT as ignored (started in the background by a shell).
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+
+
 def main() -> None:
     from alphapulse_assets.settings import ConfigError, Settings
 
@@ -312,14 +409,20 @@ def main() -> None:
         raise SystemExit(f"configuration error: {exc}") from None
     ui_port = _port("ALPHAPULSE_UI_PORT", 3000)
     api_port = _port("ALPHAPULSE_API_PORT", 8000)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    send_library_output_to(settings.home / "logs" / "demo.log")
-    prepare_instance(settings)
+    start(settings)
     say(
         f"AlphaPulse demo: home {settings.home}, symbols {', '.join(settings.symbols)}, {settings.demo_days} days, "
         f"market={settings.market_source}, news={settings.news_source}"
     )
-    have_champion = materialize(settings)
+    try:
+        have_champion = materialize(settings)
+    except KeyboardInterrupt:
+        import dagster as dg
+
+        with dg.DagsterInstance.get() as instance:
+            mark_left_runs_canceled(instance)
+        say("\nstopped: the run in flight was canceled (its hours are left as an interrupted run leaves them)")
+        raise SystemExit(130) from None
     say(f"      materialized in {time.monotonic() - started:.0f}s since start")
     serve(settings, ui_port, api_port, have_champion)
 

@@ -4,7 +4,6 @@ import sqlite3
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from alphapulse_assets.definitions import build_definitions
 from alphapulse_assets.runner import run_job
@@ -70,12 +69,27 @@ def test_shards_use_wal(tmp_path, monkeypatch):
     assert sqlite3.connect(index).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_needs_dagster_home_when_no_base_dir(monkeypatch):
+def test_without_base_dir_the_shards_live_in_the_instances_own_directory(tmp_path, monkeypatch):
+    """What `dagster dev` does in the repo root with DAGSTER_HOME unset: a temporary home in the working directory,
+    configured by the repo's dagster.yaml (no base_dir in it). The shards go under that home, and a second instance
+    opened on the same home (a run worker's) finds the first one's events."""
+    from dagster._core.instance.ref import InstanceRef
+
     from alphapulse_assets.storage.event_log import BatchingSqliteEventLogStorage
 
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    with pytest.raises(ValueError, match="base_dir.*DAGSTER_HOME"):
-        BatchingSqliteEventLogStorage.from_config_value(None, {})
+    home = tmp_path / ".tmp_dagster_home_x"
+    home.mkdir()
+    repo = Path(__file__).resolve().parents[1]
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), config_dir=str(repo))) as instance:
+        assert isinstance(instance.event_log_storage, BatchingSqliteEventLogStorage)
+        run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
+        instance.report_engine_event("hello", run)
+    shards = home / "history" / "runs"
+    assert (shards / "index.db").exists() and (shards / f"{run.run_id}.db").exists()
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), config_dir=str(repo))) as again:
+        records = again.get_records_for_run(run.run_id).records
+        assert [r.event_log_entry.dagster_event.message for r in records] == ["hello"]
 
 
 def test_long_ranges_of_an_asset_with_checks(tmp_path, monkeypatch):
