@@ -373,6 +373,7 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
 
 
 _SERVING = False
+_STOPPING = False
 
 
 def _interrupt(*_) -> None:
@@ -380,6 +381,8 @@ def _interrupt(*_) -> None:
     interrupt ends them as canceled rather than failed; then the interrupt unwinds whatever phase is running."""
     import dagster as dg
 
+    global _STOPPING
+    _STOPPING = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if not _SERVING:  # once serving, the daemon's runs are terminated by stop_services, through their launcher
@@ -416,7 +419,10 @@ def main() -> None:
     )
     try:
         have_champion = materialize(settings)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as stop:
+        # Inside a step Dagster turns the interrupt into a failed outcome, which materialize reports by exiting.
+        if not _STOPPING and not isinstance(stop, KeyboardInterrupt):
+            raise
         import dagster as dg
 
         with dg.DagsterInstance.get() as instance:

@@ -62,6 +62,9 @@ def _progress(instance: dg.DagsterInstance, run_id: str, label: str, total: int,
 
 
 Jobs = dg.Definitions | dg.RepositoryDefinition
+# How an interrupted step's error is named in its failure event (a nested run's interrupt reaches its caller's
+# step as a KeyboardInterrupt).
+_INTERRUPTS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
 
 
 def job_definition(defs: Jobs, job_name: str) -> dg.JobDefinition:
@@ -140,7 +143,16 @@ def run_job(
             watcher.join()
     error = None
     if not result.success:
-        error = _step_failures([e for e in result.all_events if e.is_step_failure]) or "run failed"
+        failures = [e for e in result.all_events if e.is_step_failure]
+        if any(e.step_failure_data.error and e.step_failure_data.error.cls_name in _INTERRUPTS for e in failures):
+            # Ctrl-C or SIGTERM reached this process mid-step (Dagster's own handlers catch both while a step runs
+            # and end the run as failed): a person stopped it, so the instance says canceled, and the interrupt
+            # goes on to the caller.
+            instance.report_run_canceled(
+                instance.get_run_by_id(run_id), message="interrupted (Ctrl-C or SIGTERM) while running in-process"
+            )
+            raise KeyboardInterrupt
+        error = _step_failures(failures) or "run failed"
     materialized = sum(1 for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION)
     return RunOutcome(run_id, result.success, time.monotonic() - started, materialized, error)
 

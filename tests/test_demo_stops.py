@@ -152,3 +152,45 @@ def test_stopping_the_demo_stops_every_process_and_cancels_the_run(tmp_path, how
                 os.kill(pid, signal.SIGKILL)
         stop_group(demo, timeout=5)
         output.close()
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_during_the_backfill_cancels_the_in_process_run(tmp_path):
+    """Steps 1-2 run in the demo's own process: SIGTERM there ends the run as canceled, not failed or STARTED
+    forever, and the demo exits 130 without starting any service."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"} | {
+        "ALPHAPULSE_HOME": str(home),
+        "ALPHAPULSE_DEMO_DAYS": "60",
+        "ALPHAPULSE_API_KEYS": "a-test-key-of-sixteen-characters",
+    }
+    out = tmp_path / "demo.out"
+    with out.open("w") as output:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "alphapulse_assets.demo"],
+            cwd=REPO,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while "[1/3] data backfill" not in out.read_text():
+                assert demo.poll() is None and time.monotonic() < deadline, out.read_text()
+                time.sleep(0.5)
+            with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+                while not instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+                    assert demo.poll() is None and time.monotonic() < deadline, out.read_text()
+                    time.sleep(0.5)
+                time.sleep(2)
+                (run,) = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+                children = _descendants(demo.pid)
+                demo.send_signal(signal.SIGTERM)
+                assert demo.wait(timeout=60) == 130, out.read_text()
+                assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELED
+            assert [p for p in children if _alive(p)] == []
+            assert "stopped: the run in flight was canceled" in out.read_text()
+            assert "[3/3]" not in out.read_text()
+        finally:
+            stop_group(demo, timeout=5)
