@@ -205,9 +205,19 @@ def service_commands(ui_port: int) -> dict[str, list[str]]:
     }
 
 
-def _group_alive(pgid: int) -> bool:
+def _leads_a_group(process: subprocess.Popen) -> bool:
     try:
-        os.killpg(pgid, 0)
+        return os.getpgid(process.pid) == process.pid
+    except ProcessLookupError:
+        return False
+
+
+def _alive(process: subprocess.Popen, group: bool) -> bool:
+    if not group:
+        return process.poll() is None
+    process.poll()  # reap a leader that exited, or its group never empties
+    try:
+        os.killpg(process.pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -215,21 +225,27 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _signal(process: subprocess.Popen, group: bool, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(process.pid, signum)
+        elif process.poll() is None:
+            process.send_signal(signum)
+
+
 def stop_processes(processes: dict[str, subprocess.Popen], timeout: float = 15.0) -> None:
-    """SIGTERM to each service's whole process group (each was started in its own session), then SIGKILL to what
-    is left of a group after `timeout`: a service's children (the daemon's and the webserver's code servers, the
-    run workers they start) were seen to outlive it, ignoring SIGTERM."""
-    for process in processes.values():
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+    """SIGTERM to each service's whole process group (the demo starts each in its own session; a process that
+    leads no group gets it alone), then SIGKILL to what is left after `timeout`: a service's children (the
+    daemon's and the webserver's code servers, the run workers they start) were seen to outlive it, ignoring
+    SIGTERM."""
+    groups = {name: _leads_a_group(process) for name, process in processes.items()}
+    for name, process in processes.items():
+        _signal(process, groups[name], signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_group_alive(p.pid) for p in processes.values()):
-        for process in processes.values():
-            process.poll()  # reap a leader that exited, or its group never empties
+    while time.monotonic() < deadline and any(_alive(p, groups[n]) for n, p in processes.items()):
         time.sleep(0.2)
-    for process in processes.values():
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+    for name, process in processes.items():
+        _signal(process, groups[name], signal.SIGKILL)
         process.wait()
 
 
