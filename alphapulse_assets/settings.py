@@ -185,15 +185,24 @@ def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ..
     return value
 
 
-def _postgres_url(env: dict[str, str], name: str) -> str | None:
-    """A PostgreSQL URL, or None when unset. Keep the password out of it (libpq reads PGPASSWORD): resource
-    configuration is shown in the Dagster UI."""
+def _url(env: dict[str, str], name: str, schemes: tuple[str, ...], expected: str):
+    """(the value, parsed) of a URL setting with one of `schemes` and a host; None when unset."""
     raw = _env(env, name, "")
     if not raw:
         return None
     parsed = urlparse(raw)
-    if parsed.scheme not in ("postgresql", "postgres") or not parsed.hostname:
-        raise ConfigError(f"{name}: expected postgresql://user@host:5432/database, got {parsed.scheme or raw!r}")
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise ConfigError(f"{name}: expected {expected}, got {parsed.scheme or raw[:40]!r}")
+    return raw, parsed
+
+
+def _postgres_url(env: dict[str, str], name: str) -> str | None:
+    """A PostgreSQL URL, or None when unset. Keep the password out of it (libpq reads PGPASSWORD): resource
+    configuration is shown in the Dagster UI."""
+    found = _url(env, name, ("postgresql", "postgres"), "postgresql://user@host:5432/database")
+    if found is None:
+        return None
+    raw, parsed = found
     if not parsed.path.strip("/"):
         raise ConfigError(f"{name}: the URL names no database (postgresql://user@host:5432/<database>)")
     return raw
@@ -201,13 +210,8 @@ def _postgres_url(env: dict[str, str], name: str) -> str | None:
 
 def _http_url(env: dict[str, str], name: str) -> str | None:
     """An http(s) URL with a host, or None when unset."""
-    raw = _env(env, name, "")
-    if not raw:
-        return None
-    parsed = urlparse(raw)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ConfigError(f"{name}: expected an http:// or https:// URL, got {raw[:40]!r}")
-    return raw
+    found = _url(env, name, ("http", "https"), "an http:// or https:// URL")
+    return None if found is None else found[0]
 
 
 def _object_store_url(env: dict[str, str], name: str) -> str | None:
