@@ -40,6 +40,7 @@ from alphapulse_assets.news.resources import (
     SimulatedNewswire,
 )
 from alphapulse_assets.news.sensors import news_drop_sensor
+from alphapulse_assets.promotion.assets import new_champion_passed_its_gates
 from alphapulse_assets.replay.assets import loop_performance, loop_performance_job
 from alphapulse_assets.replay.jobs import replay_job
 from alphapulse_assets.schedules import daily_retrain_schedule, hourly_schedule
@@ -182,7 +183,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             loop_performance_job,
         ],
         schedules=[hourly_schedule, daily_retrain_schedule],
-        asset_checks=hourly_freshness_checks,
+        asset_checks=[*hourly_freshness_checks, new_champion_passed_its_gates],
         sensors=[
             drift_retrain_sensor,
             live_performance_sensor,

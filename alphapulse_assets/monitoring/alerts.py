@@ -29,8 +29,9 @@ ALERTS_PREFIX = "alerts"
 # Runs a replay makes carry this tag (replay/driver.py): a replay decides history, nobody is to be paged for it.
 REPLAY_TAG = "alphapulse/replay"
 GIVE_UP_AFTER = timedelta(hours=1)
-RUN_FAILURE, CRITICAL_DRIFT, PROMOTION, ROLLBACK, ROLLBACK_REFUSED = (
+RUN_FAILURE, FAILED_BLOCKING_CHECK, CRITICAL_DRIFT, PROMOTION, ROLLBACK, ROLLBACK_REFUSED = (
     "run_failure",
+    "failed_blocking_check",
     "critical_drift",
     "promotion",
     "rollback",

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from alphapulse_assets.jobs import retrain_job, rollback_job
-from alphapulse_assets.monitoring.alerts import REPLAY_TAG, RUN_FAILURE, Alert, record_alert
+from alphapulse_assets.monitoring.alerts import FAILED_BLOCKING_CHECK, REPLAY_TAG, RUN_FAILURE, Alert, record_alert
 from alphapulse_assets.monitoring.assets import drift_report
 from alphapulse_assets.partitions import PARTITION_FORMAT, partition_key
 from alphapulse_assets.storage.object_store import ObjectStore
@@ -156,17 +156,20 @@ def live_performance_sensor(context: dg.SensorEvaluationContext, asset_event: dg
 @dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, object_store: ObjectStore) -> None:
     """Every failed run leaves an alert (JSON in the object store, under alerts/, and on the webhook when one is
-    set) naming the job, the partition, the trigger and the error, for whoever watches the loop."""
+    set) naming the job, the partition, the trigger and the error, for whoever watches the loop; a run stopped by
+    a failed blocking check names the check and why it failed."""
     run = context.dagster_run
     failure = context.failure_event
     start, end = run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")
+    blocked = failed_blocking_checks(context.instance, run.run_id)
     alert = Alert(
-        RUN_FAILURE,
-        f"run of {run.job_name} failed",
+        FAILED_BLOCKING_CHECK if blocked else RUN_FAILURE,
+        f"blocking check {', '.join(blocked)} failed in {run.job_name}" if blocked else f"run of {run.job_name} failed",
         {
             "job": run.job_name,
             "partition_range": f"{start} .. {end}" if start else None,
             "trigger": run.tags.get(TRIGGER_TAG, run.tags.get("dagster/schedule_name", "manual")),
+            **{f"check {name}": why for name, why in blocked.items()},
             "error": failure.message if failure else None,
         },
         run_id=run.run_id,
@@ -174,3 +177,15 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, object_store: 
     )
     key = record_alert(object_store, alert)
     context.log.error(f"run {run.run_id} of {run.job_name} failed; alert written to {object_store.uri(key)}")
+
+
+def failed_blocking_checks(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
+    """The blocking checks that failed with ERROR severity in a run (they stop what is downstream), by
+    `asset:check`, with what each said."""
+    events = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    failed = {}
+    for entry in events:
+        evaluation = entry.dagster_event.event_specific_data
+        if not evaluation.passed and evaluation.blocking and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            failed[f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"] = evaluation.description or ""
+    return failed

@@ -15,6 +15,11 @@ from alphapulse_assets.monitoring.alerts import Alert, in_replay, record_alert
 from alphapulse_assets.monitoring.live import record, shadow_pairs
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, partition_hour
+from alphapulse_assets.promotion.checks import (
+    DECISION_CHECK_SPECS,
+    champion_change_check,
+    decision_check_results,
+)
 from alphapulse_assets.promotion.gates import (
     PROMOTE,
     PROMOTE_CHALLENGER,
@@ -300,6 +305,7 @@ def _rollback(
     group_name="promotion",
     kinds={"python", "mlflow"},
     deps=[model_evaluation],
+    check_specs=DECISION_CHECK_SPECS,
 )
 def promotion_decision(
     context: dg.AssetExecutionContext,
@@ -385,8 +391,26 @@ def promotion_decision(
             "champion_note": notes.get("champion_note", ""),
             "shadow_note": notes.get("shadow_note", "no challenger in shadow"),
             "gates": dg.MetadataValue.md(gates_table(gates)),
-        }
+        },
+        check_results=decision_check_results(config.action, gates, notes),
     )
+
+
+@dg.asset_check(
+    asset=promotion_decision,
+    name="new_champion_passed_its_gates",
+    blocking=True,
+    partitions_def=HOURLY,
+    description=(
+        "A new champion passed every gate its decision rests on: this hour's model its evaluation checks and the "
+        "champion comparison, a promoted challenger its evaluation checks and its shadow record, a restored "
+        "champion the rollback's. Blocks promoted_model otherwise."
+    ),
+)
+def new_champion_passed_its_gates(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
+    # promoted_model serves the hour's latest decision, so that is the one this check answers for.
+    decision = latest_decision(warehouse, context.partition_time_window.start)
+    return champion_change_check(context.instance, warehouse, decision)
 
 
 @dg.asset(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alphapulse_assets.training.gates import Gate, summarize
+from alphapulse_assets.training.gates import EVALUATION_GATES, Gate, summarize
 
 PROMOTE = "promote"  # this hour's model becomes champion
 PROMOTE_CHALLENGER = "promote_challenger"  # the shadowing challenger becomes champion on its live record
@@ -12,6 +12,12 @@ KEEP = "keep"  # the champion stays
 ROLLBACK = "rollback"  # the champion failed live; the previous champion is restored
 ROLLBACK_REFUSED = "rollback_refused"  # the champion failed live, but there is no servable previous champion
 CHAMPION_CHANGES = (PROMOTE, PROMOTE_CHALLENGER, ROLLBACK)
+
+
+# The gates a decision records beyond the candidate's evaluation gates (training/gates.py EVALUATION_GATES).
+CHAMPION_COMPARISON_GATES = ("champion_comparison_out_of_sample", "beats_champion_log_loss", "beats_champion_sharpe")
+SHADOW_GATES = ("shadow_hours", "shadow_beats_champion_log_loss", "shadow_beats_champion_sharpe")
+ROLLBACK_GATES = ("previous_champion_exists", "previous_champion_servable")
 
 
 @dataclass(frozen=True)
@@ -148,3 +154,31 @@ def decide(
     if next_challenger != challenger:
         summary += f"; challenger is now {next_challenger or 'none'}"
     return Decision(KEEP, champion, next_challenger, summary)
+
+
+def champion_change_problems(
+    action: str, decision_gates: list[Gate], evaluation_verdicts: dict[str, bool] | None
+) -> list[str]:
+    """Why a decision must not change the champion: empty when it may. `decision_gates` are the gates the decision
+    recorded; `evaluation_verdicts` the new champion's evaluation gates, by name, as its checks recorded them (None:
+    no record). A decision that keeps the champion has nothing to answer for."""
+    if action not in CHAMPION_CHANGES:
+        return []
+    failed = [g.name for g in decision_gates if not g.passed]
+    if action == ROLLBACK:
+        return [f"gate {name} failed" for name in failed if name in ROLLBACK_GATES] + [
+            f"gate {name} was not decided" for name in ROLLBACK_GATES if name not in {g.name for g in decision_gates}
+        ]
+    # A promoted candidate answers for its own evaluation gates as the decision read them, too.
+    required = SHADOW_GATES if action == PROMOTE_CHALLENGER else (*EVALUATION_GATES, *CHAMPION_COMPARISON_GATES)
+    problems = [f"gate {name} failed" for name in failed if name in required]
+    if action == PROMOTE_CHALLENGER and not any(g.name == "shadow_beats_champion_sharpe" for g in decision_gates):
+        problems.append("no shadow comparison was decided")
+    if evaluation_verdicts is None:
+        return [*problems, "its evaluation checks have no record"]
+    for name in EVALUATION_GATES:
+        if name not in evaluation_verdicts:
+            problems.append(f"evaluation check {name} has no record")
+        elif not evaluation_verdicts[name]:
+            problems.append(f"evaluation check {name} failed")
+    return problems

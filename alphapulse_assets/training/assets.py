@@ -17,6 +17,7 @@ from alphapulse_assets.partitions import HOURLY, partition_hour
 from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
+from alphapulse_assets.training.checks import EVALUATION_CHECK_SPECS, gate_check_result
 from alphapulse_assets.training.data import load_labelled, single_row
 from alphapulse_assets.training.evaluation import ChosenModel, evaluate_model
 from alphapulse_assets.training.gates import Gate, gates_table
@@ -373,6 +374,7 @@ def score_frame(model: ScoringModel, frame: pl.DataFrame) -> pl.DataFrame:
     group_name="training",
     kinds={"python", "mlflow"},
     deps=[trained_model],
+    check_specs=EVALUATION_CHECK_SPECS,
 )
 def model_evaluation(
     context: dg.AssetExecutionContext,
@@ -486,7 +488,8 @@ def model_evaluation(
             "equity_curve": equity_md,
             "feature_importance": importance_md,
             "registered_model": f"models:/{record['registered_model']}/{record['registered_version']}",
-        }
+        },
+        check_results=[gate_check_result(g, model_version=record["model_version"]) for g in gates],
     )
 
 

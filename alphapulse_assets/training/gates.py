@@ -45,6 +45,22 @@ class GateThresholds:
     min_dsr: float = 0.95
 
 
+# Every gate `evaluation_gates` decides, in its order, with what it guards (the UI's description of its asset check).
+# All of them make a model unpromotable when they fail.
+EVALUATION_GATES: dict[str, str] = {
+    "enough_oos_rows": "Enough out-of-sample rows for the evaluation to mean something.",
+    "train_validation_gap": "Training AUC not far above fold AUC: the model learns, it does not memorise.",
+    "folds_beat_baseline": "Most walk-forward folds beat their no-skill baseline's log loss.",
+    "no_single_fold_carries": "No single fold carries most of the log-loss gain.",
+    "beats_baseline_log_loss": "Out-of-sample log loss below the no-skill predictor's.",
+    "log_loss_gain_significant": "The log-loss gain over the baseline is significant (one-sided 95%).",
+    "positive_sharpe_after_costs": "Out-of-sample Sharpe of the trading rule, after costs, above zero.",
+    "probabilistic_sharpe": "Probability that the true Sharpe is above zero (PSR).",
+    "deflated_sharpe": "PSR against the best Sharpe the search's trials and rules reach by luck (DSR).",
+    "beats_placebo": "Accuracy above the block-permuted-label placebo's by more than its noise.",
+}
+
+
 def finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
