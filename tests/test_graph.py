@@ -16,10 +16,13 @@ from alphapulse_assets.definitions import build_definitions
 from alphapulse_assets.features.catalog import FEATURE_NAMES
 from alphapulse_assets.features.store import rows_of_version, snapshot_bytes
 from alphapulse_assets.monitoring.reference import drift_features
+from alphapulse_assets.monitoring.sensors import run_failure_alert_sensor
 from alphapulse_assets.promotion.assets import manifest_key, scoring_model
+from alphapulse_assets.promotion.checks import latest_check_evaluation
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
 from alphapulse_assets.training.assets import score_frame
+from alphapulse_assets.training.gates import EVALUATION_GATES
 from alphapulse_serving.baseline import RulesBaseline
 from alphapulse_serving.contract import MANIFEST_KEY, MAX_SMOOTHING_HOURS, SNAPSHOT_KEY, ModelManifest
 
@@ -437,3 +440,83 @@ def test_a_promotion_outside_a_replay_leaves_an_alert(graph):
     assert promotion["partition"] == DECISION and promotion["title"] == f"promote: none -> {champion}"
     assert promotion["details"]["trigger"] == "manual" and promotion["details"]["summary"]
     assert all(r["partition"] == DECISION for r in promotions)
+
+
+def _check(instance, asset: str, name: str, partition: str = DECISION) -> dg.AssetCheckEvaluation:
+    """The latest evaluation of a check at one partition, as the UI's Checks tab shows it."""
+    return latest_check_evaluation(instance, dg.AssetCheckKey(dg.AssetKey(asset), name), partition)
+
+
+def test_every_gate_is_a_check_that_agrees_with_the_evaluation_table(graph):
+    defs, instance, _ = graph
+    evaluation = table(defs, "model_evaluation").row(0, named=True)
+    gates = json.loads(evaluation["gates"])
+    assert [g["name"] for g in gates] == list(EVALUATION_GATES)
+    for gate in gates:
+        check = _check(instance, "model_evaluation", gate["name"])
+        assert check.passed == gate["passed"] and check.severity == dg.AssetCheckSeverity.ERROR, gate["name"]
+        assert check.metadata["verdict"].value == ("passed" if gate["passed"] else "failed")
+        for key in ("value", "threshold"):
+            if gate[key] is None:
+                assert check.metadata[key].value is None
+            else:
+                assert check.metadata[key].value == pytest.approx(gate[key]), (gate["name"], key)
+        assert check.metadata["model_version"].value == evaluation["model_version"]
+    # The first champion: there was nothing to compare it with, and the checks say so.
+    comparison = _check(instance, "promotion_decision", "champion_comparison")
+    assert comparison.passed and comparison.metadata["verdict"].value == "not applicable"
+    assert comparison.metadata["reason"].value == "no champion yet"
+    assert _check(instance, "promotion_decision", "shadow_record").metadata["verdict"].value == "not applicable"
+    guard = _check(instance, "promotion_decision", "new_champion_passed_its_gates")
+    assert guard.passed and guard.blocking and guard.metadata["action"].value == "promote"
+
+
+def test_a_promotion_past_a_failed_check_is_blocked_and_alerted(graph):
+    """The decision reads the gates from the evaluation table; when Dagster's record of a check says otherwise, the
+    blocking check stops promoted_model: nothing is served, no promotion is announced, and the alert names the
+    check and why."""
+    defs, instance, _ = graph
+    store = defs.resources["object_store"]
+    evaluation = table(defs, "model_evaluation").row(0, named=True)
+    served, promotions = store.get_bytes(MANIFEST_KEY), table(defs, "promoted_model").height
+    alerts_before = set(store.list_keys("alerts/"))
+
+    instance.report_runless_asset_event(
+        dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey("model_evaluation"),
+            check_name="deflated_sharpe",
+            passed=False,
+            metadata={"model_version": evaluation["model_version"]},
+            severity=dg.AssetCheckSeverity.ERROR,
+            partition=DECISION,
+        )
+    )
+    try:
+        outcome = run_job(
+            defs,
+            instance,
+            "retrain_job",
+            partition_key=DECISION,
+            asset_selection=[dg.AssetKey("promotion_decision"), dg.AssetKey("promoted_model")],
+        )
+        assert not outcome.success and "new_champion_passed_its_gates" in outcome.error
+        assert store.get_bytes(MANIFEST_KEY) == served and table(defs, "promoted_model").height == promotions
+        guard = _check(instance, "promotion_decision", "new_champion_passed_its_gates")
+        assert not guard.passed and "evaluation check deflated_sharpe failed" in guard.description
+
+        run = instance.get_run_by_id(outcome.run_id)
+        failure = instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0].dagster_event
+        context = dg.build_run_status_sensor_context(
+            sensor_name=run_failure_alert_sensor.name, dagster_instance=instance, dagster_run=run, dagster_event=failure
+        ).for_run_failure()
+        run_failure_alert_sensor(context, object_store=store)
+        new = [json.loads(store.get_bytes(k)) for k in set(store.list_keys("alerts/")) - alerts_before]
+        (alert,) = new  # the blocked promotion announced nothing
+        check = "promotion_decision:new_champion_passed_its_gates"
+        assert alert["kind"] == "failed_blocking_check" and check in alert["title"]
+        assert "evaluation check deflated_sharpe failed" in alert["details"][f"check {check}"]
+    finally:  # the evaluation's own checks again, for whatever runs next
+        restored = run_job(
+            defs, instance, "retrain_job", partition_key=DECISION, asset_selection=[dg.AssetKey("model_evaluation")]
+        )
+        assert restored.success, restored.error

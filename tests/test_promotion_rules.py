@@ -13,17 +13,22 @@ from alphapulse_assets.monitoring.sensors import (
     run_failure_alert_sensor,
 )
 from alphapulse_assets.promotion.gates import (
+    CHAMPION_COMPARISON_GATES,
     KEEP,
     PROMOTE,
     PROMOTE_CHALLENGER,
+    ROLLBACK,
+    ROLLBACK_REFUSED,
+    SHADOW_GATES,
     Margins,
     beats_champion,
+    champion_change_problems,
     decide,
     shadow_gates,
 )
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
-from alphapulse_assets.training.gates import Gate
+from alphapulse_assets.training.gates import EVALUATION_GATES, Gate, GateThresholds, evaluation_gates
 
 MARGINS = Margins(log_loss=0.001, sharpe=0.2)
 CHAMPION = {"log_loss": 0.680, "sharpe": 1.0}
@@ -84,6 +89,57 @@ def _report(instance, partition: str, **metadata) -> None:
     instance.report_runless_asset_event(
         dg.AssetMaterialization(asset_key="drift_report", partition=partition, metadata=metadata)
     )
+
+
+def test_the_evaluation_gates_are_the_checks_declared_for_them():
+    gates = evaluation_gates(
+        n_oos=500,
+        train_validation_gap=0.1,
+        fold_gains=[0.01, 0.02, -0.01],
+        oos_log_loss=0.69,
+        baseline_log_loss=0.693,
+        log_loss_gain_t=2.0,
+        oos_sharpe=1.0,
+        psr=0.97,
+        dsr=0.5,
+        n_trials=10,
+        oos_accuracy=0.53,
+        placebo_accuracy=0.5,
+        placebo_band=0.01,
+        thresholds=GateThresholds(),
+    )
+    assert [g.name for g in gates] == list(EVALUATION_GATES)
+
+
+def _all_passed(names) -> list[Gate]:
+    return [_gate(name, True) for name in names]
+
+
+def test_a_champion_changes_only_past_every_gate_its_decision_rests_on():
+    passed_checks = dict.fromkeys(EVALUATION_GATES, True)
+    promoted = _all_passed([*EVALUATION_GATES, *CHAMPION_COMPARISON_GATES]) + [_gate("shadow_hours", False)]
+    # A challenger losing in shadow does not stand against this hour's model.
+    assert champion_change_problems(PROMOTE, promoted, passed_checks) == []
+    lost = [*promoted[:-2], _gate("beats_champion_sharpe", False)]
+    assert champion_change_problems(PROMOTE, lost, passed_checks) == ["gate beats_champion_sharpe failed"]
+    # The checks of record disagree with the gates the decision read: stopped, with the check named.
+    failed_check = passed_checks | {"deflated_sharpe": False}
+    assert champion_change_problems(PROMOTE, promoted, failed_check) == ["evaluation check deflated_sharpe failed"]
+    missing = {k: v for k, v in passed_checks.items() if k != "beats_placebo"}
+    assert champion_change_problems(PROMOTE, promoted, missing) == ["evaluation check beats_placebo has no record"]
+    assert champion_change_problems(PROMOTE, promoted, None) == ["its evaluation checks have no record"]
+
+    shadow = [_gate("enough_oos_rows", False), *_all_passed(SHADOW_GATES)]
+    assert champion_change_problems(PROMOTE_CHALLENGER, shadow, passed_checks) == []
+    assert champion_change_problems(PROMOTE_CHALLENGER, shadow[:2], passed_checks) == [
+        "no shadow comparison was decided"
+    ]
+    assert champion_change_problems(ROLLBACK, _all_passed(["previous_champion_exists"]), None) == [
+        "gate previous_champion_servable was not decided"
+    ]
+    # Decisions that keep the champion answer for nothing.
+    assert champion_change_problems(KEEP, [_gate("enough_oos_rows", False)], None) == []
+    assert champion_change_problems(ROLLBACK_REFUSED, [_gate("previous_champion_exists", False)], None) == []
 
 
 def test_live_performance_sensor_rolls_back_a_failing_champion_once(defs):

@@ -298,6 +298,29 @@ def _rollback(
     return Decision(ROLLBACK_REFUSED, champion.version, challenger_version, summary), gates, notes
 
 
+def _alert(context, object_store: ObjectStore, action: str, decision: dict) -> None:
+    """A person is told of a champion that changed, or of a failing one that could not be rolled back (never of a
+    replay's decisions)."""
+    if in_replay(context):
+        return
+    before, after = decision["champion_version"] or "none", decision["champion_after"] or "none"
+    record_alert(
+        object_store,
+        Alert(
+            ALERTED[action],
+            f"{action.replace('_', ' ')}: {before} -> {after}",
+            {
+                "summary": decision["summary"],
+                # A rollback's reason (the live-performance sensor's, or a person's) is its decision's note.
+                "reason": decision["champion_note"] if decision["kind"] == "rollback" else None,
+                "trigger": decision["trigger"],
+            },
+            run_id=context.run_id,
+            partition=context.partition_key,
+        ),
+    )
+
+
 @dg.asset(
     partitions_def=HOURLY,
     retry_policy=STORAGE_RETRY_POLICY,
@@ -367,18 +390,8 @@ def promotion_decision(
     # Keyed by hour and kind: a rollback and a retrain decided at the same hour are two decisions, both kept.
     warehouse.upsert({DECISIONS_TABLE: Upsert(row, key=("ts", "kind"))})
     context.log.info(verdict.summary)
-    if verdict.action in ALERTED and not in_replay(context):
-        record_alert(
-            object_store,
-            Alert(
-                ALERTED[verdict.action],
-                f"{verdict.action.replace('_', ' ')}: {champion_before.version if champion_before else 'none'} -> "
-                f"{verdict.champion_after or 'none'}",
-                {"summary": verdict.summary, "reason": config.reason or None, "trigger": row["trigger"][0]},
-                run_id=context.run_id,
-                partition=context.partition_key,
-            ),
-        )
+    if verdict.action == ROLLBACK_REFUSED:  # nothing is served: the decision is the news
+        _alert(context, object_store, verdict.action, row.row(0, named=True))
     return dg.MaterializeResult(
         metadata={
             "action": verdict.action,
@@ -479,6 +492,8 @@ def promoted_model(
         schema_overrides={"previous_version": pl.String, "fallback_version": pl.String},
     )
     warehouse.upsert({"promoted_model": Upsert(record_row, key=("ts", "action"))})
+    # Told once the manifest is served: a decision the blocking check stopped never reaches this line.
+    _alert(context, object_store, verdict["action"], verdict)
     yield dg.MaterializeResult(
         metadata={
             "model_version": manifest.version,

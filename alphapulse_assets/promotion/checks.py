@@ -8,6 +8,7 @@ import json
 
 import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from alphapulse_assets.partitions import HOURLY, partition_key
 from alphapulse_assets.promotion.gates import (
@@ -22,6 +23,7 @@ from alphapulse_assets.training.checks import MODEL_EVALUATION, gates_check_resu
 from alphapulse_assets.training.gates import EVALUATION_GATES, Gate
 
 PROMOTION_DECISION = dg.AssetKey("promotion_decision")
+EVALUATED = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
 CHAMPION_COMPARISON, SHADOW_RECORD = "champion_comparison", "shadow_record"
 
 DECISION_CHECK_SPECS = [
@@ -60,21 +62,26 @@ def decision_check_results(kind: str, gates: list[Gate], notes: dict) -> list[dg
     ]
 
 
+def latest_check_evaluation(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey, hour_key: str
+) -> dg.AssetCheckEvaluation | None:
+    """A check's latest evaluation at one partition: passed or failed, not merely planned by a run that never got
+    that far (a retrain whose training failed)."""
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        key, limit=1, status=EVALUATED, partition_filter=PartitionKeyFilter(key=hour_key)
+    )
+    return records[0].event.dagster_event.event_specific_data if records else None
+
+
 def evaluation_check_verdicts(instance: dg.DagsterInstance, hour_key: str, model_version: str) -> dict[str, bool]:
     """The evaluation checks Dagster recorded for `model_version` at its hour, by gate: passed or not. A gate
-    whose latest record is of another model (the hour was retrained since) or still only planned is absent."""
-    keys = [dg.AssetCheckKey(MODEL_EVALUATION, name) for name in EVALUATION_GATES]
-    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        keys, partition_filter=PartitionKeyFilter(key=hour_key)
-    )
+    whose latest evaluation is of another model (the hour was retrained since) is absent."""
     verdicts = {}
-    for key, record in records.items():
-        evaluation = record.event.dagster_event.event_specific_data if record.event else None
-        if not isinstance(evaluation, dg.AssetCheckEvaluation):
-            continue
-        version = evaluation.metadata.get("model_version")
+    for name in EVALUATION_GATES:
+        evaluation = latest_check_evaluation(instance, dg.AssetCheckKey(MODEL_EVALUATION, name), hour_key)
+        version = evaluation.metadata.get("model_version") if evaluation else None
         if version is not None and version.value == model_version:
-            verdicts[key.name] = evaluation.passed
+            verdicts[name] = evaluation.passed
     return verdicts
 
 
