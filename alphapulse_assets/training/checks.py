@@ -27,7 +27,10 @@ EVALUATION_CHECK_SPECS = [
 
 
 def _number(value: float | None) -> dg.MetadataValue:
-    return dg.MetadataValue.float(value) if value is not None and math.isfinite(value) else dg.MetadataValue.null()
+    # Some gates count (hours, rows): every value is shown as a float, as the gates table does.
+    return (
+        dg.MetadataValue.float(float(value)) if value is not None and math.isfinite(value) else dg.MetadataValue.null()
+    )
 
 
 def verdict(passed: bool) -> str:
