@@ -101,7 +101,7 @@ def build_warehouse(settings: Settings) -> Warehouse:
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "warehouse": build_warehouse(settings),
-        "object_store": object_store_from_url(settings.object_store_location),
+        "object_store": object_store_from_url(settings.object_store_location, public_url=settings.reports_url),
         "market": build_market(settings),
         "newswire": build_newswire(settings),
         "sentiment": SentimentModel(

@@ -38,9 +38,28 @@ def png_bytes_markdown(png: bytes, alt: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
-def png_markdown(figure, alt: str) -> dg.MetadataValue:
-    """A matplotlib figure embedded as a PNG in markdown metadata."""
-    return png_bytes_markdown(figure_png(figure), alt)
+def stored_plot(object_store, key: str, png: bytes, alt: str) -> dg.MetadataValue:
+    """A plot written to the object store at `key` (under plots/), as metadata: a short image link the asset page
+    renders without a click where browsers can reach the store (ALPHAPULSE_REPORTS_URL, alphapulse_assets/reports.py),
+    else the PNG embedded (the UI shows it behind "[Show Markdown]": its markdown is too long to inline)."""
+    object_store.put_bytes(key, png)
+    url = object_store.browser_url(key)
+    return dg.MetadataValue.md(f"![{alt}]({url})") if url else png_bytes_markdown(png, alt)
+
+
+def report_link(object_store, key: str) -> dg.MetadataValue:
+    """A link to a stored report (under reports/): over HTTP where browsers can reach it, else its store URI."""
+    return dg.MetadataValue.url(object_store.browser_url(key) or object_store.uri(key))
+
+
+def date_axis(axis) -> None:
+    """Dates on the x axis that do not overlap at any span: as many ticks as fit, each labelled only with what
+    changed since the last (year, month, day, hour)."""
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    axis.xaxis.set_major_locator(locator)
+    axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
 def new_figure(width: float = 8.0, height: float = 3.0):

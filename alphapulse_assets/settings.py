@@ -290,6 +290,7 @@ class Settings:
     optuna_storage: str | None = None
     alert_webhook_url: str | None = None
     ui_url: str | None = None
+    reports_url: str | None = None
 
     @property
     def dagster_home(self) -> Path:
@@ -436,5 +437,6 @@ class Settings:
             optuna_storage=_postgres_url(env, "ALPHAPULSE_OPTUNA_STORAGE"),
             alert_webhook_url=_http_url(env, "ALPHAPULSE_ALERT_WEBHOOK_URL"),
             ui_url=_http_url(env, "ALPHAPULSE_UI_URL"),
+            reports_url=_http_url(env, "ALPHAPULSE_REPORTS_URL"),
         )
         return settings

@@ -20,7 +20,7 @@ from alphapulse_assets.features.store import (
 )
 from alphapulse_assets.market.assets import prices
 from alphapulse_assets.market.resources import MarketSource
-from alphapulse_assets.metadata import new_figure, partition_metadata, png_markdown, table_preview
+from alphapulse_assets.metadata import figure_png, new_figure, partition_metadata, stored_plot, table_preview
 from alphapulse_assets.news.assets import news_sentiment
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
@@ -84,7 +84,12 @@ def features(
                 "null_counts": dg.MetadataValue.json({n: int(c) for n, c in nulls.items()}),
                 "summary_sample": sample_span,
                 "summary": dg.MetadataValue.md(_summary_markdown(feature_summary(sample), nulls)),
-                "correlation_heatmap": _correlation_heatmap(sample),
+                "correlation_heatmap": stored_plot(
+                    object_store,
+                    f"plots/features/{start:%Y%m%dT%H}-{end:%Y%m%dT%H}-correlations.png",
+                    _correlation_heatmap(sample),
+                    "feature correlations",
+                ),
                 "preview": table_preview(frame.sort("ts", "symbol", descending=[True, False])),
             },
         )
@@ -130,7 +135,7 @@ def _summary_markdown(summary: pl.DataFrame, window_nulls: dict[str, int]) -> st
     return "\n".join(lines)
 
 
-def _correlation_heatmap(sample: pl.DataFrame) -> dg.MetadataValue:
+def _correlation_heatmap(sample: pl.DataFrame) -> bytes:
     """Pairwise Pearson correlations over the rows where both features are present."""
     step = max(1, -(-sample.height // HEATMAP_MAX_ROWS))
     matrix = sample.gather_every(step).select(FEATURE_NAMES).cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -149,4 +154,4 @@ def _correlation_heatmap(sample: pl.DataFrame) -> dg.MetadataValue:
     axis.set_yticks(range(n), FEATURE_NAMES, fontsize=6)
     axis.set_title(f"feature correlations over {len(matrix)} rows (blank: undefined)")
     figure.colorbar(image, ax=axis, shrink=0.6)
-    return png_markdown(figure, "feature correlation heatmap")
+    return figure_png(figure)

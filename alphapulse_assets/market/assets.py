@@ -12,9 +12,10 @@ from alphapulse_assets.market.quality import (
     quarantine,
 )
 from alphapulse_assets.market.resources import MarketSource, PriceQuality
-from alphapulse_assets.metadata import new_figure, partition_metadata, png_markdown, table_preview
+from alphapulse_assets.metadata import date_axis, figure_png, new_figure, partition_metadata, stored_plot, table_preview
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
 from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
+from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 
 _BLOCKING = ("prices_unique", "prices_ohlc_valid")
@@ -33,7 +34,11 @@ _MOVE_HISTORY = timedelta(days=7)
     + [dg.AssetCheckSpec(n, asset="prices") for n in _WARNING],
 )
 def prices(
-    context: dg.AssetExecutionContext, market: MarketSource, warehouse: Warehouse, price_quality: PriceQuality
+    context: dg.AssetExecutionContext,
+    market: MarketSource,
+    warehouse: Warehouse,
+    price_quality: PriceQuality,
+    object_store: ObjectStore,
 ) -> dg.MaterializeResult:
     """Hourly OHLCV candles per symbol as exact decimals; unreadable or inconsistent rows go to prices_rejected."""
     start, end = context.partition_time_window
@@ -110,7 +115,9 @@ def prices(
                 "last_close": dg.MetadataValue.json(
                     {r["symbol"]: str(r["close"]) for r in accepted.sort("ts").group_by("symbol").last().to_dicts()}
                 ),
-                "close": _close_plot(accepted),
+                "close": stored_plot(
+                    object_store, f"plots/prices/{start:%Y%m%dT%H}-{end:%Y%m%dT%H}.png", _close_plot(accepted), "close"
+                ),
                 "preview": table_preview(accepted.sort("ts", "symbol", descending=[True, False])),
             },
         ),
@@ -118,11 +125,12 @@ def prices(
     )
 
 
-def _close_plot(frame: pl.DataFrame) -> dg.MetadataValue:
+def _close_plot(frame: pl.DataFrame) -> bytes:
     figure, axis = new_figure()
     for symbol, rows in frame.sort("ts").group_by("symbol", maintain_order=True):
         closes = rows["close"].cast(pl.Float64).to_numpy()
         axis.plot(rows["ts"].to_list(), closes / closes[0], label=symbol[0], linewidth=1)
+    date_axis(axis)
     axis.set_ylabel("close / first close")
     axis.legend(loc="upper left")
-    return png_markdown(figure, "normalised close")
+    return figure_png(figure)

@@ -9,7 +9,7 @@ from alphapulse_assets.features.assets import features
 from alphapulse_assets.features.catalog import FEATURE_NAMES
 from alphapulse_assets.features.store import current_feature_version
 from alphapulse_assets.market.resources import MarketSource
-from alphapulse_assets.metadata import partition_metadata, table_preview
+from alphapulse_assets.metadata import partition_metadata, report_link, table_preview
 from alphapulse_assets.monitoring.alerts import CRITICAL_DRIFT, Alert, in_replay, record_alert
 from alphapulse_assets.monitoring.drift import (
     DriftSummary,
@@ -215,6 +215,9 @@ class _HourReport:
     report_uri: str
     evidently_uri: str | None
     evidently_share: float
+    # What a person opens from the UI: the same pages over HTTP when browsers can reach the store, else the URIs.
+    report_link: dg.MetadataValue
+    evidently_link: dg.MetadataValue | None
 
 
 def _report_hour(
@@ -281,11 +284,11 @@ def _report_hour(
         performance = performance_drift(live, promised(champion.metrics), drift.min_live_hours, drift.rollback_z)
         lines.append(f"prediction drift: {prediction.level} (PSI {prediction.psi:.4f}, KS {prediction.ks:.4f})")
     lines.append(f"live performance: {performance.reason}")
+    report_key = f"reports/drift/{hour:%Y%m%dT%H}.html"
     report_uri = object_store.put_bytes(
-        f"reports/drift/{hour:%Y%m%dT%H}.html",
-        render_html(summary, f"Drift at {hour:%Y-%m-%d %H:00} UTC", lines).encode(),
+        report_key, render_html(summary, f"Drift at {hour:%Y-%m-%d %H:00} UTC", lines).encode()
     )
-    evidently_uri, evidently_share = None, float("nan")
+    evidently_uri, evidently_link, evidently_share = None, None, float("nan")
     if (
         ref is not None
         and with_evidently
@@ -294,8 +297,20 @@ def _report_hour(
         and current.height
     ):
         page, evidently_share = evidently_drift_html(ref.frame, current, names, seed=policy.seed)
-        evidently_uri = object_store.put_bytes(f"reports/drift/{hour:%Y%m%dT%H}-evidently.html", page.encode())
-    return _HourReport(summary, quality, prediction, performance, report_uri, evidently_uri, evidently_share)
+        evidently_key = f"reports/drift/{hour:%Y%m%dT%H}-evidently.html"
+        evidently_uri = object_store.put_bytes(evidently_key, page.encode())
+        evidently_link = report_link(object_store, evidently_key)
+    return _HourReport(
+        summary,
+        quality,
+        prediction,
+        performance,
+        report_uri,
+        evidently_uri,
+        evidently_share,
+        report_link(object_store, report_key),
+        evidently_link,
+    )
 
 
 def _hour_metadata(report: _HourReport, drift: DriftPolicy, ref: _Reference | None) -> dict:
@@ -313,9 +328,9 @@ def _hour_metadata(report: _HourReport, drift: DriftPolicy, ref: _Reference | No
         "missing_rows": report.quality.missing_rows,
         "null_feature_share": report.quality.null_feature_share,
         "most_null_features": ", ".join(f"{f.feature} ({f.current_null_share:.0%})" for f in nulls) or "none",
-        "report": dg.MetadataValue.url(report.report_uri),
-        "evidently_report": dg.MetadataValue.url(report.evidently_uri)
-        if report.evidently_uri
+        "report": report.report_link,
+        "evidently_report": report.evidently_link
+        if report.evidently_link
         else f"not written this hour (every {drift.evidently_every_hours} h, or when drift is critical, against a "
         "model's reference; never in a range run)",
         "evidently_drifted_share": report.evidently_share,
@@ -419,7 +434,7 @@ def drift_report(
                     "champion": newest["champion_version"] or "none",
                     "reason": newest["drift_reason"],
                     "drifted_share": f"{newest['drifted_share']:.0%}",
-                    "report": object_store.uri(f"reports/drift/{newest['ts']:%Y%m%dT%H}.html"),
+                    "report": report_link(object_store, f"reports/drift/{newest['ts']:%Y%m%dT%H}.html").value,
                 },
                 run_id=context.run_id,
                 partition=f"{newest['ts']:%Y-%m-%d-%H:00}",

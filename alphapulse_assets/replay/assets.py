@@ -7,7 +7,7 @@ import polars as pl
 from alphapulse_assets.features.assets import features
 from alphapulse_assets.market.assets import prices
 from alphapulse_assets.market.resources import MarketSource
-from alphapulse_assets.metadata import figure_png, new_figure, png_bytes_markdown, table_preview
+from alphapulse_assets.metadata import date_axis, figure_png, new_figure, report_link, stored_plot, table_preview
 from alphapulse_assets.monitoring.assets import drift_report
 from alphapulse_assets.partitions import parse_partition_hour, partition_key
 from alphapulse_assets.promotion.assets import promotion_decision
@@ -179,7 +179,6 @@ def _trial_sharpes(warehouse: Warehouse, start: datetime, stop: datetime, served
 
 
 def _equity_plot(curves: dict[str, pl.DataFrame], decisions: pl.DataFrame) -> bytes:
-    import matplotlib.dates as mdates
 
     figure, axis = new_figure(10.0, 4.5)
     # The loop is drawn last and thickest: where it serves the newest model, the two curves coincide.
@@ -203,10 +202,7 @@ def _equity_plot(curves: dict[str, pl.DataFrame], decisions: pl.DataFrame) -> by
             colour, line, label = marks[action]
             axis.axvline(ts, color=colour, linestyle=line, linewidth=1, label=None if label in labelled else label)
             labelled.add(label)
-    # Few, concise date labels: hourly timestamps over months otherwise overlap.
-    locator = mdates.AutoDateLocator(minticks=3, maxticks=10)
-    axis.xaxis.set_major_locator(locator)
-    axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    date_axis(axis)
     axis.set_ylabel("equity (start = 1), after costs")
     axis.set_title("what the loop served against three references")
     axis.legend(loc="upper left", fontsize=8)
@@ -297,8 +293,8 @@ def loop_performance(
     )
     loop = figures["loop"]
     summary_rows = [{"policy": POLICIES[name], **figures[name]} for name in POLICIES]
-    png = _equity_plot(curves, decisions)
-    plot_uri = object_store.put_bytes(f"reports/loop_performance/{first:%Y%m%dT%H}-{last:%Y%m%dT%H}.png", png)
+    plot_key = f"plots/loop_performance/{first:%Y%m%dT%H}-{last:%Y%m%dT%H}.png"
+    equity_curve = stored_plot(object_store, plot_key, _equity_plot(curves, decisions), "equity curves of the policies")
     segment_table = champion_segments(frame)
     context.log.info(
         f"{partition_key(first)} .. {partition_key(last)}: loop Sharpe {loop['sharpe']:.2f}, naive "
@@ -331,8 +327,8 @@ def loop_performance(
                 for key in ("sharpe", "max_drawdown", "total_return")
             },
             "policies": table_preview(pl.DataFrame(summary_rows), rows=len(summary_rows)),
-            "equity_curve": png_bytes_markdown(png, "equity curves of the four policies"),
-            "equity_curve_png": dg.MetadataValue.url(plot_uri),
+            "equity_curve": equity_curve,
+            "equity_curve_png": report_link(object_store, plot_key),
             "champion_segments": table_preview(segment_table, rows=50),
             "cost_bps": policy.cost_bps,
         }

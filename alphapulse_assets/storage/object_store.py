@@ -21,8 +21,27 @@ def check_key(key: str) -> str:
     return key
 
 
+# What people open from the UI: plots and reports. Only these are served to browsers (alphapulse_assets/reports.py);
+# models, manifests, snapshots and alerts are not.
+BROWSABLE_PREFIXES = ("plots/", "reports/")
+
+
+def browsable(key: str) -> bool:
+    return key.startswith(BROWSABLE_PREFIXES) and check_key(key) == key
+
+
 class ObjectStore(dg.ConfigurableResource):
-    """Keys are slash-separated paths; `uri()` gives the address other processes (the API) read them by."""
+    """Keys are slash-separated paths; `uri()` gives the address other processes (the API) read them by, and
+    `browser_url()` the one a person's browser opens a plot or report by (ALPHAPULSE_REPORTS_URL)."""
+
+    # Where browsers reach this store's plots/ and reports/ keys: `python -m alphapulse_assets.reports` (the demo
+    # runs it) or any HTTP front of the same keys (a CDN before the bucket). None: nowhere.
+    public_url: str | None = None
+
+    def browser_url(self, key: str) -> str | None:
+        if self.public_url is None or not browsable(key):
+            return None
+        return f"{self.public_url.rstrip('/')}/{key}"
 
     def put_bytes(self, key: str, data: bytes) -> str:
         raise NotImplementedError
@@ -174,10 +193,11 @@ def _cached_client(s3: S3Resource):
     return s3.get_client()
 
 
-def object_store_from_url(url: str, endpoint_url: str | None = None) -> ObjectStore:
+def object_store_from_url(url: str, endpoint_url: str | None = None, public_url: str | None = None) -> ObjectStore:
     """`s3://bucket/prefix` or a local directory (a path or `file://` URL): see `store_location`."""
     location = store_location(url)
     if location.startswith("s3://"):
         bucket, prefix = split_s3_uri(location)
-        return S3ObjectStore(bucket=bucket, prefix=prefix, s3=S3Resource(endpoint_url=endpoint_url or None))
-    return LocalObjectStore(root=location)
+        s3 = S3Resource(endpoint_url=endpoint_url or None)
+        return S3ObjectStore(bucket=bucket, prefix=prefix, s3=s3, public_url=public_url)
+    return LocalObjectStore(root=location, public_url=public_url)

@@ -11,7 +11,7 @@ from alphapulse_assets.features.catalog import FEATURE_NAMES
 from alphapulse_assets.features.store import current_feature_version, require_feature_version
 from alphapulse_assets.market.assets import prices
 from alphapulse_assets.market.resources import MarketSource
-from alphapulse_assets.metadata import figure_png, new_figure, png_bytes_markdown, table_preview
+from alphapulse_assets.metadata import date_axis, figure_png, new_figure, stored_plot, table_preview
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, partition_hour
 from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
@@ -433,8 +433,11 @@ def model_evaluation(
     warehouse.replace_window("model_evaluation", pl.DataFrame([row]), decision, context.partition_time_window.end)
 
     importance = json.loads(record["importance"])
-    equity_png, equity_md = _equity_plot(report.backtest.hourly, report.scored)
-    importance_png, importance_md = _importance_plot(importance, record["family"])
+    equity_png = _equity_plot(report.backtest.hourly, report.scored)
+    importance_png = _importance_plot(importance, record["family"])
+    plots = f"plots/model_evaluation/{record['model_version']}"
+    equity_md = stored_plot(object_store, f"{plots}/equity_curve.png", equity_png, "out-of-sample equity curve")
+    importance_md = stored_plot(object_store, f"{plots}/feature_importance.png", importance_png, "feature importance")
     run_id = record["mlflow_run_id"]
     mlflow.log_metrics(
         run_id,
@@ -497,26 +500,22 @@ def evaluation_gate_list(evaluation: dict) -> list[Gate]:
     return [Gate.from_dict(g) for g in json.loads(evaluation["gates"])]
 
 
-def _equity_plot(hourly: pl.DataFrame, scored: pl.DataFrame) -> tuple[bytes, dg.MetadataValue]:
+def _equity_plot(hourly: pl.DataFrame, scored: pl.DataFrame) -> bytes:
     figure, axis = new_figure()
     axis.plot(hourly["ts"].to_list(), np.exp(np.cumsum(hourly["net"].to_numpy())), label="signal, after costs")
     hold = scored.group_by("ts").agg(pl.col("next_return").mean()).sort("ts")
     axis.plot(hold["ts"].to_list(), np.exp(np.cumsum(hold["next_return"].to_numpy())), label="buy and hold", alpha=0.7)
+    date_axis(axis)
     axis.set_ylabel("equity (start = 1)")
     axis.set_title(f"out-of-sample equity curve ({HOURS_PER_YEAR} h a year)")
     axis.legend(loc="upper left")
-    return _figure_png_and_markdown(figure, "equity curve")
+    return figure_png(figure)
 
 
-def _importance_plot(importance: dict[str, float], family_name: str) -> tuple[bytes, dg.MetadataValue]:
+def _importance_plot(importance: dict[str, float], family_name: str) -> bytes:
     top = sorted(importance.items(), key=lambda kv: -kv[1])[:20][::-1]
     figure, axis = new_figure(8.0, 5.0)
     axis.barh([name for name, _ in top], [share for _, share in top])
     axis.set_xlabel("share of importance")
     axis.set_title(f"top {len(top)} features ({family_name})")
-    return _figure_png_and_markdown(figure, "feature importance")
-
-
-def _figure_png_and_markdown(figure, alt: str) -> tuple[bytes, dg.MetadataValue]:
-    png = figure_png(figure)
-    return png, png_bytes_markdown(png, alt)
+    return figure_png(figure)
