@@ -194,14 +194,24 @@ def wait_http(url: str, process: subprocess.Popen, name: str, log: Path, timeout
     raise SystemExit(f"{name} did not answer {url} within {timeout:.0f}s; see {log}")
 
 
-def service_commands(ui_port: int) -> dict[str, list[str]]:
-    """The long-running processes: Dagster webserver and daemon, and the prediction API (its port from the env)."""
+def service_commands(ui_port: int, reports_port: int) -> dict[str, list[str]]:
+    """The long-running processes: Dagster webserver and daemon, the prediction API (its port from the env) and
+    the server of plots and reports the asset pages show."""
     bin_dir = Path(sys.executable).parent
     workspace = str(REPO / "workspace.yaml")
     return {
         "webserver": [str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(ui_port)],
         "daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
         "api": [sys.executable, "-m", "alphapulse_serving"],
+        "reports": [
+            sys.executable,
+            "-m",
+            "alphapulse_assets.reports",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(reports_port),
+        ],
     }
 
 
@@ -316,15 +326,16 @@ def demo_api_key(settings, env: dict) -> str | None:
     return path.read_text().strip()
 
 
-def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
+def serve(settings, ui_port: int, api_port: int, reports_port: int, have_champion: bool) -> None:
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, DAGSTER_HOME=str(settings.dagster_home), ALPHAPULSE_API_PORT=str(api_port))
     # Alert messages link to their run in the UI the demo starts (unless the user named another).
     env.setdefault("ALPHAPULSE_UI_URL", f"http://127.0.0.1:{ui_port}")
+    env.setdefault("ALPHAPULSE_REPORTS_URL", f"http://127.0.0.1:{reports_port}")
     printed_key = demo_api_key(settings, env)
-    commands = service_commands(ui_port)
-    say("[3/3] starting the Dagster webserver, the Dagster daemon and the prediction API")
+    commands = service_commands(ui_port, reports_port)
+    say("[3/3] starting the Dagster webserver, the Dagster daemon, the prediction API and the plots server")
     processes: dict[str, subprocess.Popen] = {}
 
     global _SERVING
@@ -352,10 +363,13 @@ def serve(settings, ui_port: int, api_port: int, have_champion: bool) -> None:
             f"http://127.0.0.1:{ui_port}/server_info", processes["webserver"], "webserver", logs / "webserver.log"
         )
         wait_http(f"http://127.0.0.1:{api_port}/health", processes["api"], "API", logs / "api.log")
+        # Any answer will do (the root is no report: 404): the server is listening.
+        wait_http(f"http://127.0.0.1:{reports_port}/", processes["reports"], "plots server", logs / "reports.log")
         say("")
         say("AlphaPulse is up.")
         say(f"  Dagster UI      http://127.0.0.1:{ui_port}   (assets, runs, schedules, sensors; the daemon is running)")
         say(f"  Prediction API  http://127.0.0.1:{api_port}/docs")
+        say(f"  Plots, reports  {env['ALPHAPULSE_REPORTS_URL']}   (shown in the asset pages)")
         if printed_key:
             say(f"  API key         {printed_key}   (send it as X-API-Key; kept in {env['ALPHAPULSE_API_KEYS_FILE']})")
         else:
@@ -428,6 +442,10 @@ def main() -> None:
         raise SystemExit(f"configuration error: {exc}") from None
     ui_port = _port("ALPHAPULSE_UI_PORT", 3000)
     api_port = _port("ALPHAPULSE_API_PORT", 8000)
+    reports_port = _port("ALPHAPULSE_REPORTS_PORT", 3001)
+    # The asset pages show plots through the plots server the demo starts (unless the user named another); set
+    # before the definitions load, so the in-process runs' plots link there too.
+    os.environ.setdefault("ALPHAPULSE_REPORTS_URL", f"http://127.0.0.1:{reports_port}")
     start(settings)
     say(
         f"AlphaPulse demo: home {settings.home}, symbols {', '.join(settings.symbols)}, {settings.demo_days} days, "
@@ -446,7 +464,7 @@ def main() -> None:
         say("\nstopped: the run in flight was canceled (its hours are left as an interrupted run leaves them)")
         raise SystemExit(130) from None
     say(f"      materialized in {time.monotonic() - started:.0f}s since start")
-    serve(settings, ui_port, api_port, have_champion)
+    serve(settings, ui_port, api_port, reports_port, have_champion)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ SERVE = textwrap.dedent(
 
     settings = Settings.from_env()
     demo.start(settings)
-    demo.serve(settings, int(sys.argv[1]), int(sys.argv[2]), have_champion=False)
+    demo.serve(settings, int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), have_champion=False)
     """
 )
 
@@ -86,7 +86,7 @@ def _graphql(port: int, query: str, variables: dict) -> dict:
 @pytest.mark.timeout(420)
 @pytest.mark.parametrize("how", ["ctrl_c", "sigterm"])
 def test_stopping_the_demo_stops_every_process_and_cancels_the_run(tmp_path, how):
-    ui_port, api_port = free_port(), free_port()
+    ui_port, api_port, reports_port = free_port(), free_port(), free_port()
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"} | {
         "ALPHAPULSE_HOME": str(home),
@@ -95,7 +95,7 @@ def test_stopping_the_demo_stops_every_process_and_cancels_the_run(tmp_path, how
     out = tmp_path / "demo.out"
     output = out.open("w")
     demo = subprocess.Popen(
-        [sys.executable, "-c", SERVE, str(ui_port), str(api_port)],
+        [sys.executable, "-c", SERVE, str(ui_port), str(api_port), str(reports_port)],
         cwd=REPO,
         env=env,
         stdout=output,

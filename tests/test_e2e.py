@@ -9,11 +9,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from api import TEST_KEY
 from services import free_port
 
 from alphapulse_assets.demo import service_commands, stop_processes, write_instance_config
+from alphapulse_serving.contract import MANIFEST_KEY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -54,6 +56,15 @@ def http(method: str, url: str, body: dict | None = None, timeout: float = 30.0)
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+def fetch(url: str) -> tuple[int, str, bytes]:
+    """Status, content type and body of a GET, whatever the body is."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.headers.get("Content-Type", ""), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
 
 
 def wait_until(predicate, what: str, timeout: float, processes: dict) -> None:
@@ -101,9 +112,10 @@ def services(tmp_path):
     home = tmp_path / "home"
     dagster_home = home / "dagster"
     write_instance_config(dagster_home)
-    ui_port, api_port = free_port(), free_port()
+    ui_port, api_port, reports_port = free_port(), free_port(), free_port()
     env = dict(
         os.environ,
+        ALPHAPULSE_REPORTS_URL=f"http://127.0.0.1:{reports_port}",
         ALPHAPULSE_HOME=str(home),
         DAGSTER_HOME=str(dagster_home),
         ALPHAPULSE_API_PORT=str(api_port),
@@ -112,7 +124,7 @@ def services(tmp_path):
     )
     processes, logs = {}, {}
     try:
-        for name, command in service_commands(ui_port).items():
+        for name, command in service_commands(ui_port, reports_port).items():
             logs[name] = tmp_path / f"{name}.log"
             processes[name] = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=logs[name].open("wb"), stderr=subprocess.STDOUT
@@ -121,7 +133,8 @@ def services(tmp_path):
             lambda: http("GET", f"http://127.0.0.1:{ui_port}/server_info")[0] == 200, "webserver", 120, processes
         )
         wait_until(lambda: http("GET", f"http://127.0.0.1:{api_port}/health")[0] == 200, "API", 60, processes)
-        yield ui_port, api_port, processes
+        wait_until(lambda: fetch(f"http://127.0.0.1:{reports_port}/")[0] == 404, "the plots server", 60, processes)
+        yield ui_port, api_port, reports_port, processes
     except BaseException:
         for name, log in logs.items():
             print(f"----- {name} log tail -----\n{log.read_text(errors='replace')[-4000:]}")
@@ -130,8 +143,8 @@ def services(tmp_path):
         stop_processes(processes, timeout=20)
 
 
-def test_backfill_retrain_and_predict_through_the_public_interfaces(services):
-    ui_port, api_port, processes = services
+def test_backfill_retrain_and_predict_through_the_public_interfaces(services, tmp_path):
+    ui_port, api_port, reports_port, processes = services
     status, health = http("GET", f"http://127.0.0.1:{api_port}/health")
     assert status == 200 and health["status"] == "unavailable"
     assert http("GET", f"http://127.0.0.1:{api_port}/ready")[0] == 503
@@ -156,3 +169,15 @@ def test_backfill_retrain_and_predict_through_the_public_interfaces(services):
     assert 0.0 < prediction["probability"] < 1.0 and prediction["signal"] in (-1, 0, 1)
     assert http("POST", f"http://127.0.0.1:{api_port}/predict", {"symbol": "NOPE1"})[0] == 404
     assert http("POST", f"http://127.0.0.1:{api_port}/predict", {"sym": "BTCUSDT"})[0] == 422
+
+    # The evaluation's plots: the asset page's image link points at the plots server, which serves them, and
+    # nothing outside plots/ and reports/.
+    with dg.DagsterInstance.from_config(str(tmp_path / "home" / "dagster")) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("model_evaluation")).asset_materialization
+    markdown = event.metadata["equity_curve"].value
+    url = markdown[markdown.index("(") + 1 : -1]
+    assert len(markdown) < 1000 and url.startswith(f"http://127.0.0.1:{reports_port}/plots/model_evaluation/")
+    status, content_type, body = fetch(url)
+    assert status == 200 and content_type == "image/png" and body.startswith(b"\x89PNG")
+    assert fetch(f"http://127.0.0.1:{reports_port}/{MANIFEST_KEY}")[0] == 404
+    assert fetch(f"http://127.0.0.1:{reports_port}/plots/../{MANIFEST_KEY}")[0] == 404
