@@ -28,7 +28,9 @@ def figure_png(figure) -> bytes:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    # The figure's own size (its constrained layout keeps labels inside): "tight" bounding boxes grow with the
+    # longest label, and a plot wider than the page's cell is cut off.
+    figure.savefig(buffer, format="png", dpi=80)
     plt.close(figure)
     return buffer.getvalue()
 
@@ -62,13 +64,18 @@ def date_axis(axis) -> None:
     axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
-def new_figure(width: float = 8.0, height: float = 3.0):
+# At the 80 dpi of `figure_png`, 6.4 inches are 512 pixels: the width the asset page's metadata cell shows whole in
+# a 1,600-pixel-wide browser window (it scrolls sideways in a narrower one). tests/test_ui_browser.py measures it.
+PLOT_WIDTH_INCHES = 6.4
+
+
+def new_figure(width: float = PLOT_WIDTH_INCHES, height: float = 3.2):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height))
+    return plt.subplots(figsize=(width, height), layout="constrained")
 
 
 def partition_metadata(context: dg.AssetExecutionContext, light: dict, heavy: dict) -> dict:

@@ -57,18 +57,37 @@ def _fail(message: str, result: subprocess.CompletedProcess | None = None) -> No
     raise RuntimeError(f"{message}{detail}")
 
 
-def _install_postgres() -> None:
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        _fail(
-            "PostgreSQL 15 is not installed and this process cannot apt-get it: install postgresql-15, or set "
-            "ALPHAPULSE_TEST_POSTGRES_URL to a server where the role may CREATE DATABASE"
-        )
-    for command in (("apt-get", "update", "-qq"), ("apt-get", "install", "-y", "-qq", "postgresql")):
+def can_apt_get() -> bool:
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def apt_get_install(package: str) -> None:
+    for command in (("apt-get", "update", "-qq"), ("apt-get", "install", "-y", "-qq", package)):
         result = subprocess.run(
             command, capture_output=True, text=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         )
         if result.returncode:
             _fail(f"{' '.join(command)} failed", result)
+
+
+def _install_postgres() -> None:
+    if not can_apt_get():
+        _fail(
+            "PostgreSQL 15 is not installed and this process cannot apt-get it: install postgresql-15, or set "
+            "ALPHAPULSE_TEST_POSTGRES_URL to a server where the role may CREATE DATABASE"
+        )
+    apt_get_install("postgresql")
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def chromium() -> str | None:
+    """Debian's chromium for the browser test, installed with apt where missing and allowed (CI runs as root);
+    None where it cannot be had. Playwright is only the driver: it never downloads a browser here."""
+    if not Path(CHROMIUM).exists() and can_apt_get():
+        apt_get_install("chromium")
+    return CHROMIUM if Path(CHROMIUM).exists() else None
 
 
 def _wait_for_postgres(url: str, timeout: float = 60.0) -> None:

@@ -148,6 +148,7 @@ def _correlation_heatmap(sample: pl.DataFrame) -> bytes:
             x, y = matrix[both, i], matrix[both, j]
             if both.sum() > 2 and x.std() > 0 and y.std() > 0:
                 corr[i, j] = corr[j, i] = float(np.corrcoef(x, y)[0, 1])
+    # Wider than the other plots (the cell scrolls): 65 feature names need the room to stay readable.
     figure, axis = new_figure(11, 10)
     image = axis.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1)
     axis.set_xticks(range(n), FEATURE_NAMES, rotation=90, fontsize=6)

@@ -179,8 +179,7 @@ def _trial_sharpes(warehouse: Warehouse, start: datetime, stop: datetime, served
 
 
 def _equity_plot(curves: dict[str, pl.DataFrame], decisions: pl.DataFrame) -> bytes:
-
-    figure, axis = new_figure(10.0, 4.5)
+    figure, axis = new_figure(height=4.0)
     # The loop is drawn last and thickest: where it serves the newest model, the two curves coincide.
     styles = {
         "buy_and_hold": {"color": "tab:orange", "linewidth": 1.0},

@@ -514,7 +514,7 @@ def _equity_plot(hourly: pl.DataFrame, scored: pl.DataFrame) -> bytes:
 
 def _importance_plot(importance: dict[str, float], family_name: str) -> bytes:
     top = sorted(importance.items(), key=lambda kv: -kv[1])[:20][::-1]
-    figure, axis = new_figure(8.0, 5.0)
+    figure, axis = new_figure(height=5.0)
     axis.barh([name for name, _ in top], [share for _, share in top])
     axis.set_xlabel("share of importance")
     axis.set_title(f"top {len(top)} features ({family_name})")
