@@ -8,12 +8,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from services import free_port
 
-from alphapulse_assets.metadata import report_link, stored_plot
+from alphapulse_assets.metadata import date_axis, new_figure, report_link, stored_plot
 from alphapulse_assets.settings import ConfigError, Settings
 from alphapulse_assets.storage.object_store import LocalObjectStore
 
@@ -99,3 +102,17 @@ def test_the_reports_url_setting_is_an_http_url():
     assert Settings.from_env({"ALPHAPULSE_REPORTS_URL": "http://plots.internal:3001"}).reports_url
     with pytest.raises(ConfigError, match="ALPHAPULSE_REPORTS_URL"):
         Settings.from_env({"ALPHAPULSE_REPORTS_URL": "plots.internal:3001"})
+
+
+@pytest.mark.parametrize("hours", [72, 24 * 90, 24 * 365 * 3])
+def test_date_labels_on_a_plot_never_overlap(hours):
+    """Three days to three years of hours on a plot as wide as the asset page shows it: a few labels, apart."""
+    figure, axis = new_figure()
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    axis.plot([start + timedelta(hours=h) for h in range(hours)], np.arange(hours))
+    date_axis(axis)
+    figure.canvas.draw()
+    boxes = [label.get_window_extent() for label in axis.get_xticklabels() if label.get_text()]
+    assert len(boxes) >= 3
+    assert all(left.x1 < right.x0 for left, right in zip(boxes, boxes[1:], strict=False))
+    plt.close(figure)
