@@ -234,7 +234,7 @@ def test_the_compose_stack_follows_the_compose_spec_and_wires_its_services():
     assert result.returncode == 0, result.stdout + result.stderr
     compose = yaml.safe_load(compose_file.read_text())
     services = compose["services"]
-    assert {"postgres", "s3", "mlflow", "code", "webserver", "daemon", "api"} <= set(services)
+    assert {"postgres", "s3", "mlflow", "code", "webserver", "daemon", "api", "reports"} <= set(services)
     # Every bind mount names a file in the repository.
     for name, service in services.items():
         for volume in service.get("volumes", []):
