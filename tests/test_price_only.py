@@ -6,12 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from api import TEST_KEY
+from api import TEST_KEY, predict_when_up
 from kline_archive import write_archive
 from services import free_port, stop_group
 
@@ -124,29 +123,8 @@ def test_a_2018_archive_without_news_runs_end_to_end(tmp_path):
         start_new_session=True,
     )  # fmt: skip
     try:
-        answer = _predict_when_up(port, api)
+        answer = predict_when_up(port, api)
     finally:
         stop_group(api)
     assert answer["source"] in (("primary", "cache") if promoted else ("baseline", "abstain")), answer
     assert answer["feature_source"] == "online_snapshot" and answer["feature_timestamp"].startswith("2018-01-22")
-
-
-def _predict_when_up(port: int, api: subprocess.Popen) -> dict:
-    import time
-
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/predict",
-        data=json.dumps({"symbol": "BTCUSDT"}).encode(),
-        headers={"Content-Type": "application/json", "X-API-Key": TEST_KEY},
-        method="POST",
-    )
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                assert response.status == 200
-                return json.loads(response.read())
-        except OSError:
-            if api.poll() is not None or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)

@@ -9,12 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from api import TEST_KEY
+from api import TEST_KEY, predict_when_up
 from services import free_port
 
 from alphapulse_assets.features.catalog import FEATURE_NAMES
@@ -22,26 +20,6 @@ from alphapulse_assets.storage.object_store import LocalObjectStore
 from alphapulse_serving.contract import SNAPSHOT_KEY
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _predict(port: int, api: subprocess.Popen) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/predict",
-        data=json.dumps({"symbol": "BTCUSDT"}).encode(),
-        headers={"Content-Type": "application/json", "X-API-Key": TEST_KEY},
-        method="POST",
-    )
-    deadline = time.monotonic() + 120
-    while True:
-        assert api.poll() is None, "the API exited"
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError:
-            raise
-        except OSError:
-            assert time.monotonic() < deadline, "the API did not answer"
-            time.sleep(0.5)
 
 
 @pytest.mark.timeout(240)
@@ -70,7 +48,7 @@ def test_a_stopped_api_exits_promptly_and_ships_its_last_audit_batch(tmp_path, s
         start_new_session=True,
     )
     try:
-        decision = _predict(port, api)
+        decision = predict_when_up(port, api)
         os.kill(api.pid, signum)
         started = time.monotonic()
         code = api.wait(timeout=30)

@@ -124,16 +124,29 @@ class Ui:
         self.page.goto(self.base + path, wait_until="domcontentloaded")
         self.page.get_by_text(ready, exact=True).first.wait_for(state="attached", timeout=60_000)
 
+    def assert_shown(self, names) -> None:
+        for name in names:
+            assert self.page.get_by_text(name, exact=True).count(), f"{name} is not on {self.page.url}"
+
     def shoot(self, name: str) -> None:
         self.page.wait_for_timeout(500)
         self.page.screenshot(path=str(self.shots / f"{name}.png"))
 
 
-def test_the_asset_graph_shows_every_group(ui):
-    ui.open("/asset-groups", "training")
-    for group in GROUPS:
-        assert ui.page.get_by_text(group, exact=True).count(), group
-    ui.shoot("asset_graph")
+# Pages that must list names: the graph's groups, model_evaluation's checks (one per gate), the runs.
+LISTS = {
+    "asset_graph": ("/asset-groups", GROUPS),
+    "model_evaluation_checks": ("/assets/model_evaluation?view=checks", tuple(EVALUATION_GATES)),
+    "runs": ("/runs", ("data_job", "retrain_job", "hourly_job")),
+}
+
+
+@pytest.mark.parametrize("shot", LISTS)
+def test_a_page_lists_what_it_should(ui, shot):
+    path, names = LISTS[shot]
+    ui.open(path, names[-1])
+    ui.assert_shown(names)
+    ui.shoot(shot)
 
 
 def test_model_evaluation_plots_render_in_the_page_whole(ui):
@@ -156,17 +169,9 @@ def test_model_evaluation_plots_render_in_the_page_whole(ui):
             ui.shoot("model_evaluation_plots")
 
 
-def test_model_evaluation_checks_are_the_gates(ui):
-    ui.open("/assets/model_evaluation?view=checks", "deflated_sharpe")
-    for gate in EVALUATION_GATES:
-        assert ui.page.get_by_text(gate, exact=True).count(), gate
-    ui.shoot("model_evaluation_checks")
-
-
 def test_promotion_decision_checks_include_the_blocking_guard(ui):
     ui.open("/assets/promotion_decision?view=checks", "new_champion_passed_its_gates")
-    for name in ("champion_comparison", "shadow_record"):
-        assert ui.page.get_by_text(name, exact=True).count(), name
+    ui.assert_shown(("champion_comparison", "shadow_record"))
     ui.page.get_by_text("new_champion", exact=False).filter(visible=True).first.click()
     ui.page.get_by_text("This is a blocking asset check", exact=False).first.wait_for(timeout=30_000)
     ui.shoot("promotion_decision_checks")
@@ -178,10 +183,3 @@ def test_the_drift_report_link_opens_the_report(ui):
     link.scroll_into_view_if_needed()
     ui.shoot("drift_report")
     assert _status(link.get_attribute("href")) == (200, "text/html")
-
-
-def test_the_runs_list_shows_the_runs(ui):
-    ui.open("/runs", "retrain_job")
-    for job in ("data_job", "retrain_job", "hourly_job"):
-        assert ui.page.get_by_text(job, exact=True).count(), job
-    ui.shoot("runs")
