@@ -64,9 +64,9 @@ def date_axis(axis) -> None:
     axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
-# At the 80 dpi of `figure_png`, 6.4 inches are 512 pixels: the width the asset page's metadata cell shows whole in
+# At the 80 dpi of `figure_png`, 6 inches are 480 pixels: the width the asset page's metadata cell shows whole in
 # a 1,600-pixel-wide browser window (it scrolls sideways in a narrower one). tests/test_ui_browser.py measures it.
-PLOT_WIDTH_INCHES = 6.4
+PLOT_WIDTH_INCHES = 6.0
 
 
 def new_figure(width: float = PLOT_WIDTH_INCHES, height: float = 3.2):
