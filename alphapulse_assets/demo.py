@@ -268,21 +268,18 @@ def runs_in_flight(instance) -> list:
     return instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus[s] for s in IN_FLIGHT]))
 
 
-def cancel_runs(instance, terminate: bool) -> int:
-    """Stop every run in flight the way the UI's Terminate does: a queued run is canceled at once; a running one is
-    asked to stop (`terminate`: through the run launcher, for runs the daemon launched; otherwise marked canceling,
-    for this process's own runs, which the interrupt then ends as canceled). Returns how many were in flight."""
+def cancel_runs(instance) -> int:
+    """Stop every run the daemon has in flight the way the UI's Terminate does: a queued run is canceled at once, a
+    running one is terminated through the run launcher. Returns how many were in flight."""
     import dagster as dg
 
     runs = runs_in_flight(instance)
     for run in runs:
         if run.status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED):
             instance.report_run_canceled(run, message="the demo was stopped before this run started")
-        elif terminate:
+        else:
             with contextlib.suppress(Exception):  # a run whose worker is already gone is marked below
                 instance.run_launcher.terminate(run.run_id)
-        elif run.status != dg.DagsterRunStatus.CANCELING:
-            instance.report_run_canceling(run, message="the demo is stopping")
     return len(runs)
 
 
@@ -299,7 +296,7 @@ def stop_services(processes: dict[str, subprocess.Popen], grace: float = 20.0) -
     import dagster as dg
 
     with dg.DagsterInstance.get() as instance:
-        if cancel_runs(instance, terminate=True):
+        if cancel_runs(instance):
             deadline = time.monotonic() + grace
             while runs_in_flight(instance) and time.monotonic() < deadline:
                 time.sleep(0.5)
@@ -338,8 +335,6 @@ def serve(settings, ui_port: int, api_port: int, reports_port: int, have_champio
     say("[3/3] starting the Dagster webserver, the Dagster daemon, the prediction API and the plots server")
     processes: dict[str, subprocess.Popen] = {}
 
-    global _SERVING
-    _SERVING = True
     stopped = []
 
     def stop() -> None:
@@ -402,22 +397,11 @@ def serve(settings, ui_port: int, api_port: int, reports_port: int, have_champio
         stop()
 
 
-_SERVING = False
-_STOPPING = False
-
-
 def _interrupt(*_) -> None:
-    """SIGINT or SIGTERM: this process's own runs (steps 1-2 run in-process) are marked canceling first, so the
-    interrupt ends them as canceled rather than failed; then the interrupt unwinds whatever phase is running."""
-    import dagster as dg
-
-    global _STOPPING
-    _STOPPING = True
+    """SIGINT or SIGTERM to the demo: unwind whatever phase is running. No I/O here: a handler runs between any
+    two bytecodes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if not _SERVING:  # once serving, the daemon's runs are terminated by stop_services, through their launcher
-        with contextlib.suppress(Exception), dg.DagsterInstance.get() as instance:
-            cancel_runs(instance, terminate=False)
     raise KeyboardInterrupt
 
 
@@ -432,9 +416,60 @@ def start(settings) -> None:
     signal.signal(signal.SIGINT, _interrupt)
 
 
+# Steps 1-2 run in a child process, started with this flag; it exits with one of these codes.
+MATERIALIZE_FLAG = "--materialize"
+WITH_CHAMPION, WITHOUT_CHAMPION, INTERRUPTED = 0, 10, 130
+# How long a stopped child may take to end its run as canceled before it is killed.
+CHILD_GRACE_SECONDS = 20.0
+
+
+def materialize_in_child() -> bool:
+    """Steps 1-2 in a child process; True when they ended with a champion.
+
+    Why a child: the runs execute in-process, where Dagster holds SIGINT and SIGTERM itself and a library may
+    swallow the interrupt it raises (Optuna records a KeyboardInterrupt in a trial as that trial's failure, and the
+    run goes on), so a process running them cannot promise to stop. This one only waits: stopped, it interrupts
+    the child as Ctrl-C would, gives it CHILD_GRACE_SECONDS to end its run as canceled, then kills it; the runs it
+    left open are then marked canceled."""
+    child = subprocess.Popen([sys.executable, "-m", "alphapulse_assets.demo", MATERIALIZE_FLAG], cwd=REPO)
+    try:
+        code = child.wait()
+    except KeyboardInterrupt:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(timeout=CHILD_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        raise
+    if code == INTERRUPTED:  # interrupted by someone else (its own Ctrl-C): this demo stops too
+        raise KeyboardInterrupt
+    if code not in (WITH_CHAMPION, WITHOUT_CHAMPION):
+        raise SystemExit(code)  # the child said why
+    return code == WITH_CHAMPION
+
+
+def materialize_here() -> None:
+    """The child's side of `materialize_in_child`."""
+    from alphapulse_assets.settings import Settings
+
+    settings = Settings.from_env()
+    send_library_output_to(settings.home / "logs" / "demo.log")
+    # The parent stops it with SIGINT, which a shell may have left ignored for background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        have_champion = materialize(settings)
+    except KeyboardInterrupt:
+        raise SystemExit(INTERRUPTED) from None
+    raise SystemExit(WITH_CHAMPION if have_champion else WITHOUT_CHAMPION)
+
+
 def main() -> None:
     from alphapulse_assets.settings import ConfigError, Settings
 
+    if sys.argv[1:] == [MATERIALIZE_FLAG]:
+        materialize_here()
     started = time.monotonic()
     try:
         settings = Settings.from_env()
@@ -444,7 +479,7 @@ def main() -> None:
     api_port = _port("ALPHAPULSE_API_PORT", 8000)
     reports_port = _port("ALPHAPULSE_REPORTS_PORT", 3001)
     # The asset pages show plots through the plots server the demo starts (unless the user named another); set
-    # before the definitions load, so the in-process runs' plots link there too.
+    # before steps 1-2, so their plots link there too.
     os.environ.setdefault("ALPHAPULSE_REPORTS_URL", f"http://127.0.0.1:{reports_port}")
     start(settings)
     say(
@@ -452,11 +487,8 @@ def main() -> None:
         f"market={settings.market_source}, news={settings.news_source}"
     )
     try:
-        have_champion = materialize(settings)
-    except (KeyboardInterrupt, SystemExit) as stop:
-        # Inside a step Dagster turns the interrupt into a failed outcome, which materialize reports by exiting.
-        if not _STOPPING and not isinstance(stop, KeyboardInterrupt):
-            raise
+        have_champion = materialize_in_child()
+    except KeyboardInterrupt:
         import dagster as dg
 
         with dg.DagsterInstance.get() as instance:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._utils.interrupts import check_captured_interrupt
 
 from alphapulse_assets.partitions import partition_key
 
@@ -62,6 +63,26 @@ def _progress(instance: dg.DagsterInstance, run_id: str, label: str, total: int,
 
 
 Jobs = dg.Definitions | dg.RepositoryDefinition
+# Set by a stop request (the demo's SIGTERM handler): no run starts after it, and the run in flight ends canceled.
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask this process's in-process runs to stop: the run in flight ends canceled, and no further run starts
+    (`run_job` raises KeyboardInterrupt). Safe in a signal handler: it only sets a flag."""
+    _STOP.set()
+
+
+def _watch_interrupts(done: threading.Event) -> None:
+    """While a run executes in this process, Dagster holds SIGINT and SIGTERM. One that lands in a step ends the
+    step as interrupted; one that lands in Dagster's own bookkeeping is only noted, raised at the next step, and
+    forgotten when the run ends (the last step, or a run that drives others, as the replay does). Seen here, it
+    is a stop request all the same."""
+    while not done.wait(0.1):
+        if check_captured_interrupt():
+            request_stop()
+
+
 # How an interrupted step's error is named in its failure event (a nested run's interrupt reaches its caller's
 # step as a KeyboardInterrupt).
 _INTERRUPTS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
@@ -112,6 +133,8 @@ def run_job(
     which print their own)."""
     if partition_key is not None and partition_range is not None:
         raise ValueError("give one of partition_key or partition_range, not both")
+    if _STOP.is_set():
+        raise KeyboardInterrupt
     run_tags = dict(tags or {})
     if partition_range is not None:
         _check_range(defs, job_name, *partition_range)
@@ -124,7 +147,9 @@ def run_job(
     watcher = threading.Thread(
         target=_progress, args=(instance, run_id, label or job_name, expected_materializations, stop, out), daemon=True
     )
+    interrupts = threading.Thread(target=_watch_interrupts, args=(stop,), daemon=True)
     started = time.monotonic()
+    interrupts.start()
     if progress:
         watcher.start()
     try:
@@ -139,12 +164,16 @@ def run_job(
         )
     finally:
         stop.set()
+        interrupts.join()
         if progress:
             watcher.join()
     error = None
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
-        if any(e.step_failure_data.error and e.step_failure_data.error.cls_name in _INTERRUPTS for e in failures):
+        interrupted = any(
+            e.step_failure_data.error and e.step_failure_data.error.cls_name in _INTERRUPTS for e in failures
+        )
+        if interrupted or _STOP.is_set():
             # Ctrl-C or SIGTERM reached this process mid-step (Dagster's own handlers catch both while a step runs
             # and end the run as failed): a person stopped it, so the instance says canceled, and the interrupt
             # goes on to the caller.
@@ -153,6 +182,8 @@ def run_job(
             )
             raise KeyboardInterrupt
         error = _step_failures(failures) or "run failed"
+    if _STOP.is_set():  # the run finished before the stop reached it: it stands, and nothing further starts
+        raise KeyboardInterrupt
     materialized = sum(1 for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION)
     return RunOutcome(run_id, result.success, time.monotonic() - started, materialized, error)
 

@@ -117,7 +117,8 @@ def test_stopping_the_demo_stops_every_process_and_cancels_the_run(tmp_path, how
             time.sleep(1)
         tags = [
             {"key": "dagster/asset_partition_range_start", "value": "2025-03-01-00:00"},
-            {"key": "dagster/asset_partition_range_end", "value": "2025-08-31-23:00"},
+            # Long enough (20 months: about a minute here) to be in flight when the stop comes.
+            {"key": "dagster/asset_partition_range_end", "value": "2026-10-31-23:00"},
         ]
         selector = {"repositoryLocationName": "alphapulse", "repositoryName": "__repository__", "jobName": "data_job"}
         params = {"selector": selector, "executionMetadata": {"tags": tags}}
