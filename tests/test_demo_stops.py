@@ -162,7 +162,8 @@ def test_sigterm_during_the_backfill_cancels_the_in_process_run(tmp_path):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"} | {
         "ALPHAPULSE_HOME": str(home),
-        "ALPHAPULSE_DEMO_DAYS": "60",
+        # A backfill long enough (400 days: about a minute here) to be in flight when the stop comes.
+        "ALPHAPULSE_DEMO_DAYS": "400",
         "ALPHAPULSE_API_KEYS": "a-test-key-of-sixteen-characters",
     }
     out = tmp_path / "demo.out"
