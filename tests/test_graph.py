@@ -16,9 +16,8 @@ from alphapulse_assets.definitions import build_definitions
 from alphapulse_assets.features.catalog import FEATURE_NAMES
 from alphapulse_assets.features.store import rows_of_version, snapshot_bytes
 from alphapulse_assets.monitoring.reference import drift_features
-from alphapulse_assets.monitoring.sensors import run_failure_alert_sensor
-from alphapulse_assets.promotion.assets import manifest_key, scoring_model
-from alphapulse_assets.promotion.checks import latest_check_evaluation
+from alphapulse_assets.promotion.assets import latest_decision, manifest_key, scoring_model
+from alphapulse_assets.promotion.checks import champion_change_check, latest_check_evaluation
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
 from alphapulse_assets.training.assets import score_frame
@@ -471,16 +470,17 @@ def test_every_gate_is_a_check_that_agrees_with_the_evaluation_table(graph):
     assert guard.passed and guard.blocking and guard.metadata["action"].value == "promote"
 
 
-def test_a_promotion_past_a_failed_check_is_blocked_and_alerted(graph):
-    """The decision reads the gates from the evaluation table; when Dagster's record of a check says otherwise, the
-    blocking check stops promoted_model: nothing is served, no promotion is announced, and the alert names the
-    check and why."""
+def test_a_failed_check_of_record_stops_a_promotion(graph):
+    """The evaluation table and the checks are written from one list of gates; when Dagster's record of a check
+    says otherwise (an hour evaluated before the checks existed, or a record altered), the record wins: the decision
+    refuses, and the blocking check would stop a decision that promoted anyway. Nothing is served or announced."""
     defs, instance, _ = graph
-    store = defs.resources["object_store"]
+    store, warehouse = defs.resources["object_store"], defs.resources["warehouse"]
     evaluation = table(defs, "model_evaluation").row(0, named=True)
+    promoted = latest_decision(warehouse, DECISION_HOUR)
+    assert promoted["action"] == "promote"
     served, promotions = store.get_bytes(MANIFEST_KEY), table(defs, "promoted_model").height
     alerts_before = set(store.list_keys("alerts/"))
-
     instance.report_runless_asset_event(
         dg.AssetCheckEvaluation(
             asset_key=dg.AssetKey("model_evaluation"),
@@ -491,32 +491,23 @@ def test_a_promotion_past_a_failed_check_is_blocked_and_alerted(graph):
             partition=DECISION,
         )
     )
+    decide_again = [dg.AssetKey("promotion_decision"), dg.AssetKey("promoted_model")]
     try:
-        outcome = run_job(
-            defs,
-            instance,
-            "retrain_job",
-            partition_key=DECISION,
-            asset_selection=[dg.AssetKey("promotion_decision"), dg.AssetKey("promoted_model")],
-        )
-        assert not outcome.success and "new_champion_passed_its_gates" in outcome.error
-        assert store.get_bytes(MANIFEST_KEY) == served and table(defs, "promoted_model").height == promotions
-        guard = _check(instance, "promotion_decision", "new_champion_passed_its_gates")
+        # The guard, shown the promotion decided before the record changed: it fails, naming the check.
+        guard = champion_change_check(instance, warehouse, promoted)
         assert not guard.passed and "evaluation check deflated_sharpe failed" in guard.description
 
-        run = instance.get_run_by_id(outcome.run_id)
-        failure = instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0].dagster_event
-        context = dg.build_run_status_sensor_context(
-            sensor_name=run_failure_alert_sensor.name, dagster_instance=instance, dagster_run=run, dagster_event=failure
-        ).for_run_failure()
-        run_failure_alert_sensor(context, object_store=store)
-        new = [json.loads(store.get_bytes(k)) for k in set(store.list_keys("alerts/")) - alerts_before]
-        (alert,) = new  # the blocked promotion announced nothing
-        check = "promotion_decision:new_champion_passed_its_gates"
-        assert alert["kind"] == "failed_blocking_check" and check in alert["title"]
-        assert "evaluation check deflated_sharpe failed" in alert["details"][f"check {check}"]
-    finally:  # the evaluation's own checks again, for whatever runs next
-        restored = run_job(
-            defs, instance, "retrain_job", partition_key=DECISION, asset_selection=[dg.AssetKey("model_evaluation")]
-        )
-        assert restored.success, restored.error
+        outcome = run_job(defs, instance, "retrain_job", partition_key=DECISION, asset_selection=decide_again)
+        assert outcome.success, outcome.error
+        decision = latest_decision(warehouse, DECISION_HOUR)
+        assert decision["action"] == "keep" and "deflated_sharpe" in decision["summary"]
+        recorded = {g["name"]: g for g in json.loads(decision["gates"])}["deflated_sharpe"]
+        assert not recorded["passed"] and recorded["detail"].endswith("its asset check failed")
+        assert _check(instance, "promotion_decision", "new_champion_passed_its_gates").passed
+        assert store.get_bytes(MANIFEST_KEY) == served and table(defs, "promoted_model").height == promotions
+        assert not [k for k in set(store.list_keys("alerts/")) - alerts_before if "promotion" in k]
+    finally:  # the evaluation's own checks again, and the decision they make, for whatever runs next
+        for selection in ([dg.AssetKey("model_evaluation")], decide_again):
+            restored = run_job(defs, instance, "retrain_job", partition_key=DECISION, asset_selection=selection)
+            assert restored.success, restored.error
+        assert latest_decision(warehouse, DECISION_HOUR)["action"] == "promote"

@@ -14,11 +14,12 @@ from alphapulse_assets.monitoring import alerts
 from alphapulse_assets.monitoring.alerts import Alert, in_replay, record_alert
 from alphapulse_assets.monitoring.live import record, shadow_pairs
 from alphapulse_assets.news.resources import SentimentModel
-from alphapulse_assets.partitions import HOURLY, partition_hour
+from alphapulse_assets.partitions import HOURLY, partition_hour, partition_key
 from alphapulse_assets.promotion.checks import (
     DECISION_CHECK_SPECS,
     champion_change_check,
     decision_check_results,
+    evaluation_check_verdicts,
 )
 from alphapulse_assets.promotion.gates import (
     PROMOTE,
@@ -26,6 +27,7 @@ from alphapulse_assets.promotion.gates import (
     ROLLBACK,
     ROLLBACK_REFUSED,
     Decision,
+    as_recorded,
     decide,
     promotion_gates,
     shadow_gates,
@@ -163,6 +165,7 @@ class DecisionConfig(dg.Config):
 
 
 def _challenge(
+    instance: dg.DagsterInstance,
     decision_hour: datetime,
     warehouse: Warehouse,
     object_store: ObjectStore,
@@ -197,7 +200,9 @@ def _challenge(
         overlap_hours = max(0.0, (champion_train_end - trained["validation_start"]).total_seconds() / 3600)
         notes["champion_note"] = f"champion {champion.version} re-scored on the candidate's held-out window"
 
-    evaluation_gates = evaluation_gate_list(evaluation)
+    # The gates as their checks recorded them: the verdicts of record, not only the table's copy.
+    verdicts = evaluation_check_verdicts(instance, partition_key(decision_hour), candidate)
+    evaluation_gates = as_recorded(evaluation_gate_list(evaluation), verdicts)
     candidate_gates = promotion_gates(
         evaluation_gates, _metrics_from_row(evaluation, "oos_"), champion_metrics, policy.margins(), overlap_hours
     )
@@ -357,7 +362,15 @@ def promotion_decision(
         )
     else:
         verdict, gates, notes = _challenge(
-            decision_hour, warehouse, object_store, policy, market, feature_version, champion_before, challenger_before
+            context.instance,
+            decision_hour,
+            warehouse,
+            object_store,
+            policy,
+            market,
+            feature_version,
+            champion_before,
+            challenger_before,
         )
 
     challenger_after = current_challenger(object_store)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from alphapulse_assets.training.gates import EVALUATION_GATES, Gate, summarize
 
@@ -154,6 +154,19 @@ def decide(
     if next_challenger != challenger:
         summary += f"; challenger is now {next_challenger or 'none'}"
     return Decision(KEEP, champion, next_challenger, summary)
+
+
+def as_recorded(evaluation: list[Gate], verdicts: dict[str, bool]) -> list[Gate]:
+    """A candidate's evaluation gates as Dagster recorded their checks: a gate passes only if its check passed for
+    this model too. The two agree (both are written from one list) unless the hour was evaluated before the checks
+    existed, or one was altered; then the decision refuses rather than promote past a check that says no."""
+    recorded = []
+    for gate in evaluation:
+        if gate.passed and verdicts.get(gate.name) is not True:
+            said = "failed" if gate.name in verdicts else "has no record for this model"
+            gate = replace(gate, passed=False, detail=f"{gate.detail}; its asset check {said}")
+        recorded.append(gate)
+    return recorded
 
 
 def champion_change_problems(
