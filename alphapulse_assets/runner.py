@@ -63,14 +63,9 @@ def _progress(instance: dg.DagsterInstance, run_id: str, label: str, total: int,
 
 
 Jobs = dg.Definitions | dg.RepositoryDefinition
-# Set by a stop request (the demo's SIGTERM handler): no run starts after it, and the run in flight ends canceled.
+# Set once this process was interrupted (Ctrl-C, SIGTERM) while a run executed: the run in flight ends canceled,
+# and no further run starts (`run_job` raises KeyboardInterrupt).
 _STOP = threading.Event()
-
-
-def request_stop() -> None:
-    """Ask this process's in-process runs to stop: the run in flight ends canceled, and no further run starts
-    (`run_job` raises KeyboardInterrupt). Safe in a signal handler: it only sets a flag."""
-    _STOP.set()
 
 
 def _watch_interrupts(done: threading.Event) -> None:
@@ -80,7 +75,7 @@ def _watch_interrupts(done: threading.Event) -> None:
     is a stop request all the same."""
     while not done.wait(0.1):
         if check_captured_interrupt():
-            request_stop()
+            _STOP.set()
 
 
 # How an interrupted step's error is named in its failure event (a nested run's interrupt reaches its caller's
