@@ -88,7 +88,7 @@ def features(
                     object_store,
                     f"plots/features/{start:%Y%m%dT%H}-{end:%Y%m%dT%H}-correlations.png",
                     _correlation_heatmap(sample),
-                    "feature correlations",
+                    "feature correlation heatmap",
                 ),
                 "preview": table_preview(frame.sort("ts", "symbol", descending=[True, False])),
             },
