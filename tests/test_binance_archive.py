@@ -15,6 +15,7 @@ from alphapulse_assets.market.assets import prices
 from alphapulse_assets.market.binance_archive import find_archive_files, parse_archive_file, parse_epoch
 from alphapulse_assets.market.resources import BinanceArchiveMarket, PriceQuality
 from alphapulse_assets.runner import run_job
+from alphapulse_assets.storage.object_store import LocalObjectStore
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse
 
 DAY = datetime(2025, 3, 2, tzinfo=UTC)
@@ -166,6 +167,7 @@ def materialize(tmp_path, archive, first="2025-03-02-00:00", last="2025-03-03-23
             "market": BinanceArchiveMarket(symbols=["BTCUSDT", "ETHUSDT"], archive_dir=str(archive)),
             "warehouse": warehouse,
             "price_quality": PriceQuality(),
+            "object_store": LocalObjectStore(root=str(tmp_path / "objects")),
         },
         executor=dg.in_process_executor,
     )

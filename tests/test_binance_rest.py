@@ -12,6 +12,7 @@ from alphapulse_assets.market.assets import prices
 from alphapulse_assets.market.binance_rest import BinanceApiError, KlinesClient, WeightLimiter
 from alphapulse_assets.market.resources import BinanceRestMarket, PriceQuality
 from alphapulse_assets.runner import run_job
+from alphapulse_assets.storage.object_store import LocalObjectStore
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse
 
 START = datetime(2025, 3, 2, tzinfo=UTC)
@@ -138,6 +139,7 @@ def test_through_the_prices_asset(tmp_path):
                 "market": BinanceRestMarket(symbols=["BTCUSDT", "ETHUSDT"], base_url=stub.url),
                 "warehouse": warehouse,
                 "price_quality": PriceQuality(),
+                "object_store": LocalObjectStore(root=str(tmp_path / "objects")),
             },
             executor=dg.in_process_executor,
         )
