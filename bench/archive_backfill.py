@@ -28,6 +28,7 @@ from alphapulse_assets.market.resources import BinanceArchiveMarket, PriceQualit
 from alphapulse_assets.partitions import partition_key  # noqa: E402
 from alphapulse_assets.runner import run_job  # noqa: E402
 from alphapulse_assets.storage.event_log import INSTANCE_OVERRIDES  # noqa: E402
+from alphapulse_assets.storage.object_store import LocalObjectStore  # noqa: E402
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse  # noqa: E402
 
 MICROSECONDS_FROM = datetime(2025, 1, 1, tzinfo=UTC)
@@ -84,6 +85,7 @@ def main() -> None:
                 "market": BinanceArchiveMarket(symbols=["BTCUSDT", "ETHUSDT"], archive_dir=archive),
                 "warehouse": warehouse,
                 "price_quality": PriceQuality(),
+                "object_store": LocalObjectStore(root=os.path.join(work, "objects")),
             },
             executor=dg.in_process_executor,
         )
