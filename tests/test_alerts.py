@@ -21,7 +21,6 @@ from alphapulse_assets.monitoring.alerts import (
     record_alert,
     webhook_message,
 )
-from alphapulse_assets.monitoring.sensors import run_failure_alert_sensor
 from alphapulse_assets.settings import ConfigError, Settings
 from alphapulse_assets.storage.object_store import LocalObjectStore
 
@@ -155,34 +154,3 @@ def test_the_webhook_setting_is_a_url():
         Settings.from_env({"ALPHAPULSE_ALERT_WEBHOOK_URL": "hooks.slack.com/services"})
     with pytest.raises(ConfigError, match="ALPHAPULSE_UI_URL"):
         Settings.from_env({"ALPHAPULSE_UI_URL": "localhost:3000"})
-
-
-def test_a_run_stopped_by_a_failed_blocking_check_alerts_with_the_check_and_its_finding(tmp_path):
-    """The alert names the blocking check (asset:check) and what it found, not only "the run failed"."""
-
-    @dg.asset
-    def decided() -> None:
-        """A stand-in for promotion_decision."""
-
-    @dg.asset_check(asset=decided, blocking=True)
-    def guard() -> dg.AssetCheckResult:
-        return dg.AssetCheckResult(passed=False, description="promote of v1 stopped: evaluation check dsr failed")
-
-    @dg.asset(deps=[decided])
-    def served() -> None:
-        """A stand-in for promoted_model: never reached."""
-
-    store = LocalObjectStore(root=str(tmp_path))
-    with dg.instance_for_test() as instance:
-        result = dg.materialize([decided, served, guard], instance=instance, raise_on_error=False)
-        assert not result.success
-        run = instance.get_run_by_id(result.run_id)
-        failure = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0].dagster_event
-        context = dg.build_run_status_sensor_context(
-            sensor_name=run_failure_alert_sensor.name, dagster_instance=instance, dagster_run=run, dagster_event=failure
-        ).for_run_failure()
-        run_failure_alert_sensor(context, object_store=store)
-    (key,) = store.list_keys("alerts/")
-    alert = json.loads(store.get_bytes(key))
-    assert alert["kind"] == "failed_blocking_check" and "decided:guard" in alert["title"]
-    assert alert["details"]["check decided:guard"] == "promote of v1 stopped: evaluation check dsr failed"
