@@ -331,6 +331,13 @@ def serve(settings, ui_port: int, api_port: int, reports_port: int, have_champio
     env.setdefault("ALPHAPULSE_UI_URL", f"http://127.0.0.1:{ui_port}")
     env.setdefault("ALPHAPULSE_REPORTS_URL", f"http://127.0.0.1:{reports_port}")
     printed_key = demo_api_key(settings, env)
+    # The instance's SQLite storage is created here, by one process: the webserver and the daemon starting together
+    # on a fresh home race to create it (seen: two alembic heads in schedules.db, after which no process can open
+    # the instance, the stop included).
+    import dagster as dg
+
+    with dg.DagsterInstance.get():
+        pass
     commands = service_commands(ui_port, reports_port)
     say("[3/3] starting the Dagster webserver, the Dagster daemon, the prediction API and the plots server")
     processes: dict[str, subprocess.Popen] = {}
