@@ -292,16 +292,20 @@ def mark_left_runs_canceled(instance) -> None:
 
 def stop_services(processes: dict[str, subprocess.Popen], grace: float = 20.0) -> None:
     """Runs in flight are terminated and given `grace` seconds to end as canceled, then every service's process
-    group is stopped, then whatever run is left is marked canceled."""
+    group is stopped, then whatever run is left is marked canceled. The processes are stopped even when the
+    instance cannot be read: a stop must never leave services behind."""
     import dagster as dg
 
-    with dg.DagsterInstance.get() as instance:
-        if cancel_runs(instance):
-            deadline = time.monotonic() + grace
-            while runs_in_flight(instance) and time.monotonic() < deadline:
-                time.sleep(0.5)
-        stop_processes(processes)
-        mark_left_runs_canceled(instance)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            if cancel_runs(instance):
+                deadline = time.monotonic() + grace
+                while runs_in_flight(instance) and time.monotonic() < deadline:
+                    time.sleep(0.5)
+            stop_processes(processes)
+            mark_left_runs_canceled(instance)
+    finally:
+        stop_processes(processes)  # at once when they are already gone
 
 
 def demo_api_key(settings, env: dict) -> str | None:
