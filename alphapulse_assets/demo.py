@@ -456,6 +456,8 @@ def materialize_in_child() -> bool:
         raise
     if code == INTERRUPTED:  # interrupted by someone else (its own Ctrl-C): this demo stops too
         raise KeyboardInterrupt
+    if code < 0:  # killed from outside (the OOM killer, say): nothing of it said why
+        raise SystemExit(f"steps 1-2 were killed by signal {-code}; re-running make demo continues from there")
     if code not in (WITH_CHAMPION, WITHOUT_CHAMPION):
         raise SystemExit(code)  # the child said why
     return code == WITH_CHAMPION
