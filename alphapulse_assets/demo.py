@@ -456,7 +456,11 @@ def materialize_in_child() -> bool:
         raise
     if code == INTERRUPTED:  # interrupted by someone else (its own Ctrl-C): this demo stops too
         raise KeyboardInterrupt
-    if code < 0:  # killed from outside (the OOM killer, say): nothing of it said why
+    if code < 0:  # killed from outside (the OOM killer, say): nothing of it said why, or closed its runs
+        import dagster as dg
+
+        with dg.DagsterInstance.get() as instance:
+            mark_left_runs_canceled(instance)
         raise SystemExit(f"steps 1-2 were killed by signal {-code}; re-running make demo continues from there")
     if code not in (WITH_CHAMPION, WITHOUT_CHAMPION):
         raise SystemExit(code)  # the child said why
