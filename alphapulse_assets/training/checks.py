@@ -4,9 +4,10 @@ verdict, so the Checks tab shows what the warehouse's `gates` column says, built
 The evaluation checks on `model_evaluation` have ERROR severity (a failed one makes the model unpromotable) but
 are not Dagster-blocking: a blocking check that fails fails its step, which would make every refused model a failed
 run, page whoever watches the loop, and skip `promotion_decision`, which must still run after a refusal: it records
-the refusal and judges the challenger in shadow against the champion. The block sits where a model is served: the
-blocking check `new_champion_passed_its_gates` on `promotion_decision` (promotion/checks.py) reads these checks'
-records and stops `promoted_model` from serving a champion whose checks failed.
+the refusal and judges the challenger in shadow against the champion. `promotion_decision` reads the gates as these
+checks recorded them, and the block sits where a model is served: the blocking check `new_champion_passed_its_gates`
+on `promotion_decision` (promotion/checks.py) reads the same records and stops `promoted_model` from serving a
+champion whose checks failed.
 """
 
 from __future__ import annotations
