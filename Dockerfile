@@ -11,6 +11,7 @@ WORKDIR /app
 # Dependencies first: they change far less often than the code, so this layer stays cached.
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
+COPY alphapulse_contract ./alphapulse_contract
 COPY alphapulse_assets ./alphapulse_assets
 COPY alphapulse_serving ./alphapulse_serving
 COPY workspace.yaml dagster.yaml ./

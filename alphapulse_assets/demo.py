@@ -21,6 +21,8 @@ import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
+from alphapulse_contract.config import API_KEYS, API_KEYS_FILE, generate_api_key
+
 REPO = Path(__file__).resolve().parent.parent
 # Each retrain tunes three families (~50 s on 2 cores with the default 30 trials each): three days of the loop show
 # a first promotion and the champion being challenged without making the demo wait minutes more.
@@ -48,14 +50,7 @@ def send_library_output_to(log_path: Path) -> None:
     logging.captureWarnings(True)
 
 
-def _port(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip() or str(default)
-    try:
-        port = int(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r}: expected a port number") from None
-    if not 0 < port < 65536:
-        raise SystemExit(f"{name}={port}: expected a port number between 1 and 65535")
+def _free(port: int, name: str) -> int:
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             raise SystemExit(f"port {port} on 127.0.0.1 is already in use: set {name} to a free port")
@@ -68,13 +63,12 @@ _EVENT_LOG_CLASS_LINE = "  class: BatchingSqliteEventLogStorage\n"
 POSTGRES_INSTANCE_TEMPLATE = REPO / "infra" / "dagster" / "dagster-postgres.yaml"
 
 
-def write_instance_config(dagster_home: Path, env: dict[str, str] | None = None) -> None:
-    """Write the instance's dagster.yaml: the Postgres template when ALPHAPULSE_DAGSTER_PG_URL is set, else the
-    repo's embedded dagster.yaml with the event log's directory named explicitly, so the instance opens the same
+def write_instance_config(dagster_home: Path, on_postgres: bool = False) -> None:
+    """Write the instance's dagster.yaml: the Postgres template with ALPHAPULSE_DAGSTER_PG_URL (`on_postgres`), else
+    the repo's embedded dagster.yaml with the event log's directory named explicitly, so the instance opens the same
     way with or without DAGSTER_HOME (e.g. `InstanceRef.from_dir`)."""
-    env = os.environ if env is None else env
     dagster_home.mkdir(parents=True, exist_ok=True)
-    if env.get("ALPHAPULSE_DAGSTER_PG_URL", "").strip():
+    if on_postgres:
         (dagster_home / "dagster.yaml").write_text(POSTGRES_INSTANCE_TEMPLATE.read_text())
         return
     template = (REPO / "dagster.yaml").read_text()
@@ -86,7 +80,7 @@ def write_instance_config(dagster_home: Path, env: dict[str, str] | None = None)
 
 
 def prepare_instance(settings) -> None:
-    write_instance_config(settings.dagster_home)
+    write_instance_config(settings.dagster_home, on_postgres=settings.dagster_pg_url is not None)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
 
 
@@ -312,9 +306,8 @@ def demo_api_key(settings, env: dict) -> str | None:
     """The key to print, when the demo made it: ALPHAPULSE_API_KEYS / _FILE win when set; otherwise a key is made
     once, kept in a 0600 secrets file under the home (so a restart keeps it), and handed to the API by file name,
     never on a command line."""
-    if env.get("ALPHAPULSE_API_KEYS", "").strip() or env.get("ALPHAPULSE_API_KEYS_FILE", "").strip():
+    if API_KEYS.read(env) or API_KEYS_FILE.read(env):
         return None
-    from alphapulse_serving.security import generate_key
 
     path = settings.home / "secrets" / "demo-api-key"
     if not path.is_file():
@@ -322,7 +315,7 @@ def demo_api_key(settings, env: dict) -> str | None:
         path.parent.chmod(0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(generate_key() + "\n")
+            handle.write(generate_api_key() + "\n")
     env["ALPHAPULSE_API_KEYS_FILE"] = str(path)
     return path.read_text().strip()
 
@@ -386,7 +379,7 @@ def serve(settings, ui_port: int, api_port: int, reports_port: int, have_champio
             "shadow_predictions follow), daily_retrain_schedule at 00:30 UTC, drift_retrain_sensor, "
             "live_performance_sensor (rollback), run_failure_alert_sensor. Decisions: Assets -> promotion_decision."
         )
-        webhook = env.get("ALPHAPULSE_ALERT_WEBHOOK_URL")
+        webhook = settings.alert_webhook_url
         say(
             f"  Alerts          {settings.object_store_location.rstrip('/')}/alerts"
             + (" and your webhook" if webhook else " (set ALPHAPULSE_ALERT_WEBHOOK_URL to have them posted)")
@@ -492,9 +485,9 @@ def main() -> None:
         settings = Settings.from_env()
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
-    ui_port = _port("ALPHAPULSE_UI_PORT", 3000)
-    api_port = _port("ALPHAPULSE_API_PORT", 8000)
-    reports_port = _port("ALPHAPULSE_REPORTS_PORT", 3001)
+    ui_port = _free(settings.ui_port, "ALPHAPULSE_UI_PORT")
+    api_port = _free(settings.api_port, "ALPHAPULSE_API_PORT")
+    reports_port = _free(settings.reports_port, "ALPHAPULSE_REPORTS_PORT")
     # The asset pages show plots through the plots server the demo starts (unless the user named another); set
     # before steps 1-2, so their plots link there too.
     os.environ.setdefault("ALPHAPULSE_REPORTS_URL", f"http://127.0.0.1:{reports_port}")

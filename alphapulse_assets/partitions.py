@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from datetime import UTC, datetime, timedelta
 
@@ -10,18 +9,41 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from alphapulse_assets.retries import NotRetryable
-from alphapulse_assets.settings import DEFAULT_HISTORY_START, parse_history_start
+from alphapulse_contract.config import ConfigError, Parser, Setting
 
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
 
 
-def hourly_partitions_from_env() -> dg.HourlyPartitionsDefinition:
-    raw = os.environ.get("ALPHAPULSE_HISTORY_START", "").strip() or DEFAULT_HISTORY_START
-    start = parse_history_start(raw)
+def parse_history_start(raw: str, name: str = "ALPHAPULSE_HISTORY_START") -> datetime:
+    """Parse `YYYY-MM-DD` or `YYYY-MM-DD-HH:MM` (UTC) into an hour-aligned datetime."""
+    text = raw.strip()
+    for fmt in ("%Y-%m-%d-%H:%M", "%Y-%m-%d"):
+        try:
+            parsed = datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        if parsed.minute != 0:
+            raise ConfigError(f"{name}={raw!r}: partitions are hourly, so the minutes must be :00")
+        return parsed
+    raise ConfigError(f"{name}={raw!r}: expected YYYY-MM-DD or YYYY-MM-DD-HH:MM (UTC)")
+
+
+HOUR = Parser(parse_history_start, "YYYY-MM-DD or YYYY-MM-DD-HH:MM (UTC)")
+HISTORY_START = Setting(
+    "ALPHAPULSE_HISTORY_START",
+    datetime(2025, 1, 1, tzinfo=UTC),
+    "The first hourly partition. The simulated market starts 2020-01-01, so an earlier start with it is refused.",
+    HOUR,
+)
+
+
+def hourly_partitions(start: datetime) -> dg.HourlyPartitionsDefinition:
     return dg.HourlyPartitionsDefinition(start_date=start.strftime(PARTITION_FORMAT), timezone="UTC")
 
 
-HOURLY = hourly_partitions_from_env()
+# Read at import: the partitioning is part of every asset's definition. `Settings` checks the same value with the
+# rest of the configuration when the code location loads.
+HOURLY = hourly_partitions(HISTORY_START.read())
 
 # Data-side assets write a whole partition range in one run and one transaction. Dagster marks the
 # `backfill_policy` parameter beta; the single-run policy is the documented way to do exactly this.

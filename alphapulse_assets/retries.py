@@ -9,26 +9,23 @@ at once.
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
+from alphapulse_contract.config import Setting, integer, number
 
-def _retry_setting(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        raise ValueError(f"{name}={raw!r}: expected a number") from None
-    if value < 0:
-        raise ValueError(f"{name}={raw!r}: must not be negative")
-    return value
-
-
+STEP_RETRIES = Setting(
+    "ALPHAPULSE_STEP_RETRIES",
+    3,
+    "Retries of a failed step (a storage outage), with exponential backoff and jitter.",
+    integer(0, 100),
+)
+STEP_RETRY_DELAY_SECONDS = Setting(
+    "ALPHAPULSE_STEP_RETRY_DELAY_SECONDS", 5.0, "The first retry's delay; each next one doubles it.", number(0, 3600)
+)
 # Read at import, like the partitions: the policy is part of each asset's definition.
 STORAGE_RETRY_POLICY = dg.RetryPolicy(
-    max_retries=int(_retry_setting("ALPHAPULSE_STEP_RETRIES", 3)),
-    delay=_retry_setting("ALPHAPULSE_STEP_RETRY_DELAY_SECONDS", 5.0),
+    max_retries=STEP_RETRIES.read(),
+    delay=STEP_RETRY_DELAY_SECONDS.read(),
     backoff=dg.Backoff.EXPONENTIAL,
     jitter=dg.Jitter.PLUS_MINUS,
 )

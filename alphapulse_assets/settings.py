@@ -1,147 +1,101 @@
-"""Configuration from the environment, validated once, with errors that name the setting.
+"""The graph's configuration: every setting declared once, read from the environment and validated together.
 
-Every value a user can set lives here so that a malformed environment fails at code-location load time, before
-any run starts and before anything is written.
+Each field is a `setting()` (alphapulse_contract/config.py): variable, default, type and bounds, help text. The
+README's configuration table is generated from these declarations (`python -m alphapulse_assets.settings`; a test
+fails when it is stale), and the resources are built from the one `Settings` (definitions.py). A malformed
+environment fails at code-location load time, before any run starts and before anything is written.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Any
 
-from alphapulse_assets.market.simulator import EPOCH, SYMBOL_CATALOG
-from alphapulse_serving.contract import MAX_SMOOTHING_HOURS, SIGNAL_BANDS, SMOOTHING_HOURS, store_location
+from alphapulse_assets.partitions import HISTORY_START, HOUR
+from alphapulse_assets.retries import STEP_RETRIES, STEP_RETRY_DELAY_SECONDS
+from alphapulse_assets.simulation import EPOCH, SYMBOL_CATALOG
+from alphapulse_assets.thresholds import GateThresholds
+from alphapulse_contract.config import (
+    API_KEYS,
+    API_KEYS_FILE,
+    API_PORT,
+    HOME,
+    OBJECT_STORE_URL,
+    ConfigError,
+    Derived,
+    Parser,
+    choice,
+    directory,
+    http_url,
+    integer,
+    json_object,
+    markdown_table,
+    number,
+    numbers,
+    port,
+    postgres_url,
+    read,
+    setting,
+    text,
+    unique_list,
+)
+from alphapulse_contract.scoring import MAX_SMOOTHING_HOURS, SIGNAL_BANDS, SMOOTHING_HOURS
+
+__all__ = ["ConfigError", "Settings", "parse_history_start"]
 
 SUPPORTED_MARKET_SOURCES = ("simulated", "binance_archive", "binance_rest")
 SUPPORTED_NEWS_SOURCES = ("simulated", "rss", "jsonl", "none")
 SUPPORTED_SENTIMENT_SCORERS = ("vader", "loughran_mcdonald")
 SUPPORTED_MODEL_FAMILIES = ("xgboost", "catboost", "logistic")
-SUPPORTED_CV_WINDOWS = ("expanding", "sliding")
-SUPPORTED_DEVICES = ("auto", "cpu", "cuda")
-DEFAULT_HISTORY_START = "2025-01-01"
 _SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
+_NOT_A_SYMBOL = "is not a symbol (letters and digits, like BTCUSDT)"
+parse_history_start = HOUR.parse
 
-
-class ConfigError(ValueError):
-    """A setting from the environment is malformed; the message names the variable."""
-
-
-def parse_history_start(raw: str, name: str = "ALPHAPULSE_HISTORY_START") -> datetime:
-    """Parse `YYYY-MM-DD` or `YYYY-MM-DD-HH:MM` (UTC) into an hour-aligned datetime."""
-    text = raw.strip()
-    for fmt in ("%Y-%m-%d-%H:%M", "%Y-%m-%d"):
-        try:
-            parsed = datetime.strptime(text, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-        if parsed.minute != 0:
-            raise ConfigError(f"{name}={raw!r}: partitions are hourly, so the minutes must be :00")
-        return parsed
-    raise ConfigError(f"{name}={raw!r}: expected YYYY-MM-DD or YYYY-MM-DD-HH:MM (UTC)")
-
-
-def _unique_list(raw: str, name: str, normalise, problem, what: str, separators: str = ",") -> tuple[str, ...]:
-    """Separated values, normalised, each checked by `problem` (a message, or None when fine), no repeats."""
-    values: list[str] = []
-    for part in re.split(f"[{separators}]+", raw):
-        value = normalise(part.strip())
-        if not value:
-            continue
-        message = problem(value)
-        if message:
-            raise ConfigError(f"{name}: {message}")
-        if value in values:
-            raise ConfigError(f"{name}: {value} is listed twice")
-        values.append(value)
-    if not values:
-        raise ConfigError(f"{name}={raw!r}: at least one {what} is required")
-    return tuple(values)
-
-
-def parse_symbols(raw: str, name: str = "ALPHAPULSE_SYMBOLS") -> tuple[str, ...]:
-    return _unique_list(
-        raw,
-        name,
-        str.upper,
-        lambda s: None if _SYMBOL_PATTERN.match(s) else f"{s!r} is not a symbol (letters and digits, like BTCUSDT)",
-        "symbol",
-    )
-
-
-def parse_rss_urls(raw: str, name: str = "ALPHAPULSE_RSS_URLS") -> tuple[str, ...]:
-    return _unique_list(
-        raw,
-        name,
+SYMBOLS = Parser(
+    unique_list(str.upper, lambda s: None if _SYMBOL_PATTERN.match(s) else f"{s!r} {_NOT_A_SYMBOL}", "symbol"),
+    "symbols, comma-separated",
+)
+RSS_URLS = Parser(
+    unique_list(
         lambda part: part,
         lambda url: None if re.match(r"^https?://[^/\s]+", url) else f"{url!r} is not an http:// or https:// URL",
         "feed URL (required when ALPHAPULSE_NEWS_SOURCE=rss)",
         separators=r",\s",
-    )
+    ),
+    "http(s) URLs, comma- or space-separated",
+)
+FAMILIES = Parser(
+    unique_list(
+        str.lower,
+        lambda f: (
+            None
+            if f in SUPPORTED_MODEL_FAMILIES
+            else f"{f!r} is not a model family; supported: {', '.join(SUPPORTED_MODEL_FAMILIES)}"
+        ),
+        "model family",
+    ),
+    " / ".join(SUPPORTED_MODEL_FAMILIES) + ", comma-separated",
+)
 
 
-def _json_object(raw: str, name: str, example: str) -> dict:
-    """A JSON object from the environment ({} when unset), or an error naming the variable and showing `example`."""
-    if not raw.strip():
-        return {}
-    try:
-        parsed = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{name}: not valid JSON ({exc})") from None
-    if not isinstance(parsed, dict):
-        raise ConfigError(f"{name}: expected a JSON object like {example}")
-    return parsed
-
-
-def parse_aliases(raw: str, name: str = "ALPHAPULSE_SYMBOL_ALIASES") -> dict[str, tuple[str, ...]]:
-    """A JSON object from symbol to its aliases, e.g. {"SOLUSDT": ["SOL", "solana"]}; it replaces that symbol's
-    default aliases."""
-    parsed = _json_object(raw, name, '{"BTCUSDT": ["BTC", "bitcoin"]}')
+def _aliases(raw: str, name: str) -> dict[str, tuple[str, ...]]:
     aliases = {}
-    for symbol, names in parsed.items():
+    for symbol, names in json_object('{"BTCUSDT": ["BTC", "bitcoin"]}')(raw, name).items():
         if not _SYMBOL_PATTERN.match(str(symbol)):
-            raise ConfigError(f"{name}: {symbol!r} is not a symbol (letters and digits, like BTCUSDT)")
+            raise ConfigError(f"{name}: {symbol!r} {_NOT_A_SYMBOL}")
         if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
             raise ConfigError(f"{name}: the aliases of {symbol} must be a list of non-empty strings")
         aliases[symbol] = tuple(n.strip() for n in names)
     return aliases
 
 
-def parse_families(raw: str, name: str = "ALPHAPULSE_MODEL_FAMILIES") -> tuple[str, ...]:
-    supported = ", ".join(SUPPORTED_MODEL_FAMILIES)
-    return _unique_list(
-        raw,
-        name,
-        str.lower,
-        lambda f: None if f in SUPPORTED_MODEL_FAMILIES else f"{f!r} is not a model family; supported: {supported}",
-        "model family",
-    )
-
-
-def parse_numbers(raw: str, name: str, kind: type, minimum: float, maximum: float) -> tuple:
-    """Comma-separated numbers of `kind` (int or float) in [minimum, maximum], no repeats."""
-
-    def problem(value: str) -> str | None:
-        try:
-            number = kind(value)
-        except ValueError:
-            return f"{value!r} is not {'a whole number' if kind is int else 'a number'}"
-        return None if minimum <= number <= maximum else f"{value} is outside [{minimum:g}, {maximum:g}]"
-
-    return tuple(kind(v) for v in _unique_list(raw, name, str, problem, "value"))
-
-
-def parse_gates(raw: str, name: str = "ALPHAPULSE_GATES") -> dict[str, float]:
-    """A JSON object overriding gate thresholds by name, e.g. {"min_dsr": 0.99}; unknown names are errors."""
-    from alphapulse_assets.training.gates import GateThresholds
-
-    parsed = _json_object(raw, name, '{"min_dsr": 0.99}')
+def _gates(raw: str, name: str) -> dict[str, float]:
     known = GateThresholds.__dataclass_fields__
+    parsed = json_object('{"min_dsr": 0.99}')(raw, name)
     for key, value in parsed.items():
         if key not in known:
             raise ConfigError(f"{name}: unknown threshold {key!r}; known: {', '.join(known)}")
@@ -150,78 +104,11 @@ def parse_gates(raw: str, name: str = "ALPHAPULSE_GATES") -> dict[str, float]:
     return {k: float(v) for k, v in parsed.items()}
 
 
-def _env(env: dict[str, str], name: str, default: str) -> str:
-    value = env.get(name)
-    return default if value is None or value.strip() == "" else value.strip()
-
-
-def _int(env: dict[str, str], name: str, default: int, minimum: int, maximum: int | None = None) -> int:
-    raw = _env(env, name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise ConfigError(f"{name}={value}: must be {bound}")
-    return value
-
-
-def _float(env: dict[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
-    raw = _env(env, name, str(default))
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a number") from None
-    if not (minimum <= value <= maximum):
-        raise ConfigError(f"{name}={value}: must be between {minimum} and {maximum}")
-    return value
-
-
-def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = _env(env, name, default).lower()
-    if value not in choices:
-        raise ConfigError(f"{name}={value!r}: supported values are {', '.join(choices)}")
-    return value
-
-
-def _url(env: dict[str, str], name: str, schemes: tuple[str, ...], expected: str):
-    """(the value, parsed) of a URL setting with one of `schemes` and a host; None when unset."""
-    raw = _env(env, name, "")
-    if not raw:
-        return None
-    parsed = urlparse(raw)
-    if parsed.scheme not in schemes or not parsed.hostname:
-        raise ConfigError(f"{name}: expected {expected}, got {parsed.scheme or raw[:40]!r}")
-    return raw, parsed
-
-
-def _postgres_url(env: dict[str, str], name: str) -> str | None:
-    """A PostgreSQL URL, or None when unset. Keep the password out of it (libpq reads PGPASSWORD): resource
-    configuration is shown in the Dagster UI."""
-    found = _url(env, name, ("postgresql", "postgres"), "postgresql://user@host:5432/database")
-    if found is None:
-        return None
-    raw, parsed = found
-    if not parsed.path.strip("/"):
-        raise ConfigError(f"{name}: the URL names no database (postgresql://user@host:5432/<database>)")
-    return raw
-
-
-def _http_url(env: dict[str, str], name: str) -> str | None:
-    """An http(s) URL with a host, or None when unset."""
-    found = _url(env, name, ("http", "https"), "an http:// or https:// URL")
-    return None if found is None else found[0]
-
-
-def _object_store_url(env: dict[str, str], name: str) -> str | None:
-    raw = _env(env, name, "")
-    if not raw:
-        return None
-    try:
-        return store_location(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name}={exc}") from None
+def _binance_url(raw: str, name: str) -> str:
+    url = raw.rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(f"{name}={url!r}: expected an http:// or https:// base URL")
+    return url
 
 
 def default_news_source(market_source: str) -> str:
@@ -232,65 +119,317 @@ def default_news_source(market_source: str) -> str:
     return "simulated" if market_source == "simulated" else "none"
 
 
+def _source(name: str, value: str) -> dict[str, Any]:
+    """Read only with this source: a directory the simulated market never reads is not checked."""
+    return {"when": lambda values: values[name] == value, "when_text": f"with ALPHAPULSE_{name.upper()}={value}"}
+
+
 @dataclass(frozen=True)
 class Settings:
-    home: Path
-    symbols: tuple[str, ...]
-    history_start: datetime
-    market_source: str
-    news_source: str
-    demo_days: int
-    seed: int
-    news_signal_strength: float
-    mlflow_tracking_uri: str
-    train_days: int
-    validation_days: int
-    embargo_hours: int
-    cost_bps: float
-    drift_window_hours: int
-    archive_dir: Path | None = None
-    binance_url: str = "https://api.binance.com"
-    extreme_move_z: float = 12.0
-    rss_urls: tuple[str, ...] = ()
-    rss_timeout_seconds: float = 10.0
-    rss_max_bytes: int = 5_000_000
-    news_dir: Path | None = None
-    symbol_aliases: dict[str, tuple[str, ...]] | None = None
-    sentiment_scorer: str = "vader"
-    sentiment_half_life_hours: float = 6.0
-    label_horizon_hours: int = 1
-    label_dead_band_bps: float = 0.0
-    cv_folds: int = 5
-    cv_window: str = "expanding"
-    tuning_trials: int = 30
-    retune_every_hours: int = 0
-    model_families: tuple[str, ...] = SUPPORTED_MODEL_FAMILIES
-    signal_bands: tuple[float, ...] = SIGNAL_BANDS
-    smoothing_hours: tuple[int, ...] = SMOOTHING_HOURS
-    placebo_runs: int = 5
-    training_device: str = "auto"
-    training_threads: int = 2
-    mlflow_model_name: str = "alphapulse-direction"
-    gates: dict[str, float] | None = None
-    drift_alpha: float = 0.05
-    drift_critical_share: float = 0.3
-    performance_window_hours: int = 168
-    min_live_hours: int = 48
-    rollback_z: float = 2.33
-    evidently_every_hours: int = 24
-    promotion_log_loss_margin: float = 0.0005
-    promotion_sharpe_margin: float = 0.1
-    min_shadow_hours: int = 24
-    sim_regime_change: datetime | None = None
-    sim_regime_vol: float = 3.0
-    # Production backends; None keeps the embedded ones under `home`.
-    warehouse_url: str | None = None
-    object_store_url: str | None = None
-    mlflow_artifact_root: str | None = None
-    optuna_storage: str | None = None
-    alert_webhook_url: str | None = None
-    ui_url: str | None = None
-    reports_url: str | None = None
+    # Where things are.
+    home: Path = HOME.field()
+    symbols: tuple[str, ...] = setting(
+        "ALPHAPULSE_SYMBOLS",
+        ("BTCUSDT", "ETHUSDT"),
+        "The symbols every asset is partitioned over. The simulated market lists " + ", ".join(SYMBOL_CATALOG) + ".",
+        SYMBOLS,
+    )
+    history_start: datetime = HISTORY_START.field()
+    # Sources.
+    market_source: str = setting(
+        "ALPHAPULSE_MARKET_SOURCE",
+        "simulated",
+        "Where prices come from (docs/market-data.md).",
+        choice(*SUPPORTED_MARKET_SOURCES),
+    )
+    archive_dir: Path | None = setting(
+        "ALPHAPULSE_ARCHIVE_DIR",
+        None,
+        "A directory of Binance public-data kline files `SYMBOL-1h-YYYY-MM[-DD].zip` (optional `.CHECKSUM`) or `.csv`.",
+        directory(must_exist=True),
+        **_source("market_source", "binance_archive"),
+    )
+    binance_url: str = setting(
+        "ALPHAPULSE_BINANCE_URL",
+        "https://api.binance.com",
+        "Base URL of the klines REST API.",
+        Parser(_binance_url, "http(s) URL"),
+        **_source("market_source", "binance_rest"),
+    )
+    extreme_move_z: float = setting(
+        "ALPHAPULSE_EXTREME_MOVE_Z",
+        12.0,
+        "Robust z-score of an hourly log return above which `prices_no_extreme_moves` warns.",
+        number(3.0, 1000.0),
+    )
+    news_source: str = setting(
+        "ALPHAPULSE_NEWS_SOURCE",
+        Derived(
+            lambda v: default_news_source(v["market_source"]), "`simulated` with the simulated market, else `none`"
+        ),
+        "Where headlines come from; `none` is price-only (news features null). `simulated` beside a real market is "
+        "refused: its headlines are drawn from the simulated market's own tone.",
+        choice(*SUPPORTED_NEWS_SOURCES),
+    )
+    rss_urls: tuple[str, ...] = setting(
+        "ALPHAPULSE_RSS_URLS", (), "RSS 2.0 / Atom feed URLs.", RSS_URLS, **_source("news_source", "rss")
+    )
+    rss_timeout_seconds: float = setting(
+        "ALPHAPULSE_RSS_TIMEOUT_SECONDS", 10.0, "Per-feed HTTP timeout.", number(0.1, 300.0)
+    )
+    rss_max_bytes: int = setting(
+        "ALPHAPULSE_RSS_MAX_BYTES",
+        5_000_000,
+        "Per-feed size cap (decoded bytes); a larger feed is rejected as `oversized`.",
+        integer(1_000),
+    )
+    news_dir: Path | None = setting(
+        "ALPHAPULSE_NEWS_DIR",
+        None,
+        "The drop folder of `*.jsonl` exports `news_drop_sensor` watches.",
+        directory(must_exist=True),
+        **_source("news_source", "jsonl"),
+    )
+    symbol_aliases: dict[str, tuple[str, ...]] = setting(
+        "ALPHAPULSE_SYMBOL_ALIASES",
+        {},
+        'JSON object replacing a symbol\'s aliases in headlines, e.g. `{"BTCUSDT": ["BTC", "bitcoin", "XBT"]}`.',
+        Parser(_aliases, "JSON object"),
+    )
+    sentiment_scorer: str = setting(
+        "ALPHAPULSE_SENTIMENT_SCORER",
+        "vader",
+        "The headline sentiment lexicon.",
+        choice(*SUPPORTED_SENTIMENT_SCORERS),
+    )
+    sentiment_half_life_hours: float = setting(
+        "ALPHAPULSE_SENTIMENT_HALF_LIFE_HOURS", 6.0, "Half-life of the decayed sentiment.", number(0.25, 72.0)
+    )
+    # The simulated world.
+    demo_days: int = setting(
+        "ALPHAPULSE_DEMO_DAYS",
+        136,
+        "The window `make demo` materializes, ending at the last closed hour (extended to what the replay's first "
+        "retrain needs).",
+        integer(1, 3650),
+    )
+    seed: int = setting("ALPHAPULSE_SEED", 7, "Seed of the simulated world and of model training.", integer(0))
+    news_signal_strength: float = setting(
+        "ALPHAPULSE_NEWS_SIGNAL",
+        0.35,
+        "Correlation of the simulated news tone with the next hour's return (0 switches the planted signal off).",
+        number(0.0, 0.9),
+    )
+    sim_regime_change: datetime | None = setting(
+        "ALPHAPULSE_SIM_REGIME_CHANGE",
+        None,
+        "Simulated market only: from this hour news leads returns with the opposite sign, and volatility and volume "
+        "are scaled by ALPHAPULSE_SIM_REGIME_VOL.",
+        HOUR,
+    )
+    sim_regime_vol: float = setting(
+        "ALPHAPULSE_SIM_REGIME_VOL",
+        3.0,
+        "The volatility and volume multiplier after the regime change.",
+        number(0.1, 100.0),
+    )
+    # Labels, validation, tuning.
+    train_days: int = setting(
+        "ALPHAPULSE_TRAIN_DAYS", 90, "Training region: walk-forward folds, tuning, then the refit.", integer(1)
+    )
+    validation_days: int = setting(
+        "ALPHAPULSE_VALIDATION_DAYS",
+        30,
+        "Final out-of-sample segment, ending with the newest labelled hour.",
+        integer(1),
+    )
+    embargo_hours: int = setting(
+        "ALPHAPULSE_EMBARGO_HOURS",
+        24,
+        "Embargo after the label purge, at every fold and before the final segment.",
+        integer(1),
+    )
+    label_horizon_hours: int = setting(
+        "ALPHAPULSE_LABEL_HORIZON_HOURS", 1, "Hours the label's return spans.", integer(1, 168)
+    )
+    label_dead_band_bps: float = setting(
+        "ALPHAPULSE_LABEL_DEAD_BAND_BPS",
+        0.0,
+        "Returns within ± this many basis points are not labels.",
+        number(0.0, 1000.0),
+    )
+    cv_folds: int = setting("ALPHAPULSE_CV_FOLDS", 5, "Purged walk-forward folds.", integer(2, 20))
+    cv_window: str = setting(
+        "ALPHAPULSE_CV_WINDOW", "expanding", "Fold training windows grow, or slide.", choice("expanding", "sliding")
+    )
+    model_families: tuple[str, ...] = setting(
+        "ALPHAPULSE_MODEL_FAMILIES", SUPPORTED_MODEL_FAMILIES, "The model families tuned.", FAMILIES
+    )
+    tuning_trials: int = setting(
+        "ALPHAPULSE_TUNING_TRIALS",
+        30,
+        "Optuna trials per family (with ALPHAPULSE_OPTUNA_STORAGE: the study's budget across workers).",
+        integer(1, 10_000),
+    )
+    retune_every_hours: int = setting(
+        "ALPHAPULSE_RETUNE_EVERY_HOURS",
+        0,
+        "0: every retrain searches. Otherwise a retrain less than this many hours after the last search refits the "
+        "configuration that search chose; its deflated Sharpe counts that search's trials.",
+        integer(0, 8760),
+    )
+    placebo_runs: int = setting("ALPHAPULSE_PLACEBO_RUNS", 5, "Placebo twins per evaluation.", integer(2, 100))
+    training_device: str = setting(
+        "ALPHAPULSE_TRAINING_DEVICE",
+        "auto",
+        "GPU when present; `cpu` or `cuda` force it.",
+        choice("auto", "cpu", "cuda"),
+    )
+    training_threads: int = setting("ALPHAPULSE_TRAINING_THREADS", 2, "CPU threads per fit.", integer(1, 256))
+    cost_bps: float = setting(
+        "ALPHAPULSE_COST_BPS", 2.0, "Trading cost in basis points per unit of position change.", number(0.0, 1000.0)
+    )
+    signal_bands: tuple[float, ...] = setting(
+        "ALPHAPULSE_SIGNAL_BANDS",
+        SIGNAL_BANDS,
+        "The trading rules' bands around 0.5 that training tries.",
+        numbers(float, 0.0, 0.49),
+    )
+    smoothing_hours: tuple[int, ...] = setting(
+        "ALPHAPULSE_SMOOTHING_HOURS",
+        SMOOTHING_HOURS,
+        "The trading rules' moving means of P(up) that training tries; every band × smoothing pair is a rule, and "
+        "a trial the deflated Sharpe pays for.",
+        numbers(int, 1, MAX_SMOOTHING_HOURS),
+    )
+    gates: dict[str, float] = setting(
+        "ALPHAPULSE_GATES",
+        {},
+        'JSON object overriding gate thresholds by name, e.g. `{"min_dsr": 0.99}` (docs/training.md).',
+        Parser(_gates, "JSON object"),
+    )
+    mlflow_model_name: str = setting(
+        "ALPHAPULSE_MLFLOW_MODEL_NAME",
+        "alphapulse-direction",
+        "The MLflow registered model every training adds a version to.",
+        text("name"),
+    )
+    # Promotion, drift and live performance.
+    promotion_log_loss_margin: float = setting(
+        "ALPHAPULSE_PROMOTION_LOG_LOSS_MARGIN",
+        0.0005,
+        "Log loss a challenger must beat the champion's by, on the same rows.",
+        number(0.0, 1.0),
+    )
+    promotion_sharpe_margin: float = setting(
+        "ALPHAPULSE_PROMOTION_SHARPE_MARGIN",
+        0.1,
+        "Annualised Sharpe a challenger must beat the champion's by, on the same rows.",
+        number(0.0, 100.0),
+    )
+    min_shadow_hours: int = setting(
+        "ALPHAPULSE_MIN_SHADOW_HOURS",
+        24,
+        "Live hours a challenger in shadow needs before its record can promote it.",
+        integer(1),
+    )
+    drift_window_hours: int = setting(
+        "ALPHAPULSE_DRIFT_WINDOW_HOURS",
+        24,
+        "Recent hours the drift report compares with the training reference.",
+        integer(2),
+    )
+    drift_alpha: float = setting(
+        "ALPHAPULSE_DRIFT_ALPHA", 0.05, "False-alarm rate of one whole feature-drift report.", number(1e-6, 0.5)
+    )
+    drift_critical_share: float = setting(
+        "ALPHAPULSE_DRIFT_CRITICAL_SHARE",
+        0.3,
+        "Share of drifted features that makes drift critical (a retrain is requested).",
+        number(0.01, 1.0),
+    )
+    evidently_every_hours: int = setting(
+        "ALPHAPULSE_EVIDENTLY_EVERY_HOURS",
+        24,
+        "An Evidently report (~8 MB, ~10 s) at hours divisible by this and whenever drift is critical; 0: never.",
+        integer(0, 24 * 365),
+    )
+    performance_window_hours: int = setting(
+        "ALPHAPULSE_PERFORMANCE_WINDOW_HOURS", 168, "Live hours the champion's performance is judged on.", integer(2)
+    )
+    min_live_hours: int = setting(
+        "ALPHAPULSE_MIN_LIVE_HOURS",
+        48,
+        "Fewer live hours with known outcomes: `insufficient_data`, no rollback.",
+        integer(2),
+    )
+    rollback_z: float = setting(
+        "ALPHAPULSE_ROLLBACK_Z",
+        2.33,
+        "Standard errors below its promise (accuracy or Sharpe) that make live performance critical (rollback).",
+        number(0.5, 10.0),
+    )
+    # Backends; unset keeps the embedded ones under the home.
+    mlflow_tracking_uri: str = setting(
+        "MLFLOW_TRACKING_URI",
+        Derived(lambda v: f"sqlite:///{v['home'] / 'mlflow.db'}", "`sqlite:///$ALPHAPULSE_HOME/mlflow.db`"),
+        "MLflow tracking; always set explicitly, never MLflow's working-directory default.",
+        text("URI"),
+    )
+    mlflow_artifact_root: str | None = setting(
+        "ALPHAPULSE_MLFLOW_ARTIFACT_ROOT",
+        None,
+        "Where a new MLflow experiment keeps artifacts; unset: `$ALPHAPULSE_HOME/mlartifacts`, or the tracking "
+        "server's choice with an http(s) tracking URI.",
+        text("URI or directory"),
+    )
+    warehouse_url: str | None = setting(
+        "ALPHAPULSE_WAREHOUSE_URL",
+        None,
+        "The warehouse on PostgreSQL (password in PGPASSWORD); unset: DuckDB under the home.",
+        postgres_url(),
+    )
+    object_store_url: str | None = OBJECT_STORE_URL.field()
+    optuna_storage: str | None = setting(
+        "ALPHAPULSE_OPTUNA_STORAGE",
+        None,
+        "Optuna studies shared by tuning workers (`tuning_worker_job`); unset: studies in the run's process.",
+        postgres_url(),
+    )
+    dagster_pg_url: str | None = setting(
+        "ALPHAPULSE_DAGSTER_PG_URL",
+        None,
+        "When set, `make demo` runs the Dagster instance on PostgreSQL (infra/dagster/dagster-postgres.yaml).",
+        postgres_url(),
+    )
+    step_retries: int = STEP_RETRIES.field()
+    step_retry_delay_seconds: float = STEP_RETRY_DELAY_SECONDS.field()
+    # Alerts, links and the demo's services.
+    alert_webhook_url: str | None = setting(
+        "ALPHAPULSE_ALERT_WEBHOOK_URL",
+        None,
+        'An incoming-webhook URL (Slack\'s, or any endpoint taking `{"text": ...}`) alerts are posted to; unset: '
+        "alerts stay as JSON under `alerts/`.",
+        http_url(),
+    )
+    ui_url: str | None = setting(
+        "ALPHAPULSE_UI_URL",
+        None,
+        "The Dagster UI's address, for links to runs in alerts (the demo sets it).",
+        http_url(),
+    )
+    reports_url: str | None = setting(
+        "ALPHAPULSE_REPORTS_URL",
+        None,
+        "Where browsers reach the object store's `plots/` and `reports/` (the demo sets it to its plots server); "
+        "unset: plots are embedded and report links are store URIs.",
+        http_url(),
+    )
+    ui_port: int = setting("ALPHAPULSE_UI_PORT", 3000, "The Dagster UI's port for `make demo`.", port())
+    api_port: int = API_PORT.field()
+    reports_port: int = setting("ALPHAPULSE_REPORTS_PORT", 3001, "The plots server's port for `make demo`.", port())
+    api_keys: str | None = API_KEYS.field()
+    api_keys_file: str | None = API_KEYS_FILE.field()
 
     @property
     def dagster_home(self) -> Path:
@@ -315,128 +454,53 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        home = Path(_env(env, "ALPHAPULSE_HOME", ".alphapulse")).expanduser().resolve()
-        market_source = _choice(env, "ALPHAPULSE_MARKET_SOURCE", "simulated", SUPPORTED_MARKET_SOURCES)
-        news_source = _choice(env, "ALPHAPULSE_NEWS_SOURCE", default_news_source(market_source), SUPPORTED_NEWS_SOURCES)
-        symbols = parse_symbols(_env(env, "ALPHAPULSE_SYMBOLS", "BTCUSDT,ETHUSDT"))
-        if market_source == "simulated":
-            unknown = [s for s in symbols if s not in SYMBOL_CATALOG]
+        settings = cls(**read(cls, env))
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """The rules between settings."""
+        if self.market_source == "simulated":
+            unknown = [s for s in self.symbols if s not in SYMBOL_CATALOG]
             if unknown:
                 raise ConfigError(
                     f"ALPHAPULSE_SYMBOLS: the simulated market does not list {', '.join(unknown)}; "
                     f"it lists {', '.join(SYMBOL_CATALOG)}"
                 )
-        archive_dir = None
-        if market_source == "binance_archive":
-            raw_dir = _env(env, "ALPHAPULSE_ARCHIVE_DIR", "")
-            if not raw_dir:
-                raise ConfigError("ALPHAPULSE_ARCHIVE_DIR: required when ALPHAPULSE_MARKET_SOURCE=binance_archive")
-            archive_dir = Path(raw_dir).expanduser().resolve()
-            if not archive_dir.is_dir():
-                raise ConfigError(f"ALPHAPULSE_ARCHIVE_DIR={raw_dir}: no such directory")
-        rss_urls = parse_rss_urls(_env(env, "ALPHAPULSE_RSS_URLS", "")) if news_source == "rss" else ()
-        news_dir = None
-        if news_source == "jsonl":
-            raw_news_dir = _env(env, "ALPHAPULSE_NEWS_DIR", "")
-            if not raw_news_dir:
-                raise ConfigError("ALPHAPULSE_NEWS_DIR: required when ALPHAPULSE_NEWS_SOURCE=jsonl")
-            news_dir = Path(raw_news_dir).expanduser().resolve()
-            if not news_dir.is_dir():
-                raise ConfigError(f"ALPHAPULSE_NEWS_DIR={raw_news_dir}: no such directory")
-        binance_url = _env(env, "ALPHAPULSE_BINANCE_URL", "https://api.binance.com").rstrip("/")
-        if not re.match(r"^https?://[^/\s]+", binance_url):
-            raise ConfigError(f"ALPHAPULSE_BINANCE_URL={binance_url!r}: expected an http:// or https:// base URL")
-        history_start = parse_history_start(_env(env, "ALPHAPULSE_HISTORY_START", DEFAULT_HISTORY_START))
-        if history_start > datetime.now(UTC) - timedelta(hours=1):
+        if self.market_source == "binance_archive" and self.archive_dir is None:
+            raise ConfigError("ALPHAPULSE_ARCHIVE_DIR: required when ALPHAPULSE_MARKET_SOURCE=binance_archive")
+        if self.news_source == "rss" and not self.rss_urls:
+            raise ConfigError("ALPHAPULSE_RSS_URLS: at least one feed URL is required when ALPHAPULSE_NEWS_SOURCE=rss")
+        if self.news_source == "jsonl" and self.news_dir is None:
+            raise ConfigError("ALPHAPULSE_NEWS_DIR: required when ALPHAPULSE_NEWS_SOURCE=jsonl")
+        if self.history_start > datetime.now(UTC) - timedelta(hours=1):
             raise ConfigError(
-                f"ALPHAPULSE_HISTORY_START={history_start:%Y-%m-%d-%H:%M}: the first partition must be an hour "
+                f"ALPHAPULSE_HISTORY_START={self.history_start:%Y-%m-%d-%H:%M}: the first partition must be an hour "
                 "that has already closed"
             )
-        if news_source == "simulated" and market_source != "simulated":
+        if self.news_source == "simulated" and self.market_source != "simulated":
             raise ConfigError(
                 f"ALPHAPULSE_NEWS_SOURCE=simulated: the simulated wire's headlines are drawn from the simulated "
-                f"market's own tone; beside ALPHAPULSE_MARKET_SOURCE={market_source} they would be noise presented "
-                "as news. Set ALPHAPULSE_NEWS_SOURCE to none (price-only), rss or jsonl"
+                f"market's own tone; beside ALPHAPULSE_MARKET_SOURCE={self.market_source} they would be noise "
+                "presented as news. Set ALPHAPULSE_NEWS_SOURCE to none (price-only), rss or jsonl"
             )
-        if market_source == "simulated" and history_start < EPOCH:
+        if self.market_source == "simulated" and self.history_start < EPOCH:
             raise ConfigError(
-                f"ALPHAPULSE_HISTORY_START={history_start:%Y-%m-%d}: the simulated market and its newswire start "
+                f"ALPHAPULSE_HISTORY_START={self.history_start:%Y-%m-%d}: the simulated market and its newswire start "
                 f"{EPOCH:%Y-%m-%d}; move ALPHAPULSE_HISTORY_START to {EPOCH:%Y-%m-%d} or later, or set "
                 "ALPHAPULSE_MARKET_SOURCE to a real source"
             )
-        settings = cls(
-            home=home,
-            symbols=symbols,
-            history_start=history_start,
-            market_source=market_source,
-            news_source=news_source,
-            demo_days=_int(env, "ALPHAPULSE_DEMO_DAYS", 136, minimum=1, maximum=3650),
-            seed=_int(env, "ALPHAPULSE_SEED", 7, minimum=0),
-            news_signal_strength=_float(env, "ALPHAPULSE_NEWS_SIGNAL", 0.35, 0.0, 0.9),
-            mlflow_tracking_uri=_env(env, "MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
-            train_days=_int(env, "ALPHAPULSE_TRAIN_DAYS", 90, minimum=1),
-            validation_days=_int(env, "ALPHAPULSE_VALIDATION_DAYS", 30, minimum=1),
-            embargo_hours=_int(env, "ALPHAPULSE_EMBARGO_HOURS", 24, minimum=1),
-            cost_bps=_float(env, "ALPHAPULSE_COST_BPS", 2.0, 0.0, 1000.0),
-            drift_window_hours=_int(env, "ALPHAPULSE_DRIFT_WINDOW_HOURS", 24, minimum=2),
-            archive_dir=archive_dir,
-            binance_url=binance_url,
-            extreme_move_z=_float(env, "ALPHAPULSE_EXTREME_MOVE_Z", 12.0, 3.0, 1000.0),
-            rss_urls=rss_urls,
-            rss_timeout_seconds=_float(env, "ALPHAPULSE_RSS_TIMEOUT_SECONDS", 10.0, 0.1, 300.0),
-            rss_max_bytes=_int(env, "ALPHAPULSE_RSS_MAX_BYTES", 5_000_000, minimum=1_000),
-            news_dir=news_dir,
-            symbol_aliases=parse_aliases(_env(env, "ALPHAPULSE_SYMBOL_ALIASES", "")),
-            sentiment_scorer=_choice(env, "ALPHAPULSE_SENTIMENT_SCORER", "vader", SUPPORTED_SENTIMENT_SCORERS),
-            sentiment_half_life_hours=_float(env, "ALPHAPULSE_SENTIMENT_HALF_LIFE_HOURS", 6.0, 0.25, 72.0),
-            label_horizon_hours=_int(env, "ALPHAPULSE_LABEL_HORIZON_HOURS", 1, minimum=1, maximum=168),
-            label_dead_band_bps=_float(env, "ALPHAPULSE_LABEL_DEAD_BAND_BPS", 0.0, 0.0, 1000.0),
-            cv_folds=_int(env, "ALPHAPULSE_CV_FOLDS", 5, minimum=2, maximum=20),
-            cv_window=_choice(env, "ALPHAPULSE_CV_WINDOW", "expanding", SUPPORTED_CV_WINDOWS),
-            tuning_trials=_int(env, "ALPHAPULSE_TUNING_TRIALS", 30, minimum=1, maximum=10_000),
-            retune_every_hours=_int(env, "ALPHAPULSE_RETUNE_EVERY_HOURS", 0, minimum=0, maximum=8760),
-            model_families=parse_families(_env(env, "ALPHAPULSE_MODEL_FAMILIES", ",".join(SUPPORTED_MODEL_FAMILIES))),
-            signal_bands=parse_numbers(
-                _env(env, "ALPHAPULSE_SIGNAL_BANDS", ",".join(map(str, SIGNAL_BANDS))),
-                "ALPHAPULSE_SIGNAL_BANDS",
-                float,
-                0.0,
-                0.49,
-            ),
-            smoothing_hours=parse_numbers(
-                _env(env, "ALPHAPULSE_SMOOTHING_HOURS", ",".join(map(str, SMOOTHING_HOURS))),
-                "ALPHAPULSE_SMOOTHING_HOURS",
-                int,
-                1,
-                MAX_SMOOTHING_HOURS,
-            ),
-            placebo_runs=_int(env, "ALPHAPULSE_PLACEBO_RUNS", 5, minimum=2, maximum=100),
-            training_device=_choice(env, "ALPHAPULSE_TRAINING_DEVICE", "auto", SUPPORTED_DEVICES),
-            training_threads=_int(env, "ALPHAPULSE_TRAINING_THREADS", 2, minimum=1, maximum=256),
-            mlflow_model_name=_env(env, "ALPHAPULSE_MLFLOW_MODEL_NAME", "alphapulse-direction"),
-            gates=parse_gates(_env(env, "ALPHAPULSE_GATES", "")),
-            drift_alpha=_float(env, "ALPHAPULSE_DRIFT_ALPHA", 0.05, 1e-6, 0.5),
-            drift_critical_share=_float(env, "ALPHAPULSE_DRIFT_CRITICAL_SHARE", 0.3, 0.01, 1.0),
-            performance_window_hours=_int(env, "ALPHAPULSE_PERFORMANCE_WINDOW_HOURS", 168, minimum=2),
-            min_live_hours=_int(env, "ALPHAPULSE_MIN_LIVE_HOURS", 48, minimum=2),
-            rollback_z=_float(env, "ALPHAPULSE_ROLLBACK_Z", 2.33, 0.5, 10.0),
-            evidently_every_hours=_int(env, "ALPHAPULSE_EVIDENTLY_EVERY_HOURS", 24, minimum=0, maximum=24 * 365),
-            promotion_log_loss_margin=_float(env, "ALPHAPULSE_PROMOTION_LOG_LOSS_MARGIN", 0.0005, 0.0, 1.0),
-            promotion_sharpe_margin=_float(env, "ALPHAPULSE_PROMOTION_SHARPE_MARGIN", 0.1, 0.0, 100.0),
-            min_shadow_hours=_int(env, "ALPHAPULSE_MIN_SHADOW_HOURS", 24, minimum=1),
-            sim_regime_change=(
-                parse_history_start(_env(env, "ALPHAPULSE_SIM_REGIME_CHANGE", ""), "ALPHAPULSE_SIM_REGIME_CHANGE")
-                if _env(env, "ALPHAPULSE_SIM_REGIME_CHANGE", "")
-                else None
-            ),
-            sim_regime_vol=_float(env, "ALPHAPULSE_SIM_REGIME_VOL", 3.0, 0.1, 100.0),
-            warehouse_url=_postgres_url(env, "ALPHAPULSE_WAREHOUSE_URL"),
-            object_store_url=_object_store_url(env, "ALPHAPULSE_OBJECT_STORE_URL"),
-            mlflow_artifact_root=_env(env, "ALPHAPULSE_MLFLOW_ARTIFACT_ROOT", "") or None,
-            optuna_storage=_postgres_url(env, "ALPHAPULSE_OPTUNA_STORAGE"),
-            alert_webhook_url=_http_url(env, "ALPHAPULSE_ALERT_WEBHOOK_URL"),
-            ui_url=_http_url(env, "ALPHAPULSE_UI_URL"),
-            reports_url=_http_url(env, "ALPHAPULSE_REPORTS_URL"),
-        )
-        return settings
+
+
+# Every setting's default, for the resources' own field defaults: a resource built by hand (a test, a notebook)
+# behaves as the configured one does with nothing set.
+DEFAULTS = Settings()
+
+
+def configuration_table() -> str:
+    """The README's table of the graph's settings (the API's own are in alphapulse_serving/config.py)."""
+    return markdown_table(Settings)
+
+
+if __name__ == "__main__":
+    print(configuration_table(), end="")

@@ -26,12 +26,18 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
+from alphapulse_contract.predictors import SourceUnreachable
 from alphapulse_serving.audit_archive import PREFIX as ARCHIVE_PREFIX
 from alphapulse_serving.audit_archive import AuditArchive, BatchName, batch_body, day_of
-from alphapulse_serving.predictors import SourceUnreachable
+
+if TYPE_CHECKING:
+    from alphapulse_contract.baseline import RulesBaseline
+    from alphapulse_serving.chain import Decision
+    from alphapulse_serving.schemas import PredictRequest
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -104,6 +110,70 @@ def writer_host() -> str:
     """This host's name as an archive key part (in Kubernetes, the pod's name)."""
     name = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-")
     return name[:48] or "host"
+
+
+def audit_packet(
+    decision: Decision, item: PredictRequest, identity: str, endpoint: str, latency_ms: float, baseline: RulesBaseline
+) -> dict:
+    """The packet recorded for one decision (`schemas.AuditPacket` documents it): what was asked, the exact features
+    (snapshot ones by reference, put back in on read), the model in service, the output and why sources fell back."""
+    served = decision.served
+    features = {
+        "source": decision.feature_source,
+        "timestamp": decision.feature_timestamp,
+        "feature_version": decision.feature_version,
+    }
+    if decision.snapshot_sha256:
+        features["snapshot_sha256"] = decision.snapshot_sha256
+        if decision.earlier_timestamps:
+            features["earlier_timestamps"] = decision.earlier_timestamps
+    else:
+        features["values"] = decision.values
+        if item.earlier_features:
+            features["earlier_values"] = item.earlier_features
+    record = {
+        "decision_id": decision.decision_id,
+        "decided_at": iso_from_ms(decision_time_ms(decision.decision_id)),  # the id's own clock reading
+        "key_id": identity,
+        "endpoint": endpoint,
+        "symbol": decision.symbol,
+        "source": decision.source,
+        "request": {
+            "symbol": item.symbol,
+            "budget_ms": item.budget_ms,
+            "features_given": item.features is not None,
+            "earlier_features_given": len(item.earlier_features or ()),
+        },
+        "features": features,
+        "model": None if served is None else _served_model(served),
+        "output": {
+            "probability": decision.probability,
+            "smoothed_probability": decision.smoothed_probability,
+            "smoothed_hours": decision.smoothed_hours,
+            "signal": decision.signal,
+            "model_version": decision.model_version,
+            "model_sha256": decision.model_sha256,
+        },
+        "fallback_reasons": decision.fallback_reasons,
+        "latency_ms": latency_ms,
+    }
+    if decision.cached_from:
+        record["cached_from"] = decision.cached_from
+    if decision.baseline_terms is not None:
+        record["baseline"] = baseline.describe() | {"terms": decision.baseline_terms}
+    return record
+
+
+def _served_model(served) -> dict:
+    return {
+        "version": served.version,
+        "sha256": served.sha256,
+        "model_uri": served.model_uri,
+        "model_format": served.model_format,
+        "feature_version": served.feature_version,
+        "signal_band": served.signal_band,
+        "smoothing_hours": served.smoothing_hours,
+    }
 
 
 class AuditBacklogFull(RuntimeError):

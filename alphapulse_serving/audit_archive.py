@@ -30,9 +30,8 @@ from pathlib import Path
 
 import orjson
 
-from alphapulse_serving.contract import split_s3_uri
-from alphapulse_serving.predictors import SourceUnreachable
-from alphapulse_serving.s3 import call_s3
+from alphapulse_contract.predictors import SourceUnreachable
+from alphapulse_contract.storage import call_s3, split_s3_uri
 
 PREFIX = "audit"
 

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from alphapulse_serving.baseline import RulesBaseline
-from alphapulse_serving.contract import ModelManifest
+from alphapulse_contract.baseline import RulesBaseline
+from alphapulse_contract.scoring import ModelManifest
 from alphapulse_serving.resilience import CachedScore, CircuitBreaker, ScoreCache
 from alphapulse_serving.state import ServingState
 
@@ -55,6 +55,37 @@ class Decision:
     smoothed_hours: int | None = None
     # The earlier hours that mean took (snapshot timestamps; given feature sets are recorded as the request sent them).
     earlier_timestamps: list[str] | None = None
+
+    def skip(self, stage: str, category: str, reason: str) -> None:
+        """`stage` could not answer, for `reason`: the next one is asked."""
+        self.fallback_reasons.append(f"{stage}: {reason}")
+        self.fallback_categories.append((stage, category))
+
+
+def _open_decision(decision_id: str, symbol: str, given: dict | None, loaded, snapshot, row: dict | None) -> Decision:
+    """An abstention on the features the chain will use, to be answered by the first source that can."""
+    manifest = loaded.manifest if loaded else None
+    if given is not None:
+        feature_version = manifest.feature_version if manifest else None
+    else:
+        feature_version = snapshot.features.feature_version if snapshot else None
+    return Decision(
+        decision_id=decision_id,
+        symbol=symbol,
+        source=ABSTAIN,
+        probability=None,
+        signal=0,
+        fallback_reasons=[],
+        fallback_categories=[],
+        model_version=manifest.version if manifest else None,
+        model_sha256=manifest.sha256 if manifest else None,
+        feature_version=feature_version,
+        feature_timestamp=row["ts"] if row else None,
+        feature_source="request" if given is not None else "online_snapshot",
+        values=given if given is not None else (row["values"] if row else None),
+        snapshot_sha256=snapshot.sha256 if row else None,
+        served=manifest,
+    )
 
 
 class FallbackChain:
@@ -114,136 +145,122 @@ class FallbackChain:
         budget = self.budget_seconds if budget_seconds is None else budget_seconds
         self.validate(symbol, given, loaded, snapshot, earlier)
         row = None if given is not None or snapshot is None else snapshot.features.rows.get(symbol)
-        decision = Decision(
-            decision_id=decision_id,
-            symbol=symbol,
-            source=ABSTAIN,
-            probability=None,
-            signal=0,
-            fallback_reasons=[],
-            fallback_categories=[],
-            model_version=loaded.manifest.version if loaded else None,
-            model_sha256=loaded.manifest.sha256 if loaded else None,
-            feature_version=(loaded.manifest.feature_version if loaded else None)
-            if given is not None
-            else (snapshot.features.feature_version if snapshot else None),
-            feature_timestamp=row["ts"] if row else None,
-            feature_source="request" if given is not None else "online_snapshot",
-            values=given if given is not None else (row["values"] if row else None),
-            snapshot_sha256=snapshot.sha256 if row else None,
-            served=loaded.manifest if loaded else None,
-        )
+        decision = _open_decision(decision_id, symbol, given, loaded, snapshot, row)
+        if self._primary(decision, loaded, snapshot, row, earlier, started, budget):
+            return decision
+        if self._cached(decision, loaded, row):
+            return decision
+        if not self._baseline(decision):
+            decision.model_version = decision.model_sha256 = None  # nobody could answer: flat
+        return decision
 
-        def skip(stage: str, category: str, reason: str) -> None:
-            decision.fallback_reasons.append(f"{stage}: {reason}")
-            decision.fallback_categories.append((stage, category))
-
-        # 1. The primary model.
+    def _primary(self, decision: Decision, loaded, snapshot, row, earlier, started: float, budget: float) -> bool:
+        """1. The primary model: True when it answered."""
         if loaded is None:
-            skip(PRIMARY, "no_model", self.state.errors.get("model", "no model loaded"))
+            decision.skip(PRIMARY, "no_model", self.state.errors.get("model", "no model loaded"))
         elif decision.values is None:
-            skip(PRIMARY, "no_features", self._why_no_features(symbol))
-        elif given is None and not loaded.fits(snapshot):
-            skip(
+            decision.skip(PRIMARY, "no_features", self._why_no_features(decision.symbol))
+        elif decision.feature_source != "request" and not loaded.fits(snapshot):
+            decision.skip(
                 PRIMARY,
                 "feature_version",
                 f"online features are version {snapshot.features.feature_version}, model "
                 f"{loaded.manifest.version} needs {loaded.manifest.feature_version}",
             )
         elif (left := budget - (time.perf_counter() - started)) < self.primary_cost:
-            skip(
+            decision.skip(
                 PRIMARY,
                 "time_budget",
                 f"{max(left, 0) * 1e3:.2f} ms left of the {budget * 1e3:.0f} ms budget; scoring takes "
                 f"~{self.primary_cost * 1e3:.2f} ms",
             )
         elif (refusal := self.breaker.allow()) is not None:
-            skip(PRIMARY, "circuit_open", refusal)
+            decision.skip(PRIMARY, "circuit_open", refusal)
         else:
-            scoring_started = time.perf_counter()
-            try:
-                probability = float(loaded.scorer.predict_proba(self._vector(loaded, snapshot, symbol, decision))[0])
-                if not math.isfinite(probability):
-                    raise ValueError(f"non-finite probability {probability}")
-                before, stamps = self._earlier_scores(loaded, snapshot, symbol, decision, earlier)
-            except Exception as exc:  # any failure of the model must fall back, and is counted by the breaker
-                self.breaker.failure(f"{type(exc).__name__}: {exc}")
-                skip(PRIMARY, "error", f"the model failed: {type(exc).__name__}: {exc}")
-            else:
-                elapsed = time.perf_counter() - scoring_started
-                self.primary_cost = elapsed if not self.primary_cost else 0.9 * self.primary_cost + 0.1 * elapsed
-                # The answer is correct, so it is returned; a call that blew the budget counts against the
-                # model all the same, so a model that is consistently slow gets skipped.
-                if time.perf_counter() - started > budget:
-                    self.breaker.failure(f"scoring took {elapsed * 1e3:.1f} ms, over the {budget * 1e3:.0f} ms budget")
-                else:
-                    self.breaker.success()
-                decision.source, decision.probability = PRIMARY, probability
-                decision.signal, decision.smoothed_probability = loaded.scorer.rule.position([probability, *before])
-                decision.smoothed_hours, decision.earlier_timestamps = 1 + len(before), stamps
-                if row is not None:
-                    self.cache.put(
-                        symbol,
-                        row["ts"],
-                        CachedScore(
-                            probability,
-                            decision.smoothed_probability,
-                            decision.smoothed_hours,
-                            decision.signal,
-                            loaded.manifest.version,
-                            loaded.manifest.sha256,
-                            loaded.manifest.feature_version,
-                            decision_id,
-                            time.time(),
-                        ),
-                    )
-                return decision
+            return self._score(decision, loaded, snapshot, row, earlier, started, budget)
+        return False
 
-        # 2. The last primary score for this symbol and hour.
+    def _score(self, decision: Decision, loaded, snapshot, row, earlier, started: float, budget: float) -> bool:
+        scoring_started = time.perf_counter()
+        try:
+            probability = float(loaded.scorer.predict_proba(self._vector(loaded, snapshot, decision))[0])
+            if not math.isfinite(probability):
+                raise ValueError(f"non-finite probability {probability}")
+            before, stamps = self._earlier_scores(loaded, snapshot, decision, earlier)
+        except Exception as exc:  # any failure of the model must fall back, and is counted by the breaker
+            self.breaker.failure(f"{type(exc).__name__}: {exc}")
+            decision.skip(PRIMARY, "error", f"the model failed: {type(exc).__name__}: {exc}")
+            return False
+        elapsed = time.perf_counter() - scoring_started
+        self.primary_cost = elapsed if not self.primary_cost else 0.9 * self.primary_cost + 0.1 * elapsed
+        # The answer is correct, so it is returned; a call that blew the budget counts against the model all the
+        # same, so a model that is consistently slow gets skipped.
+        if time.perf_counter() - started > budget:
+            self.breaker.failure(f"scoring took {elapsed * 1e3:.1f} ms, over the {budget * 1e3:.0f} ms budget")
+        else:
+            self.breaker.success()
+        decision.source, decision.probability = PRIMARY, probability
+        decision.signal, decision.smoothed_probability = loaded.scorer.rule.position([probability, *before])
+        decision.smoothed_hours, decision.earlier_timestamps = 1 + len(before), stamps
+        if row is not None:
+            manifest = loaded.manifest
+            self.cache.put(
+                decision.symbol,
+                row["ts"],
+                CachedScore(
+                    probability,
+                    decision.smoothed_probability,
+                    decision.smoothed_hours,
+                    decision.signal,
+                    manifest.version,
+                    manifest.sha256,
+                    manifest.feature_version,
+                    decision.decision_id,
+                    time.time(),
+                ),
+            )
+        return True
+
+    def _cached(self, decision: Decision, loaded, row) -> bool:
+        """2. The last primary score for this symbol and hour: True when there was one."""
         if row is None:
-            skip(CACHE, "not_cacheable", "only scores of the online snapshot are cached")
-        else:
-            cached, why = self.cache.get(symbol, row["ts"], loaded.manifest.sha256 if loaded else None)
-            if cached is None:
-                skip(CACHE, "miss", why)
-            else:
-                decision.source, decision.probability, decision.signal = CACHE, cached.probability, cached.signal
-                decision.smoothed_probability, decision.smoothed_hours = (
-                    cached.smoothed_probability,
-                    cached.smoothed_hours,
-                )
-                decision.model_version, decision.model_sha256 = cached.model_version, cached.model_sha256
-                decision.cached_from = {
-                    "decision_id": cached.decision_id,
-                    "scored_at": datetime.fromtimestamp(cached.scored_at, UTC).isoformat(),
-                    "age_seconds": round(time.time() - cached.scored_at, 3),
-                    "feature_version": cached.feature_version,
-                }
-                return decision
+            decision.skip(CACHE, "not_cacheable", "only scores of the online snapshot are cached")
+            return False
+        cached, why = self.cache.get(decision.symbol, row["ts"], loaded.manifest.sha256 if loaded else None)
+        if cached is None:
+            decision.skip(CACHE, "miss", why)
+            return False
+        decision.source, decision.probability, decision.signal = CACHE, cached.probability, cached.signal
+        decision.smoothed_probability, decision.smoothed_hours = cached.smoothed_probability, cached.smoothed_hours
+        decision.model_version, decision.model_sha256 = cached.model_version, cached.model_sha256
+        decision.cached_from = {
+            "decision_id": cached.decision_id,
+            "scored_at": datetime.fromtimestamp(cached.scored_at, UTC).isoformat(),
+            "age_seconds": round(time.time() - cached.scored_at, 3),
+            "feature_version": cached.feature_version,
+        }
+        return True
 
-        # 3. The rules baseline.
+    def _baseline(self, decision: Decision) -> bool:
+        """3. The rules baseline: True when its inputs were there."""
         if decision.values is None:
-            skip(BASELINE, "no_features", self._why_no_features(symbol))
-        else:
-            probability, terms, why = self.baseline.score(decision.values)
-            if probability is None:
-                skip(BASELINE, "missing_input", why)
-            else:
-                decision.source, decision.probability = BASELINE, probability
-                decision.signal = self.baseline.signal(probability)
-                decision.smoothed_probability, decision.smoothed_hours = probability, 1  # it trades each hour alone
-                decision.baseline_terms = terms
-                decision.model_version = decision.model_sha256 = None
-                return decision
-
-        # 4. Nobody could answer: flat.
+            decision.skip(BASELINE, "no_features", self._why_no_features(decision.symbol))
+            return False
+        probability, terms, why = self.baseline.score(decision.values)
+        if probability is None:
+            decision.skip(BASELINE, "missing_input", why)
+            return False
+        decision.source, decision.probability = BASELINE, probability
+        decision.signal = self.baseline.signal(probability)
+        decision.smoothed_probability, decision.smoothed_hours = probability, 1  # it trades each hour alone
+        decision.baseline_terms = terms
         decision.model_version = decision.model_sha256 = None
-        return decision
+        return True
 
-    def _vector(self, loaded, snapshot, symbol: str, decision: Decision) -> np.ndarray:
+    def _vector(self, loaded, snapshot, decision: Decision) -> np.ndarray:
         if decision.snapshot_sha256 is None:  # features given with the request
             return loaded.scorer.vector(decision.values)
-        key = (snapshot.sha256, loaded.manifest.sha256, symbol)
+        key = (snapshot.sha256, loaded.manifest.sha256, decision.symbol)
         vector = self._vectors.get(key)
         if vector is None:
             if len(self._vectors) > 10_000:
@@ -253,7 +270,7 @@ class FallbackChain:
         return vector
 
     def _earlier_scores(
-        self, loaded, snapshot, symbol: str, decision: Decision, given: list[dict] | None
+        self, loaded, snapshot, decision: Decision, given: list[dict] | None
     ) -> tuple[list[float], list[str] | None]:
         """The model's P(up) of the hours before this one that its trading rule averages, newest first, and their
         snapshot timestamps (None for hours the request gave)."""
@@ -266,10 +283,10 @@ class FallbackChain:
             matrix = np.vstack([loaded.scorer.vector(values) for values in given])
             return [float(p) for p in loaded.scorer.predict_proba(matrix)], None
         # The window is in the key: one artifact may be promoted again with another rule.
-        key = (snapshot.sha256, loaded.manifest.sha256, symbol, window)
+        key = (snapshot.sha256, loaded.manifest.sha256, decision.symbol, window)
         found = self._earlier.get(key)
         if found is None:
-            row = snapshot.features.rows[symbol]
+            row = snapshot.features.rows[decision.symbol]
             now = datetime.fromisoformat(row["ts"])
             # The snapshot carries MAX_SMOOTHING_HOURS; this rule takes the ones within its own window.
             rows = [

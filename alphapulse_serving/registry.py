@@ -13,8 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from alphapulse_serving.contract import ModelManifest, ScoringModel
-from alphapulse_serving.predictors import ArtifactError, SourceUnreachable
+from alphapulse_contract.predictors import ArtifactError, SourceUnreachable
+from alphapulse_contract.scoring import ModelManifest, ScoringModel
 
 # Inside the logged pyfunc model directory (training.resources.save_pyfunc_model): MLflow copies each entry of
 # `artifacts` under artifacts/ by its file name.

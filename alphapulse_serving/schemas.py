@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from alphapulse_serving.contract import MAX_SMOOTHING_HOURS
+from alphapulse_contract.scoring import MAX_SMOOTHING_HOURS
 
 SymbolField = Annotated[
     str,

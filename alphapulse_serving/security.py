@@ -5,15 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import secrets
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
-class ConfigError(ValueError):
-    """The API's configuration is unusable; the message names the variable and the fix."""
+from alphapulse_contract.config import ConfigError
 
 
 def _digest(key: str) -> bytes:
@@ -53,10 +50,6 @@ def load_keys(inline: str | None, file: str | None) -> list[str]:
             raise ConfigError(f"ALPHAPULSE_API_KEYS_FILE={file}: cannot read it ({exc.strerror or exc})") from exc
         keys += parse_keys(text, f"ALPHAPULSE_API_KEYS_FILE={file}")
     return keys
-
-
-def generate_key() -> str:
-    return "ap_" + secrets.token_urlsafe(24)
 
 
 class ApiKeys:

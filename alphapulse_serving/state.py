@@ -15,18 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from alphapulse_serving.contract import (
-    MANIFEST_KEY,
-    SNAPSHOT_KEY,
-    ArtifactError,
-    ModelManifest,
-    ScoringModel,
-    sha256_hex,
-    split_s3_uri,
-)
-from alphapulse_serving.predictors import SourceUnreachable
+from alphapulse_contract.predictors import ArtifactError, SourceUnreachable
+from alphapulse_contract.scoring import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest, ScoringModel, sha256_hex
+from alphapulse_contract.storage import StoreUnavailable, read_s3_object, split_s3_uri
 from alphapulse_serving.registry import RegistryUnavailable
-from alphapulse_serving.s3 import StoreUnavailable, read_s3_object
 
 # Where the API reads from; an unreachable one is reported under its `source` key until a poll succeeds.
 SOURCES = (StoreUnavailable, RegistryUnavailable)

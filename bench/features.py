@@ -28,8 +28,8 @@ import polars as pl
 import talib
 
 from alphapulse_assets.features.catalog import CATALOG, FEATURES, HISTORY_HOURS, compute_features
-from alphapulse_assets.market.simulator import SimulatedWorld
 from alphapulse_assets.news.sentiment import LoughranMcDonaldScorer, aggregate_sentiment
+from alphapulse_assets.simulation import SimulatedWorld
 
 START = datetime(2020, 2, 1, tzinfo=UTC)
 CLASSIC = ("rsi_14", "natr_14", "willr_14", "cci_20", "mfi_14", "adx_14", "bb_pctb_20", "macd_hist_norm", "roc_24")

@@ -22,10 +22,10 @@ os.environ.setdefault("ALPHAPULSE_HISTORY_START", "2025-01-01")
 import dagster as dg  # noqa: E402
 from backfill import NOOP_DEFS, START, timed  # noqa: E402
 
-from alphapulse_assets.market.simulator import SimulatedWorld  # noqa: E402
 from alphapulse_assets.news.assets import news, news_sentiment  # noqa: E402
 from alphapulse_assets.news.resources import JsonlDropFolder, SentimentModel, SimulatedNewswire  # noqa: E402
 from alphapulse_assets.news.sentiment import SCORERS  # noqa: E402
+from alphapulse_assets.simulation import SimulatedWorld  # noqa: E402
 from alphapulse_assets.storage.event_log import INSTANCE_OVERRIDES  # noqa: E402
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse  # noqa: E402
 

@@ -36,8 +36,8 @@ sys.path.insert(0, str(REPO))
 
 from alphapulse_assets.storage.object_store import LocalObjectStore  # noqa: E402
 from alphapulse_assets.training.resources import save_pyfunc_model  # noqa: E402
+from alphapulse_contract.scoring import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest, ScoringModel, sha256_hex  # noqa: E402
 from alphapulse_serving.chain import FallbackChain  # noqa: E402
-from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest, ScoringModel, sha256_hex  # noqa: E402
 
 N_FEATURES, N_TREES, DEPTH = 50, 300, 6
 NAMES = [f"f{i:02d}" for i in range(N_FEATURES)]
@@ -104,7 +104,7 @@ def per_call_us(fn, repeats: int = 20_000) -> float:
 
 
 def in_process(root: Path, artifact: bytes, manifest: ModelManifest) -> None:
-    from alphapulse_serving.baseline import RulesBaseline
+    from alphapulse_contract.baseline import RulesBaseline
     from alphapulse_serving.resilience import CircuitBreaker, ScoreCache
     from alphapulse_serving.state import ServingState
 

@@ -15,11 +15,11 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from alphapulse_assets.features.catalog import FEATURE_NAMES
+from alphapulse_assets.thresholds import GateThresholds
 from alphapulse_assets.training import tuning
 from alphapulse_assets.training.dataset import training_windows
 from alphapulse_assets.training.evaluation import EvaluationConfig
 from alphapulse_assets.training.families import Trainer
-from alphapulse_assets.training.gates import GateThresholds
 from alphapulse_assets.training.metrics import backtest
 from alphapulse_assets.training.pipeline import train_and_evaluate
 from alphapulse_assets.training.synthetic import (
@@ -29,7 +29,7 @@ from alphapulse_assets.training.synthetic import (
     random_walk_market,
     slow_signal_market,
 )
-from alphapulse_serving.contract import FIXED_RULE
+from alphapulse_contract.scoring import FIXED_RULE
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 MARKETS = {

@@ -18,7 +18,7 @@ _store = LocalObjectStore(root=str(_root / "objects"))
 publish_model(_store, 1, "v1")
 publish_snapshot(_store)
 app = create_app(serving_config(_root / "objects", _root / "audit"))
-app.state.serving.refresh()  # what the lifespan does: schemathesis drives the ASGI app without starting it
+app.state.services.serving.refresh()  # what the lifespan does: schemathesis drives the ASGI app without starting it
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 

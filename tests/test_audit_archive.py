@@ -137,7 +137,7 @@ def test_an_unreachable_s3_archive_says_so(monkeypatch):
 def test_packets_ship_in_sealed_batches_and_are_read_back_from_the_archive_after_pruning(store, tmp_path):
     audit_dir = tmp_path / "audit"
     with api_client(store.root, audit_dir, audit_ship_seconds=3600, audit_local_retention_hours=0) as client:
-        audit = client.app.state.audit
+        audit = client.app.state.services.audit
         ids = decide(client, 40)
         local = {i: client.get(f"/audit/{i}").json() for i in ids}
         time.sleep(0.2)  # the writer commits every ~20 ms
@@ -167,7 +167,7 @@ def test_packets_ship_in_sealed_batches_and_are_read_back_from_the_archive_after
 def test_the_shipper_runs_by_itself_and_a_retention_keeps_recent_packets_local(store, tmp_path):
     audit_dir = tmp_path / "audit"
     with api_client(store.root, audit_dir, audit_ship_seconds=0.05, audit_local_retention_hours=1) as client:
-        audit = client.app.state.audit
+        audit = client.app.state.services.audit
         ids = decide(client, 10)
         deadline = time.monotonic() + 30
         while audit.shipped_packets < 10 and time.monotonic() < deadline:
@@ -183,7 +183,7 @@ def test_another_pod_reads_a_decision_it_did_not_make(store, tmp_path):
         expected = pod_a.get(f"/audit/{ids[3]}").json()
     # pod-a shipped on shutdown; pod-b has its own (empty) database and the same archive.
     with api_client(store.root, tmp_path / "pod-b", audit_ship_seconds=3600) as pod_b:
-        assert pod_b.app.state.audit.writer != pod_a.app.state.audit.writer
+        assert pod_b.app.state.services.audit.writer != pod_a.app.state.services.audit.writer
         assert pod_b.get(f"/audit/{ids[3]}").json() == expected
         missing = new_decision_id()
         response = pod_b.get(f"/audit/{missing}")
@@ -316,7 +316,7 @@ def test_batches_land_in_s3_with_their_checksum_and_are_read_back(store, tmp_pat
         ids = decide(client, 30)
         packets = {i: client.get(f"/audit/{i}").json() for i in ids}
         time.sleep(0.2)
-        assert client.app.state.audit.ship() == 1
+        assert client.app.state.services.audit.ship() == 1
         assert local_ids(tmp_path / "audit") == set()
         assert {i: client.get(f"/audit/{i}").json() for i in ids} == packets
         assert client.get("/health").json()["audit_archive"] == f"{location}/audit"
@@ -339,7 +339,7 @@ def test_with_s3_down_packets_stay_local_and_ship_when_it_is_back(store, tmp_pat
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
         port = int(proxy.url.rsplit(":", 1)[1])
         with api_client(store.root, audit_dir, **options) as client:
-            audit = client.app.state.audit
+            audit = client.app.state.services.audit
             shipped = decide(client, 10)
             time.sleep(0.2)
             assert audit.ship() == 1
@@ -362,7 +362,7 @@ def test_with_s3_down_packets_stay_local_and_ship_when_it_is_back(store, tmp_pat
 
     # The next process on the same directory, with S3 back at the same endpoint, ships what the last one could not.
     with services.TcpProxy(s3_endpoint, port=port), api_client(store.root, audit_dir, **options) as client:
-        audit = client.app.state.audit
+        audit = client.app.state.services.audit
         assert audit.unshipped == 30
         assert audit.ship() == 2, "the batch sealed during the outage, then one for the packets after it"
         assert audit.unshipped == 0

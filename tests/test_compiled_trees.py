@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from alphapulse_serving.compiled_trees import CompiledTrees, NotCompilable
-from alphapulse_serving.predictors import XGBOOST_UBJ, load_predictor
+from alphapulse_contract.compiled_trees import CompiledTrees, NotCompilable
+from alphapulse_contract.predictors import XGBOOST_UBJ, load_predictor
 
 
 def trained(params: dict, rounds: int = 60, seed: int = 0):

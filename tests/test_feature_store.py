@@ -19,7 +19,7 @@ from alphapulse_assets.features.catalog import FEATURE_NAMES, FEATURES, HISTORY_
 from alphapulse_assets.features.store import FEATURE_HOURS, current_feature_version, require_feature_version
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
-from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest, sha256_hex
+from alphapulse_contract.scoring import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest, sha256_hex
 
 FIRST = datetime(2025, 3, 1, tzinfo=UTC)
 # Three runs: a long range, a short one, then a single hour. The last starts more than HISTORY_HOURS after the
@@ -155,7 +155,7 @@ def test_the_api_serves_its_own_version_and_abstains_on_another(store):
 
         # A model built for other features is verified but refused: the one in service keeps answering.
         promote("older", "0000000000000000")
-        client.app.state.serving.refresh()
+        client.app.state.services.serving.refresh()
         body = client.post("/predict", json={"symbol": "ETHUSDT"}).json()
         assert body["source"] == "primary" and body["model_version"] == "current"
         health = client.get("/health").json()

@@ -23,8 +23,8 @@ from alphapulse_assets.features.catalog import (
     feature_version,
 )
 from alphapulse_assets.features.docs import render_catalog
-from alphapulse_assets.market.simulator import SimulatedWorld
 from alphapulse_assets.news.sentiment import VaderScorer, aggregate_sentiment
+from alphapulse_assets.simulation import SimulatedWorld
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 START = datetime(2025, 7, 1, tzinfo=UTC)

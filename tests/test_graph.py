@@ -22,8 +22,8 @@ from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
 from alphapulse_assets.training.assets import score_frame
 from alphapulse_assets.training.gates import EVALUATION_GATES
-from alphapulse_serving.baseline import RulesBaseline
-from alphapulse_serving.contract import MANIFEST_KEY, MAX_SMOOTHING_HOURS, SNAPSHOT_KEY, ModelManifest
+from alphapulse_contract.baseline import RulesBaseline
+from alphapulse_contract.scoring import MANIFEST_KEY, MAX_SMOOTHING_HOURS, SNAPSHOT_KEY, ModelManifest
 
 FIRST, LAST = "2025-03-01-00:00", "2025-03-13-23:00"
 LAST_HOUR = datetime(2025, 3, 13, 23, tzinfo=UTC)
@@ -125,7 +125,7 @@ def _assert_api_answers(defs, settings, recorded, features, version, tmp_path) -
         for hour, rows in recorded.group_by("ts", maintain_order=True):
             earlier = rows_of_version(warehouse, hour[0] - timedelta(hours=MAX_SMOOTHING_HOURS - 1), hour[0], version)
             store.put_bytes(SNAPSHOT_KEY, snapshot_bytes(features.filter(pl.col("ts") == hour[0]), version, earlier))
-            client.app.state.serving.refresh()
+            client.app.state.services.serving.refresh()
             for row in rows.iter_rows(named=True):
                 body = client.post("/predict", json={"symbol": row["symbol"]}).json()
                 assert body["source"] == "primary", body

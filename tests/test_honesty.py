@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from alphapulse_assets.features.catalog import FEATURE_NAMES
+from alphapulse_assets.thresholds import GateThresholds
 from alphapulse_assets.training.dataset import training_windows
 from alphapulse_assets.training.evaluation import EvaluationConfig
 from alphapulse_assets.training.families import Trainer
-from alphapulse_assets.training.gates import GateThresholds
 from alphapulse_assets.training.pipeline import train_and_evaluate
 from alphapulse_assets.training.synthetic import FOLLOWER, LEADER, lead_lag_market, random_walk_market
 from alphapulse_assets.training.tuning import TuningConfig, rule_grid

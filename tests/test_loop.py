@@ -24,7 +24,7 @@ from alphapulse_assets.promotion.assets import current_challenger
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.schedules import daily_retrain_schedule, hourly_schedule
 from alphapulse_assets.settings import Settings
-from alphapulse_serving.contract import MANIFEST_KEY, ModelManifest
+from alphapulse_contract.scoring import MANIFEST_KEY, ModelManifest
 
 ASSET_JOB = "__ASSET_JOB"  # Dagster's implicit job over every asset: what automation-condition runs execute
 SHADOW = dg.AssetKey("shadow_predictions")

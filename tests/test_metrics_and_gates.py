@@ -6,9 +6,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphapulse_assets.promotion.gates import Margins, promotion_gates
+from alphapulse_assets.promotion.gates import promotion_gates
+from alphapulse_assets.thresholds import GateThresholds, Margins
 from alphapulse_assets.training.dataset import direction_labels, forward_returns, training_windows
-from alphapulse_assets.training.gates import Gate, GateThresholds, evaluation_gates, summarize
+from alphapulse_assets.training.gates import Gate, evaluation_gates, summarize
 from alphapulse_assets.training.metrics import (
     accuracy,
     backtest,
@@ -18,7 +19,7 @@ from alphapulse_assets.training.metrics import (
     rank_information_coefficient,
     roc_auc,
 )
-from alphapulse_serving.contract import TradingRule
+from alphapulse_contract.scoring import TradingRule
 
 
 def test_auc_matches_pairwise_definition_with_ties():

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from alphapulse_assets.market.simulator import SYMBOL_CATALOG, SimulatedWorld
 from alphapulse_assets.news.items import (
     RAW_ITEM_SCHEMA,
     NewsItemError,
@@ -16,6 +15,7 @@ from alphapulse_assets.news.items import (
     merge_sightings,
 )
 from alphapulse_assets.news.jsonl import parse_jsonl, parse_timestamp, published_span
+from alphapulse_assets.simulation import SYMBOL_CATALOG, SimulatedWorld
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 

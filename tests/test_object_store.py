@@ -10,7 +10,7 @@ from alphapulse_assets.storage.object_store import (
     StorageUnavailable,
     object_store_from_url,
 )
-from alphapulse_serving.contract import read_uri
+from alphapulse_contract.storage import read_uri
 
 
 @pytest.fixture(params=["local", "s3"])

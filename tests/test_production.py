@@ -26,7 +26,8 @@ from alphapulse_assets.settings import Settings
 from alphapulse_assets.storage.event_log import PooledPostgresEventLogStorage
 from alphapulse_assets.storage.object_store import S3ObjectStore
 from alphapulse_assets.storage.postgres import PostgresWarehouse
-from alphapulse_serving.contract import MANIFEST_KEY, SNAPSHOT_KEY, ArtifactError, ModelManifest
+from alphapulse_contract.predictors import ArtifactError
+from alphapulse_contract.scoring import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest
 from alphapulse_serving.registry import MlflowRegistryLoader, RegistryUnavailable, registered_version
 
 FIRST, LAST = "2025-03-01-00:00", "2025-03-13-23:00"
@@ -155,7 +156,7 @@ def test_the_api_serves_the_champion_from_s3_and_degrades_when_s3_goes_away(stac
         served = client.post("/predict", json={"symbol": "BTCUSDT"}).json()
         assert served["source"] == "primary"
         proxy.close()  # S3 is gone: the API keeps its model and features in memory
-        client.app.state.serving.refresh()
+        client.app.state.services.serving.refresh()
         health = client.get("/health").json()
         assert health["status"] == "degraded"
         assert any("object store unreachable" in reason for reason in health["reasons"])
@@ -226,7 +227,7 @@ def test_the_api_loads_the_champion_through_the_mlflow_registry(stack, tmp_path)
         manifest = ModelManifest.from_json(store.get_bytes(MANIFEST_KEY))
         store.put_bytes(MANIFEST_KEY, replace(manifest, promoted_at=datetime.now(UTC).isoformat()).to_json())
         try:
-            client.app.state.serving.refresh()
+            client.app.state.services.serving.refresh()
             health = client.get("/health").json()
             assert health["status"] == "degraded"
             assert any("MLflow model registry unreachable" in reason for reason in health["reasons"])

@@ -29,7 +29,8 @@ from alphapulse_assets.promotion.gates import (
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
 from alphapulse_assets.storage.object_store import LocalObjectStore
-from alphapulse_assets.training.gates import EVALUATION_GATES, Gate, GateThresholds, evaluation_gates
+from alphapulse_assets.thresholds import GateThresholds
+from alphapulse_assets.training.gates import EVALUATION_GATES, Gate, evaluation_gates
 
 MARGINS = Margins(log_loss=0.001, sharpe=0.2)
 CHAMPION = {"log_loss": 0.680, "sharpe": 1.0}

@@ -14,18 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alphapulse_assets.features.catalog import FEATURE_NAMES, feature_version
 from alphapulse_assets.storage.object_store import LocalObjectStore
+from alphapulse_contract.baseline import RulesBaseline
+from alphapulse_contract.scoring import MANIFEST_KEY, SNAPSHOT_KEY, ModelManifest, ScoringModel, TradingRule, sha256_hex
+from alphapulse_contract.storage import read_uri
 from alphapulse_serving.app import create_app
 from alphapulse_serving.audit import AuditLog
-from alphapulse_serving.baseline import RulesBaseline
-from alphapulse_serving.contract import (
-    MANIFEST_KEY,
-    SNAPSHOT_KEY,
-    ModelManifest,
-    ScoringModel,
-    TradingRule,
-    read_uri,
-    sha256_hex,
-)
 from alphapulse_serving.resilience import CircuitBreaker, ScoreCache
 from alphapulse_serving.schemas import AuditPacket, BatchResponse, HealthResponse, PredictResponse
 from alphapulse_serving.security import ApiKeys, ConfigError, RateLimiter, key_id, load_keys
@@ -96,7 +89,7 @@ def store(tmp_path):
 @pytest.fixture
 def served(store, tmp_path):
     with api_client(store.root, tmp_path / "audit") as client:
-        yield client, store, client.app.state.serving
+        yield client, store, client.app.state.services.serving
 
 
 def predict(client, **body):
@@ -190,10 +183,10 @@ def test_batch(served):
     assert [p.symbol for p in body.predictions] == ["BTCUSDT", "ETHUSDT"]
     assert len({p.decision_id for p in body.predictions}) == 2
     # All or nothing: one bad item refuses the batch, and no decision is recorded for the good one.
-    written = client.app.state.audit.pending + client.app.state.audit.written
+    written = client.app.state.services.audit.pending + client.app.state.services.audit.written
     bad = client.post("/predict/batch", json={"requests": [{"symbol": "BTCUSDT"}, {"symbol": "DOGEUSDT"}]})
     assert bad.status_code == 404 and "DOGEUSDT" in bad.json()["detail"]
-    assert client.app.state.audit.pending + client.app.state.audit.written == written
+    assert client.app.state.services.audit.pending + client.app.state.services.audit.written == written
     assert client.post("/predict/batch", json={"requests": []}).status_code == 422
 
 
@@ -324,13 +317,13 @@ def test_fallback_chain_primary_cache_baseline_abstain(store, tmp_path):
 
         # The model starts failing: the cache answers with the model's last score for this symbol and hour.
         broken = Broken()
-        app.state.serving.active.scorer.predictor = broken
+        app.state.services.serving.active.scorer.predictor = broken
         second = predict(client)
         assert second["source"] == "cache" and second["probability"] == first["probability"]
         assert second["cached_from"]["decision_id"] == first["decision_id"] and second["model_version"] == "v1"
         assert second["fallback_reasons"][0].startswith("primary: the model failed: RuntimeError")
         predict(client)
-        assert broken.calls == 2 and app.state.breaker.state == "open"
+        assert broken.calls == 2 and app.state.services.breaker.state == "open"
         third = predict(client)  # the breaker skips the model without calling it
         assert broken.calls == 2 and "circuit open after 2 consecutive failures" in third["fallback_reasons"][0]
         assert client.get("/health").json()["circuit"] == "open"
@@ -344,7 +337,7 @@ def test_fallback_chain_primary_cache_baseline_abstain(store, tmp_path):
 
         # Without the baseline's inputs nobody can answer: flat, and every reason says why.
         publish_snapshot(store, hour="2025-01-02T11:00:00+00:00", ret_24h=None)
-        app.state.serving.refresh()
+        app.state.services.serving.refresh()
         nobody = predict(client)
         assert nobody["source"] == "abstain" and nobody["signal"] == 0 and nobody["probability"] is None
         assert [r.split(":")[0] for r in nobody["fallback_reasons"]] == ["primary", "cache", "baseline"]
@@ -366,7 +359,7 @@ def test_fallback_chain_primary_cache_baseline_abstain(store, tmp_path):
 def test_the_cache_has_a_maximum_age_and_belongs_to_one_model(store, tmp_path):
     with api_client(store.root, tmp_path / "audit", cache_max_age_seconds=0.2) as client:
         predict(client)
-        client.app.state.serving.active.scorer.predictor = Broken()
+        client.app.state.services.serving.active.scorer.predictor = Broken()
         assert predict(client)["source"] == "cache"
         time.sleep(0.3)
         stale = predict(client)
@@ -455,8 +448,8 @@ def test_audit_packet_re_derives_the_decision(served):
 
 def test_audit_is_durable_and_readable_before_and_after_it_is_written(store, tmp_path):
     with api_client(store.root, tmp_path / "audit") as client:
-        audit = client.app.state.audit
-        client.app.state.serving.active.scorer.predictor = Broken()
+        audit = client.app.state.services.audit
+        client.app.state.services.serving.active.scorer.predictor = Broken()
         ids = [predict(client, symbol=s)["decision_id"] for s in ("BTCUSDT", "ETHUSDT") * 50]
         assert client.get(f"/audit/{ids[-1]}").status_code == 200  # maybe still in memory: readable all the same
         baseline_packet = client.get(f"/audit/{ids[1]}").json()
@@ -476,7 +469,7 @@ def test_audit_is_durable_and_readable_before_and_after_it_is_written(store, tmp
 
 def test_a_full_audit_backlog_refuses_to_decide(store, tmp_path):
     with api_client(store.root, tmp_path / "audit", audit_max_pending=1) as client:
-        audit = client.app.state.audit
+        audit = client.app.state.services.audit
         audit.stop()  # the writer stops draining (storage stuck)
         assert predict(client)["source"] == "primary"
         refused = client.post("/predict", json={"symbol": "BTCUSDT"})

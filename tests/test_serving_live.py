@@ -76,4 +76,4 @@ def test_promotions_under_concurrent_load_fail_no_request(live):
     # Every answer names the model that made it: version and hash always belong together.
     assert all(o[3] == manifests[o[2]].sha256 for o in outcomes)
     assert outcomes[-1][2] == "v4"
-    assert app.state.serving.reloads == 3
+    assert app.state.services.serving.reloads == 3

@@ -17,7 +17,7 @@ from services import free_port
 
 from alphapulse_assets.features.catalog import FEATURE_NAMES
 from alphapulse_assets.storage.object_store import LocalObjectStore
-from alphapulse_serving.contract import SNAPSHOT_KEY
+from alphapulse_contract.scoring import SNAPSHOT_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphapulse_assets.market.simulator import SimulatedWorld
+from alphapulse_assets.simulation import SimulatedWorld
 
 START = datetime(2025, 6, 1, tzinfo=UTC)
 

@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 
 from alphapulse_assets.features.catalog import FEATURE_NAMES
+from alphapulse_assets.thresholds import GateThresholds
 from alphapulse_assets.training.dataset import training_windows
 from alphapulse_assets.training.evaluation import EvaluationConfig
 from alphapulse_assets.training.families import Trainer
-from alphapulse_assets.training.gates import GateThresholds
 from alphapulse_assets.training.metrics import (
     RuleBlock,
     backtest,
@@ -23,7 +23,8 @@ from alphapulse_assets.training.metrics import (
 from alphapulse_assets.training.pipeline import train_and_evaluate
 from alphapulse_assets.training.synthetic import FOLLOWER, LEADER, slow_signal_market
 from alphapulse_assets.training.tuning import TuningConfig, rule_grid
-from alphapulse_serving.contract import FIXED_RULE, ArtifactError, ModelManifest, TradingRule
+from alphapulse_contract.predictors import ArtifactError
+from alphapulse_contract.scoring import FIXED_RULE, ModelManifest, TradingRule
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 

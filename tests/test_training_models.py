@@ -10,8 +10,8 @@ from alphapulse_assets.training.dataset import labelled_rows
 from alphapulse_assets.training.families import FAMILIES, Trainer, family, resolve_device
 from alphapulse_assets.training.synthetic import lead_lag_market
 from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, fit_final, rule_grid, score_configuration, tune
-from alphapulse_serving.contract import sha256_hex
-from alphapulse_serving.predictors import ArtifactError, load_predictor
+from alphapulse_contract.predictors import ArtifactError, load_predictor
+from alphapulse_contract.scoring import sha256_hex
 
 NAMES = ["a", "b", "c", "d"]
 

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from alphapulse_assets.features.catalog import HISTORY_HOURS, compute_features
-from alphapulse_assets.market.simulator import SimulatedWorld
 from alphapulse_assets.news.sentiment import aggregate_sentiment, decay_window, make_scorer
+from alphapulse_assets.simulation import SimulatedWorld
 
 
 def simulated_features(

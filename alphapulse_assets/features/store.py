@@ -13,7 +13,7 @@ from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.retries import NotRetryable
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import Warehouse
-from alphapulse_serving.contract import MAX_SMOOTHING_HOURS, SNAPSHOT_KEY
+from alphapulse_contract.scoring import MAX_SMOOTHING_HOURS, SNAPSHOT_KEY
 
 # One row per materialized hour: the version of the feature rows of that hour, written in the same transaction.
 FEATURE_HOURS = "feature_hours"

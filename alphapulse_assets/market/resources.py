@@ -19,8 +19,9 @@ from alphapulse_assets.market.binance_archive import (
     parse_archive_file,
 )
 from alphapulse_assets.market.binance_rest import KlinesClient
-from alphapulse_assets.market.simulator import SimulatedWorld, simulated
 from alphapulse_assets.retries import NotRetryable
+from alphapulse_assets.settings import DEFAULTS
+from alphapulse_assets.simulation import SimulatedWorld, simulated
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class PriceQuality(dg.ConfigurableResource):
 
     # Robust z-score of an hourly log return above which the hour is flagged for a person to look at. Crypto has
     # real 10-sigma hours, so this warns rather than blocks.
-    extreme_move_z: float = 12.0
+    extreme_move_z: float = DEFAULTS.extreme_move_z
 
 
 class MarketSource(dg.ConfigurableResource):
@@ -55,7 +56,7 @@ class SimulatedMarket(MarketSource):
     seed: int
     news_signal_strength: float
     regime_change: str | None = None  # ISO hour (ALPHAPULSE_SIM_REGIME_CHANGE)
-    regime_vol_multiplier: float = 3.0
+    regime_vol_multiplier: float = DEFAULTS.sim_regime_vol
 
     def fetch_prices(self, start: datetime, end: datetime) -> PriceBatch:
         change = datetime.fromisoformat(self.regime_change) if self.regime_change else None

@@ -34,7 +34,7 @@ from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 from alphapulse_assets.training.assets import score_frame
 from alphapulse_assets.training.resources import ModelPolicy
-from alphapulse_serving.contract import ModelManifest, ScoringModel
+from alphapulse_contract.scoring import ModelManifest, ScoringModel
 
 
 def _probabilities(model: ScoringModel, frame: pl.DataFrame) -> np.ndarray:

@@ -16,7 +16,7 @@ from alphapulse_assets.storage.warehouse import Warehouse
 from alphapulse_assets.training.dataset import labelled_rows
 from alphapulse_assets.training.metrics import evaluate_predictions
 from alphapulse_assets.training.resources import ModelPolicy
-from alphapulse_serving.contract import TradingRule
+from alphapulse_contract.scoring import TradingRule
 
 
 def _rows(warehouse: Warehouse, table: str, start: datetime, end: datetime) -> pl.DataFrame:

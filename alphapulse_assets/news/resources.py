@@ -12,11 +12,12 @@ import httpx
 import polars as pl
 
 from alphapulse_assets.file_drops import file_fingerprint
-from alphapulse_assets.market.simulator import NEWSWIRE_SOURCE, SimulatedWorld, simulated
 from alphapulse_assets.news.feeds import FEED_STATE_SCHEMA, FeedState, fetch_feed, parse_feed
 from alphapulse_assets.news.items import RAW_ITEM_SCHEMA, REJECTED_SCHEMA, SymbolTagger, item_identity
 from alphapulse_assets.news.jsonl import NEWS_FILE_SCHEMA, drop_files, parse_jsonl
 from alphapulse_assets.news.sentiment import SentimentScorer, decay_window, make_scorer
+from alphapulse_assets.settings import DEFAULTS
+from alphapulse_assets.simulation import NEWSWIRE_SOURCE, SimulatedWorld, simulated
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,8 @@ class RssNewsSource(NewsSource):
     latest entries, so history reaches back as far as the feeds' windows since polling began."""
 
     feed_urls: list[str]
-    timeout_seconds: float = 10.0
-    max_feed_bytes: int = 5_000_000
+    timeout_seconds: float = DEFAULTS.rss_timeout_seconds
+    max_feed_bytes: int = DEFAULTS.rss_max_bytes
     ledger_table: str | None = "news_feed_state"
 
     def collect(self, start: datetime, end: datetime, ledger: pl.DataFrame | None) -> NewsCollection:
@@ -155,8 +156,8 @@ class SentimentModel(dg.ConfigurableResource):
     (ALPHAPULSE_SENTIMENT_HALF_LIFE_HOURS), and whether there are headlines at all (False with
     ALPHAPULSE_NEWS_SOURCE=none): all three decide the news features, so all three are in the feature version."""
 
-    scorer_name: str = "vader"
-    half_life_hours: float = 6.0
+    scorer_name: str = DEFAULTS.sentiment_scorer
+    half_life_hours: float = DEFAULTS.sentiment_half_life_hours
     headlines: bool = True
 
     def scorer(self) -> SentimentScorer:

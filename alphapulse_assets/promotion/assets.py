@@ -55,7 +55,8 @@ from alphapulse_assets.training.data import single_row
 from alphapulse_assets.training.gates import Gate, gates_table
 from alphapulse_assets.training.metrics import evaluate_predictions
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
-from alphapulse_serving.contract import MANIFEST_KEY, ModelManifest, ScoringModel, TradingRule, read_uri
+from alphapulse_contract.scoring import MANIFEST_KEY, ModelManifest, ScoringModel, TradingRule
+from alphapulse_contract.storage import read_uri
 
 # The decisions a person is told of (alerts/ and the webhook), by the alert kind each raises.
 ALERTED = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from alphapulse_assets.thresholds import Margins
 from alphapulse_assets.training.gates import EVALUATION_GATES, Gate, summarize
 
 PROMOTE = "promote"  # this hour's model becomes champion
@@ -18,14 +19,6 @@ CHAMPION_CHANGES = (PROMOTE, PROMOTE_CHALLENGER, ROLLBACK)
 CHAMPION_COMPARISON_GATES = ("champion_comparison_out_of_sample", "beats_champion_log_loss", "beats_champion_sharpe")
 SHADOW_GATES = ("shadow_hours", "shadow_beats_champion_log_loss", "shadow_beats_champion_sharpe")
 ROLLBACK_GATES = ("previous_champion_exists", "previous_champion_servable")
-
-
-@dataclass(frozen=True)
-class Margins:
-    """How much better a challenger must be than the champion on the same rows."""
-
-    log_loss: float = 0.0005
-    sharpe: float = 0.1  # annualised, after costs
 
 
 def beats_champion(

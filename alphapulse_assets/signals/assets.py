@@ -14,8 +14,8 @@ from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 from alphapulse_assets.training.assets import score_frame
 from alphapulse_assets.training.metrics import rule_positions
-from alphapulse_serving.baseline import RulesBaseline
-from alphapulse_serving.contract import ModelManifest, ScoringModel
+from alphapulse_contract.baseline import RulesBaseline
+from alphapulse_contract.scoring import ModelManifest, ScoringModel
 
 
 def rule_signals(

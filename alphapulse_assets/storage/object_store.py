@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.s3 import S3Resource
 
 from alphapulse_assets.storage.errors import StorageUnavailable
-from alphapulse_serving.contract import split_s3_uri, store_location
+from alphapulse_contract.storage import split_s3_uri, store_location
 
 
 def check_key(key: str) -> str:

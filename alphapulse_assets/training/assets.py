@@ -31,8 +31,8 @@ from alphapulse_assets.training.tuning import (
     score_configuration,
     tune,
 )
-from alphapulse_serving.contract import ScoringModel, TradingRule, sha256_hex
-from alphapulse_serving.predictors import CATBOOST_CBM, LOGISTIC_JSON, XGBOOST_UBJ
+from alphapulse_contract.predictors import CATBOOST_CBM, LOGISTIC_JSON, XGBOOST_UBJ
+from alphapulse_contract.scoring import ScoringModel, TradingRule, sha256_hex
 
 ARTIFACT_EXTENSIONS = {XGBOOST_UBJ: "ubj", CATBOOST_CBM: "cbm", LOGISTIC_JSON: "json"}
 

@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from alphapulse_assets.thresholds import GateThresholds
 from alphapulse_assets.training.families import Trainer
-from alphapulse_assets.training.gates import Gate, GateThresholds, evaluation_gates, summarize
+from alphapulse_assets.training.gates import Gate, evaluation_gates, summarize
 from alphapulse_assets.training.metrics import Backtest, evaluate_predictions, log_loss_gain_t
 from alphapulse_assets.training.placebo import PlaceboResult, run_placebo
 from alphapulse_assets.training.sharpe import deflated_sharpe_ratio, probabilistic_sharpe_ratio, sample_moments
-from alphapulse_serving.contract import TradingRule
+from alphapulse_contract.scoring import TradingRule
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from alphapulse_serving.predictors import (
+from alphapulse_contract.predictors import (
     CATBOOST_CBM,
     LOGISTIC_JSON,
     XGBOOST_UBJ,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from alphapulse_assets.thresholds import GateThresholds
+
 
 @dataclass(frozen=True)
 class Gate:
@@ -26,23 +28,6 @@ class Gate:
             threshold=float("nan") if payload["threshold"] is None else float(payload["threshold"]),
             detail=payload["detail"],
         )
-
-
-@dataclass(frozen=True)
-class GateThresholds:
-    min_oos_rows: int = 100
-    # Train AUC minus fold AUC, averaged over folds: beyond this the model memorises more than it learns. Boosted
-    # trees' in-sample AUC is optimistic by construction (0.12-0.18 above the fold AUC on a real planted signal,
-    # docs/training.md), so the bar sits above that and below what pure memorisation of noise reaches.
-    max_train_validation_gap: float = 0.20
-    # Folds where the model beats the fold's no-skill baseline, as a share of all folds.
-    min_positive_fold_share: float = 0.6
-    # No single fold may contribute more than this share of the summed log-loss gain.
-    max_single_fold_share: float = 0.5
-    # A log-loss gain over the baseline must be positive at one-sided 95% confidence (t >= 1.645).
-    min_log_loss_gain_t: float = 1.645
-    min_psr: float = 0.95
-    min_dsr: float = 0.95
 
 
 # Every gate `evaluation_gates` decides, in its order, with what it guards (the UI's description of its asset check).

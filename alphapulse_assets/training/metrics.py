@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from alphapulse_assets.training.sharpe import sample_moments
-from alphapulse_serving.contract import TradingRule
+from alphapulse_contract.scoring import TradingRule
 
 HOURS_PER_YEAR = 24 * 365
 _P_CLIP = 1e-7

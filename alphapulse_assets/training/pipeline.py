@@ -13,7 +13,7 @@ from alphapulse_assets.training.dataset import TrainingWindows, labelled_rows
 from alphapulse_assets.training.evaluation import ChosenModel, Evaluation, EvaluationConfig, evaluate_model
 from alphapulse_assets.training.families import TrainedModel
 from alphapulse_assets.training.tuning import TrainingSet, TuningConfig, TuningResult, fit_final, tune
-from alphapulse_serving.predictors import load_predictor
+from alphapulse_contract.predictors import load_predictor
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,16 @@ from pathlib import Path
 
 import dagster as dg
 
-from alphapulse_assets.promotion.gates import Margins
+from alphapulse_assets.settings import DEFAULTS
+from alphapulse_assets.thresholds import GateThresholds, Margins
 from alphapulse_assets.training.dataset import TrainingWindows, training_windows
 from alphapulse_assets.training.evaluation import EvaluationConfig
 from alphapulse_assets.training.families import Trainer, resolve_device
-from alphapulse_assets.training.gates import GateThresholds
 from alphapulse_assets.training.tuning import TuningConfig, rule_grid
-from alphapulse_serving.contract import SIGNAL_BANDS, SMOOTHING_HOURS, TradingRule
+from alphapulse_contract.scoring import TradingRule
 
-SERVING_PACKAGE = Path(__file__).resolve().parents[2] / "alphapulse_serving"
+# The MLflow model ships the scoring contract only (no FastAPI, no Dagster): what `mlflow models serve` needs.
+CONTRACT_PACKAGE = Path(__file__).resolve().parents[2] / "alphapulse_contract"
 # The libraries each family's logged MLflow model needs beyond MLflow itself.
 FAMILY_REQUIREMENTS = {"xgboost": ["xgboost"], "catboost": ["catboost"], "logistic": []}
 
@@ -33,32 +34,32 @@ class ModelPolicy(dg.ConfigurableResource):
     embargo_hours: int
     cost_bps: float
     seed: int
-    horizon_hours: int = 1
-    dead_band_bps: float = 0.0
-    cv_folds: int = 5
-    cv_window: str = "expanding"
-    tuning_trials: int = 30
+    horizon_hours: int = DEFAULTS.label_horizon_hours
+    dead_band_bps: float = DEFAULTS.label_dead_band_bps
+    cv_folds: int = DEFAULTS.cv_folds
+    cv_window: str = DEFAULTS.cv_window
+    tuning_trials: int = DEFAULTS.tuning_trials
     # Hours a tuned configuration is refitted on each new window before the search runs again (0: every retrain
     # tunes). The refitted model's deflated Sharpe counts the trials of the search that chose its configuration.
-    retune_every_hours: int = 0
-    model_families: list[str] = ["xgboost", "catboost", "logistic"]
-    placebo_runs: int = 5
+    retune_every_hours: int = DEFAULTS.retune_every_hours
+    model_families: list[str] = list(DEFAULTS.model_families)
+    placebo_runs: int = DEFAULTS.placebo_runs
     placebo_block_hours: int = 24
-    device: str = "auto"
-    threads: int = 2
+    device: str = DEFAULTS.training_device
+    threads: int = DEFAULTS.training_threads
     # The trading rules tuning tries on each configuration's walk-forward predictions: every (band, smoothing)
     # pair (`rule_grid`). Each pair is a trial the deflated Sharpe pays for, so a longer grid must find more to pass.
-    signal_bands: list[float] = list(SIGNAL_BANDS)
-    smoothing_hours: list[int] = list(SMOOTHING_HOURS)
+    signal_bands: list[float] = list(DEFAULTS.signal_bands)
+    smoothing_hours: list[int] = list(DEFAULTS.smoothing_hours)
     # A window with less than this share of its (symbol, hour) rows labelled is a data problem, not a model.
     min_label_coverage: float = 0.9
     # Gate thresholds by GateThresholds field name (ALPHAPULSE_GATES); the rest keep their defaults.
     gate_thresholds: dict[str, float] = {}
     # A challenger must beat the champion on the same rows by these margins (log loss; annualised Sharpe).
-    promotion_log_loss_margin: float = 0.0005
-    promotion_sharpe_margin: float = 0.1
+    promotion_log_loss_margin: float = DEFAULTS.promotion_log_loss_margin
+    promotion_sharpe_margin: float = DEFAULTS.promotion_sharpe_margin
     # Live hours (outcomes known) a shadowing challenger needs before its live record can promote it.
-    min_shadow_hours: int = 24
+    min_shadow_hours: int = DEFAULTS.min_shadow_hours
     # Optuna storage shared by tuning workers (ALPHAPULSE_OPTUNA_STORAGE); None tunes in the run's own process.
     optuna_storage: str | None = None
 
@@ -114,7 +115,7 @@ class ModelPolicy(dg.ConfigurableResource):
 def save_pyfunc_model(
     target: Path, artifact: bytes, description: dict[str, object], family_name: str, example: dict[str, float | None]
 ) -> None:
-    """An MLflow pyfunc model directory: code (alphapulse_serving/mlflow_model.py) plus the exact artifact bytes,
+    """An MLflow pyfunc model directory: code (alphapulse_contract/mlflow_model.py) plus the exact artifact bytes,
     so `mlflow models serve` serves what the graph evaluated, verified by sha256."""
     import mlflow.pyfunc
     import pandas as pd
@@ -134,9 +135,9 @@ def save_pyfunc_model(
         description_path.write_text(json.dumps(description, indent=2, sort_keys=True))
         mlflow.pyfunc.save_model(
             str(target),
-            python_model=str(SERVING_PACKAGE / "mlflow_model.py"),
+            python_model=str(CONTRACT_PACKAGE / "mlflow_model.py"),
             artifacts={"model": str(artifact_path), "description": str(description_path)},
-            code_paths=[str(SERVING_PACKAGE)],
+            code_paths=[str(CONTRACT_PACKAGE)],
             pip_requirements=requirements,
             signature=signature,
             input_example=pd.DataFrame([example], columns=names).astype("float64"),
@@ -156,7 +157,7 @@ class MlflowTracking(dg.ConfigurableResource):
     # decide (`mlflow server --artifacts-destination`), which is the production set-up.
     artifact_root: str | None = None
     experiment_name: str = "alphapulse"
-    registered_model_name: str = "alphapulse-direction"
+    registered_model_name: str = DEFAULTS.mlflow_model_name
 
     def _client(self):
         # A progress bar per artifact download fills the run logs with carriage returns.

@@ -31,7 +31,7 @@ from alphapulse_assets.training.cv import Fold, purged_walk_forward
 from alphapulse_assets.training.families import TrainedModel, Trainer, family
 from alphapulse_assets.training.metrics import RuleBlock, best_rule, log_loss, roc_auc, rule_sharpes
 from alphapulse_assets.training.sharpe import trial_sharpe_variance
-from alphapulse_serving.contract import MAX_SMOOTHING_HOURS, SIGNAL_BANDS, SMOOTHING_HOURS, TradingRule
+from alphapulse_contract.scoring import MAX_SMOOTHING_HOURS, SIGNAL_BANDS, SMOOTHING_HOURS, TradingRule
 
 # pg_advisory_lock key serialising Optuna's schema creation (any constant no other code on the database uses).
 OPTUNA_SCHEMA_LOCK = zlib.crc32(b"alphapulse/optuna-schema")

@@ -2,6 +2,6 @@
 
 import mlflow.models
 
-from alphapulse_serving.mlflow_pyfunc import AlphaPulsePyfunc
+from alphapulse_contract.mlflow_pyfunc import AlphaPulsePyfunc
 
 mlflow.models.set_model(AlphaPulsePyfunc())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from alphapulse_serving.contract import signal_from_probability
+from alphapulse_contract.scoring import signal_from_probability
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from alphapulse_serving.compiled_trees import CompiledTrees, NotCompilable
+from alphapulse_contract.compiled_trees import CompiledTrees, NotCompilable
 
 XGBOOST_UBJ = "xgboost-ubj"
 CATBOOST_CBM = "catboost-cbm"

@@ -10,25 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from alphapulse_serving.predictors import MODEL_FORMATS, XGBOOST_UBJ, ArtifactError, Predictor, load_predictor
-
-__all__ = [
-    "ArtifactError",
-    "MODEL_FORMATS",
-    "ModelManifest",
-    "ScoringModel",
-    "TradingRule",
-    "read_uri",
-    "sha256_hex",
-]
+from alphapulse_contract.predictors import XGBOOST_UBJ, ArtifactError, Predictor, load_predictor
+from alphapulse_contract.storage import read_uri
 
 MANIFEST_KEY = "serving/promoted_model.json"
 SNAPSHOT_KEY = "serving/online_features.json"
@@ -42,53 +30,6 @@ SMOOTHING_HOURS = (1, 3, 6, 12, 24)
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-def store_location(raw: str) -> str:
-    """The object store as the graph and the API both name it (ALPHAPULSE_OBJECT_STORE_URL): an `s3://bucket/prefix`
-    URL, kept as given, or a local directory (a path or `file://` URL), made absolute. ValueError otherwise."""
-    parsed = urlparse(raw)
-    if parsed.scheme == "s3":
-        if not _BUCKET.match(parsed.netloc):
-            raise ValueError(
-                f"{raw!r}: an S3 URL names a bucket, like s3://alphapulse/prod (expected s3://<bucket>/<optional "
-                "prefix> with a valid bucket name)"
-            )
-        return raw
-    if parsed.scheme in ("", "file"):
-        return str(Path(unquote(parsed.path) if parsed.scheme else raw).expanduser().resolve())
-    raise ValueError(
-        f"{raw!r}: the object store is a local directory or an s3:// URL (expected s3://<bucket>/<prefix> or a path)"
-    )
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """`s3://bucket/some/key` as ("bucket", "some/key")."""
-    parsed = urlparse(uri)
-    return parsed.netloc, parsed.path.strip("/")
-
-
-def read_uri(uri: str) -> bytes:
-    """Bytes at a `file://` URI, a plain path or an `s3://bucket/key` URI (endpoint and credentials from boto3's
-    usual environment: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... or an instance role)."""
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        path = Path(unquote(parsed.path) if parsed.scheme else uri)
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise ArtifactError(f"cannot read {uri}: {exc.strerror or exc}") from exc
-    if parsed.scheme == "s3":
-        from alphapulse_serving.s3 import read_s3_object
-
-        try:
-            return read_s3_object(*split_s3_uri(uri), uri)
-        except FileNotFoundError:
-            raise ArtifactError(f"cannot read {uri}: no such object") from None
-    raise ArtifactError(f"unsupported URI scheme {parsed.scheme!r} in {uri}")
 
 
 def signal_from_probability(probability: float, band: float) -> int:

@@ -13,8 +13,8 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from alphapulse_serving.contract import sha256_hex
-from alphapulse_serving.predictors import ArtifactError, load_predictor
+from alphapulse_contract.predictors import ArtifactError, load_predictor
+from alphapulse_contract.scoring import sha256_hex
 
 
 class AlphaPulsePyfunc(mlflow.pyfunc.PythonModel):

@@ -1,0 +1,98 @@
+"""What the API decides with, built once from its configuration and held by the app for the routers."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from alphapulse_contract.baseline import RulesBaseline
+from alphapulse_contract.scoring import ScoringModel
+from alphapulse_serving.audit import AuditLog
+from alphapulse_serving.audit_archive import archive_for
+from alphapulse_serving.chain import FallbackChain
+from alphapulse_serving.config import ServingConfig
+from alphapulse_serving.metrics import ApiMetrics
+from alphapulse_serving.registry import MlflowRegistryLoader
+from alphapulse_serving.resilience import CircuitBreaker, ScoreCache
+from alphapulse_serving.security import ApiKeys, RateLimiter
+from alphapulse_serving.state import ServingState, poll_forever
+
+
+@dataclass
+class Services:
+    config: ServingConfig
+    keys: ApiKeys
+    limiter: RateLimiter
+    metrics: ApiMetrics
+    cache: ScoreCache
+    breaker: CircuitBreaker
+    baseline: RulesBaseline
+    audit: AuditLog
+    serving: ServingState  # the promoted model and the online feature snapshot, as last polled
+    chain: FallbackChain
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _poller: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Open the audit trail, load what the store holds, and poll it from a thread."""
+        self.audit.start()
+        self.serving.refresh()
+        self._poller = threading.Thread(
+            target=poll_forever, args=(self.serving, self.config.poll_seconds, self._stop), daemon=True
+        )
+        self._poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+        self.audit.stop()  # everything accepted is committed, and shipped if the archive answers, before the exit
+
+
+def build_services(config: ServingConfig) -> Services:
+    metrics = ApiMetrics()
+    cache = ScoreCache(config.cache_max_age_seconds)
+    breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown_seconds)
+    baseline = RulesBaseline()
+    audit = AuditLog(
+        config.audit_dir,
+        max_pending=config.audit_max_pending,
+        archive=archive_for(config.audit_archive),
+        ship_seconds=config.audit_ship_seconds,
+        local_retention_seconds=config.audit_local_retention_hours * 3600,
+        max_unshipped=config.audit_max_unshipped,
+    )
+
+    def on_model(loaded) -> None:
+        cache.clear()
+        metrics.model_reloads.inc()
+        m = loaded.manifest
+        metrics.serving(m.version, m.sha256, m.feature_version)
+
+    def on_snapshot(snapshot) -> None:
+        audit.remember_snapshot(snapshot.sha256, snapshot.body)
+        if snapshot.newest_ts:
+            metrics.snapshot_timestamp.set(datetime.fromisoformat(snapshot.newest_ts).timestamp())
+
+    serving = ServingState(
+        config.store,
+        load_model=MlflowRegistryLoader(config.mlflow_tracking_uri)
+        if config.model_source == "mlflow"
+        else ScoringModel.load,
+        on_model=on_model,
+        on_snapshot=on_snapshot,
+        on_load_failure=lambda _: metrics.model_load_failures.inc(),
+    )
+    return Services(
+        config=config,
+        keys=ApiKeys(config.api_keys),
+        limiter=RateLimiter(config.rate_limit_per_second, config.rate_limit_burst),
+        metrics=metrics,
+        cache=cache,
+        breaker=breaker,
+        baseline=baseline,
+        audit=audit,
+        serving=serving,
+        chain=FallbackChain(serving, breaker, cache, baseline, config.time_budget_ms / 1e3),
+    )
