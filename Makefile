@@ -20,9 +20,11 @@ test: install
 bench: install
 	$(UV) run --frozen --no-sync python bench/backfill.py
 
-# docs/features.md is generated from the feature catalog; a test fails when it is stale.
+# docs/features.md and the README's configuration tables are generated; a test fails when one is stale.
 docs: install
 	$(UV) run --frozen --no-sync python -m alphapulse_assets.features.docs
+	$(UV) run --frozen --no-sync python -m alphapulse_assets.settings --readme README.md
+	$(UV) run --frozen --no-sync python -m alphapulse_serving.config --readme README.md
 
 lint: install
 	$(UV) run --frozen --no-sync ruff check .

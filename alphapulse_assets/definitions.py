@@ -8,9 +8,10 @@ import os
 
 import dagster as dg
 
+from alphapulse_assets.alerts import AlertWebhook, alert_delivery_sensor
+from alphapulse_assets.features.assets import features
+from alphapulse_assets.features.sensors import news_drop_sensor
 from alphapulse_assets.jobs import (
-    DATA_ASSETS,
-    MODEL_ASSETS,
     data_job,
     hourly_job,
     news_job,
@@ -18,6 +19,7 @@ from alphapulse_assets.jobs import (
     rollback_job,
     signals_job,
 )
+from alphapulse_assets.market.assets import prices
 from alphapulse_assets.market.resources import (
     BinanceArchiveMarket,
     BinanceRestMarket,
@@ -26,11 +28,11 @@ from alphapulse_assets.market.resources import (
     SimulatedMarket,
 )
 from alphapulse_assets.market.sensors import archive_file_sensor
-from alphapulse_assets.monitoring.alerts import AlertWebhook, alert_delivery_sensor
 from alphapulse_assets.monitoring.assets import drift_report
 from alphapulse_assets.monitoring.checks import freshness_checks_sensor, hourly_freshness_checks
 from alphapulse_assets.monitoring.resources import DriftPolicy
 from alphapulse_assets.monitoring.sensors import drift_retrain_sensor, live_performance_sensor, run_failure_alert_sensor
+from alphapulse_assets.news.assets import news, news_sentiment
 from alphapulse_assets.news.resources import (
     JsonlDropFolder,
     NewsSource,
@@ -39,8 +41,7 @@ from alphapulse_assets.news.resources import (
     SentimentModel,
     SimulatedNewswire,
 )
-from alphapulse_assets.news.sensors import news_drop_sensor
-from alphapulse_assets.promotion.assets import new_champion_passed_its_gates
+from alphapulse_assets.promotion.assets import new_champion_passed_its_gates, promoted_model, promotion_decision
 from alphapulse_assets.replay.assets import loop_performance, loop_performance_job
 from alphapulse_assets.replay.jobs import replay_job
 from alphapulse_assets.schedules import daily_retrain_schedule, hourly_schedule
@@ -49,6 +50,7 @@ from alphapulse_assets.signals.assets import predictions, shadow_predictions
 from alphapulse_assets.storage.object_store import object_store_from_url
 from alphapulse_assets.storage.postgres import PostgresWarehouse
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse, Warehouse
+from alphapulse_assets.training.assets import model_evaluation, trained_model
 from alphapulse_assets.training.jobs import tuning_worker_job
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
 
@@ -157,7 +159,20 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     }
 
 
-ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, drift_report, predictions, shadow_predictions, loop_performance]
+ALL_ASSETS = [
+    prices,
+    news,
+    news_sentiment,
+    features,
+    trained_model,
+    model_evaluation,
+    promotion_decision,
+    promoted_model,
+    drift_report,
+    predictions,
+    shadow_predictions,
+    loop_performance,
+]
 
 # Evaluates shadow_predictions' AutomationCondition: the challenger's shadow follows the champion's predictions.
 shadow_automation_sensor = dg.AutomationConditionSensorDefinition(

@@ -8,7 +8,6 @@ materialized are not backfilled again.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -21,9 +20,9 @@ import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
+from alphapulse_assets.instance import REPO, prepare_instance
 from alphapulse_contract.config import API_KEYS, API_KEYS_FILE, generate_api_key
 
-REPO = Path(__file__).resolve().parent.parent
 # Each retrain tunes three families (~50 s on 2 cores with the default 30 trials each): three days of the loop show
 # a first promotion and the champion being challenged without making the demo wait minutes more.
 LOOP_REPLAY_DAYS = 3
@@ -55,33 +54,6 @@ def _free(port: int, name: str) -> int:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             raise SystemExit(f"port {port} on 127.0.0.1 is already in use: set {name} to a free port")
     return port
-
-
-_EVENT_LOG_CLASS_LINE = "  class: BatchingSqliteEventLogStorage\n"
-
-
-POSTGRES_INSTANCE_TEMPLATE = REPO / "infra" / "dagster" / "dagster-postgres.yaml"
-
-
-def write_instance_config(dagster_home: Path, on_postgres: bool = False) -> None:
-    """Write the instance's dagster.yaml: the Postgres template with ALPHAPULSE_DAGSTER_PG_URL (`on_postgres`), else
-    the repo's embedded dagster.yaml with the event log's directory named explicitly, so the instance opens the same
-    way with or without DAGSTER_HOME (e.g. `InstanceRef.from_dir`)."""
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    if on_postgres:
-        (dagster_home / "dagster.yaml").write_text(POSTGRES_INSTANCE_TEMPLATE.read_text())
-        return
-    template = (REPO / "dagster.yaml").read_text()
-    if _EVENT_LOG_CLASS_LINE not in template:
-        raise SystemExit("dagster.yaml: the event_log_storage block was changed; update write_instance_config")
-    base_dir = dagster_home.resolve() / "history" / "runs"
-    config = f"{_EVENT_LOG_CLASS_LINE}  config:\n    base_dir: {json.dumps(str(base_dir) + os.sep)}\n"
-    (dagster_home / "dagster.yaml").write_text(template.replace(_EVENT_LOG_CLASS_LINE, config))
-
-
-def prepare_instance(settings) -> None:
-    write_instance_config(settings.dagster_home, on_postgres=settings.dagster_pg_url is not None)
-    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
 
 
 def materialize(settings) -> bool:

@@ -2,16 +2,11 @@ import warnings
 
 import dagster as dg
 
-from alphapulse_assets.features.assets import features
-from alphapulse_assets.market.assets import prices
-from alphapulse_assets.monitoring.assets import drift_report
-from alphapulse_assets.news.assets import news, news_sentiment
-from alphapulse_assets.promotion.assets import promoted_model, promotion_decision
-from alphapulse_assets.signals.assets import predictions, shadow_predictions
-from alphapulse_assets.training.assets import model_evaluation, trained_model
-
-DATA_ASSETS = [prices, news, news_sentiment, features]
-MODEL_ASSETS = [trained_model, model_evaluation, promotion_decision, promoted_model]
+# Jobs select assets by key, so the sensors and schedules that name a job import no asset module.
+DATA_ASSETS = [dg.AssetKey(name) for name in ("prices", "news", "news_sentiment", "features")]
+MODEL_ASSETS = [
+    dg.AssetKey(name) for name in ("trained_model", "model_evaluation", "promotion_decision", "promoted_model")
+]
 
 data_job = dg.define_asset_job(
     "data_job",
@@ -20,7 +15,7 @@ data_job = dg.define_asset_job(
 )
 news_job = dg.define_asset_job(
     "news_job",
-    selection=dg.AssetSelection.assets(news, news_sentiment, features),
+    selection=dg.AssetSelection.assets("news", "news_sentiment", "features"),
     description="Re-land news for a range of hours (a dropped JSONL export) and recompute sentiment and features.",
 )
 # hourly_job mixes single-run data assets with per-hour model-side assets. It runs one hour at a time (the hourly
@@ -29,7 +24,7 @@ news_job = dg.define_asset_job(
 warnings.filterwarnings("ignore", message="Asset job hourly_job materializes assets with varying BackfillPolicies")
 hourly_job = dg.define_asset_job(
     "hourly_job",
-    selection=dg.AssetSelection.assets(*DATA_ASSETS, drift_report, predictions),
+    selection=dg.AssetSelection.assets(*DATA_ASSETS, "drift_report", "predictions"),
     description="The just-closed hour: data side, the champion's predictions and a drift report.",
 )
 retrain_job = dg.define_asset_job(
@@ -42,13 +37,13 @@ retrain_job = dg.define_asset_job(
 )
 rollback_job = dg.define_asset_job(
     "rollback_job",
-    selection=dg.AssetSelection.assets(promotion_decision, promoted_model),
+    selection=dg.AssetSelection.assets("promotion_decision", "promoted_model"),
     description="Restore the previous champion at this hour (the live-performance sensor's remedy), as a decision.",
     config={"ops": {"promotion_decision": {"config": {"action": "rollback", "reason": "requested from the UI"}}}},
 )
 signals_job = dg.define_asset_job(
     "signals_job",
-    selection=dg.AssetSelection.assets(predictions, shadow_predictions, drift_report),
+    selection=dg.AssetSelection.assets("predictions", "shadow_predictions", "drift_report"),
     description=(
         "The model side of a range of hours: the champion's predictions, the challenger's shadow and a drift report "
         "per hour, each from the models in force at that hour (backfills; the replay)."

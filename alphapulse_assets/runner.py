@@ -195,8 +195,8 @@ def missing_span(
     """The earliest and the latest hour in [start, end] some of `assets` lacks; None when all are there."""
     hours = [start + timedelta(hours=k) for k in range(int((end - start) / timedelta(hours=1)) + 1)]
     missing = set()
-    for asset in assets:
-        done = instance.get_materialized_partitions(dg.AssetKey(asset.key.path))
+    for key in assets:
+        done = instance.get_materialized_partitions(key)
         missing |= {hour for hour in hours if partition_key(hour) not in done}
     return (min(missing), max(missing)) if missing else None
 

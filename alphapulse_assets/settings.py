@@ -33,6 +33,7 @@ from alphapulse_contract.config import (
     http_url,
     integer,
     json_object,
+    main,
     markdown_table,
     number,
     numbers,
@@ -503,4 +504,4 @@ def configuration_table() -> str:
 
 
 if __name__ == "__main__":
-    print(configuration_table(), end="")
+    main(configuration_table(), "settings:graph")

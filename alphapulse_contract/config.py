@@ -141,6 +141,26 @@ def markdown_table(*schemas, skip: tuple[Setting, ...] = ()) -> str:
     return "\n".join(rows) + "\n"
 
 
+def write_table(path: Path, marker: str, table: str) -> None:
+    """Put `table` between `<!-- marker -->` and `<!-- /marker -->` in the file at `path` (the README)."""
+    start, end = f"<!-- {marker} -->\n", f"<!-- /{marker} -->"
+    text = path.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{path}: no {start.strip()} ... {end} block to write the table into")
+    before, rest = text.split(start, 1)
+    path.write_text(before + start + table + end + rest.split(end, 1)[1])
+
+
+def main(table: str, marker: str) -> None:
+    """`python -m <schema module>` prints the table; `--readme PATH` writes it into PATH's marked block."""
+    import sys
+
+    if sys.argv[1:2] == ["--readme"]:
+        write_table(Path(sys.argv[2]), marker, table)
+    else:
+        print(table, end="")
+
+
 # Parsers. Each names the variable in its error.
 
 

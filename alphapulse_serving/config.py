@@ -24,6 +24,7 @@ from alphapulse_contract.config import (
     flag,
     integer,
     location,
+    main,
     markdown_table,
     number,
     read,
@@ -182,4 +183,4 @@ def configuration_table() -> str:
 
 
 if __name__ == "__main__":
-    print(configuration_table(), end="")
+    main(configuration_table(), "settings:api")

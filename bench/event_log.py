@@ -34,7 +34,7 @@ import backfill
 from alphapulse_assets.partitions import partition_key
 from alphapulse_assets.runner import run_job
 import yaml
-from alphapulse_assets.demo import POSTGRES_INSTANCE_TEMPLATE
+from alphapulse_assets.instance import POSTGRES_INSTANCE_TEMPLATE
 storage, n, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 os.environ["ALPHAPULSE_DAGSTER_PG_URL"] = url
 start = datetime(2025, 1, 1, tzinfo=UTC)

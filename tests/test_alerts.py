@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 from services import free_port
 
-from alphapulse_assets.monitoring.alerts import (
+from alphapulse_assets.alerts import (
     Alert,
     AlertWebhook,
     WebhookRejected,

@@ -11,7 +11,7 @@ import pytest
 from dagster._core.instance.ref import InstanceRef
 
 from alphapulse_assets.definitions import build_definitions
-from alphapulse_assets.demo import write_instance_config
+from alphapulse_assets.instance import write_instance_config
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
 from alphapulse_assets.storage.warehouse import DuckDBWarehouse

@@ -16,9 +16,9 @@ from alphapulse_assets.monitoring.drift import (
     psi,
     render_html,
 )
-from alphapulse_assets.monitoring.performance import Record, performance_drift, sharpe_standard_error
 from alphapulse_assets.monitoring.reference import replay_drift
 from alphapulse_assets.monitoring.resources import DriftPolicy
+from alphapulse_assets.promotion.performance import Record, performance_drift, sharpe_standard_error
 from alphapulse_assets.training.dataset import training_windows
 
 N_FEATURES = 70  # the catalog's size

@@ -14,7 +14,8 @@ import pytest
 from api import TEST_KEY
 from services import free_port
 
-from alphapulse_assets.demo import service_commands, stop_processes, write_instance_config
+from alphapulse_assets.demo import service_commands, stop_processes
+from alphapulse_assets.instance import write_instance_config
 from alphapulse_contract.scoring import MANIFEST_KEY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

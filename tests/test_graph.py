@@ -3,6 +3,7 @@
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -307,12 +308,16 @@ def test_training_is_an_mlflow_run_with_a_registered_model(graph):
 
 def test_the_registered_model_is_what_the_api_serves(graph, monkeypatch):
     """`models:/<name>/<version>` loads through MLflow and predicts exactly what `predictions` recorded."""
+    import mlflow.artifacts
     import mlflow.pyfunc
 
     defs, _, settings = graph
     trained = table(defs, "trained_model").row(0, named=True)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
-    model = mlflow.pyfunc.load_model(f"models:/{trained['registered_model']}/{trained['registered_version']}")
+    uri = f"models:/{trained['registered_model']}/{trained['registered_version']}"
+    model = mlflow.pyfunc.load_model(uri)
+    shipped = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri)) / "code"
+    assert sorted(p.name for p in shipped.iterdir()) == ["alphapulse_contract"], "the model ships the contract only"
     rows = table(defs, "features").filter(pl.col("ts") == LAST_HOUR).sort("symbol")
     served = model.predict(rows.select(FEATURE_NAMES).to_pandas())["probability_up"].to_numpy()
     recorded = table(defs, "predictions").filter(pl.col("ts") == LAST_HOUR).sort("symbol")["probability_up"]

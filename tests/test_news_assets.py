@@ -11,11 +11,11 @@ from news_stub import Document, FeedServer, atom, rss
 
 from alphapulse_assets.features.assets import features
 from alphapulse_assets.features.catalog import HISTORY_HOURS, SENTIMENT
+from alphapulse_assets.features.sensors import news_drop_sensor
 from alphapulse_assets.market.assets import prices
 from alphapulse_assets.market.resources import PriceQuality, SimulatedMarket
 from alphapulse_assets.news.assets import news, news_sentiment
 from alphapulse_assets.news.resources import JsonlDropFolder, RssNewsSource, SentimentModel
-from alphapulse_assets.news.sensors import news_drop_sensor
 from alphapulse_assets.partitions import PARTITION_FORMAT
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.storage.object_store import LocalObjectStore

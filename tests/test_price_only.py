@@ -14,7 +14,7 @@ from api import TEST_KEY, predict_when_up
 from kline_archive import write_archive
 from services import free_port, stop_group
 
-from alphapulse_assets.demo import write_instance_config
+from alphapulse_assets.instance import write_instance_config
 
 pytestmark = pytest.mark.timeout(900)
 

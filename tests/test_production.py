@@ -19,7 +19,7 @@ from dagster._core.instance.ref import InstanceRef
 from services import environment
 
 from alphapulse_assets.definitions import build_definitions
-from alphapulse_assets.demo import write_instance_config
+from alphapulse_assets.instance import write_instance_config
 from alphapulse_assets.monitoring.sensors import drift_retrain_sensor
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings

@@ -27,7 +27,7 @@ import pytest
 from services import chromium, free_port, stop_group
 
 from alphapulse_assets.definitions import build_definitions
-from alphapulse_assets.demo import write_instance_config
+from alphapulse_assets.instance import write_instance_config
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
 from alphapulse_assets.training.gates import EVALUATION_GATES

@@ -5,12 +5,12 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from alphapulse_assets.alerts import CRITICAL_DRIFT, Alert, in_replay, record_alert
 from alphapulse_assets.features.assets import features
 from alphapulse_assets.features.catalog import FEATURE_NAMES
 from alphapulse_assets.features.store import current_feature_version
 from alphapulse_assets.market.resources import MarketSource
 from alphapulse_assets.metadata import partition_metadata, report_link, table_preview
-from alphapulse_assets.monitoring.alerts import CRITICAL_DRIFT, Alert, in_replay, record_alert
 from alphapulse_assets.monitoring.drift import (
     DriftSummary,
     FeatureDrift,
@@ -20,13 +20,13 @@ from alphapulse_assets.monitoring.drift import (
     render_html,
 )
 from alphapulse_assets.monitoring.evidently_report import evidently_drift_html
-from alphapulse_assets.monitoring.live import LiveWindow, champion_live, promised, record
-from alphapulse_assets.monitoring.performance import PerformanceDrift, performance_drift
 from alphapulse_assets.monitoring.reference import drift_features, feature_columns, feature_references
 from alphapulse_assets.monitoring.resources import DriftPolicy
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, SINGLE_RUN
 from alphapulse_assets.promotion.assets import manifest_of, promoted_model, scoring_model
+from alphapulse_assets.promotion.live import LiveWindow, champion_live, promised, record
+from alphapulse_assets.promotion.performance import PerformanceDrift, performance_drift
 from alphapulse_assets.promotion.timeline import decision_timeline, in_force
 from alphapulse_assets.retries import STORAGE_RETRY_POLICY
 from alphapulse_assets.signals.assets import predictions

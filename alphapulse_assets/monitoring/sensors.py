@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from alphapulse_assets.alerts import FAILED_BLOCKING_CHECK, REPLAY_TAG, RUN_FAILURE, Alert, record_alert
 from alphapulse_assets.jobs import retrain_job, rollback_job
-from alphapulse_assets.monitoring.alerts import FAILED_BLOCKING_CHECK, REPLAY_TAG, RUN_FAILURE, Alert, record_alert
 from alphapulse_assets.monitoring.assets import drift_report
 from alphapulse_assets.partitions import PARTITION_FORMAT, partition_key
 from alphapulse_assets.storage.object_store import ObjectStore

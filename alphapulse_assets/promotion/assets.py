@@ -8,11 +8,10 @@ from typing import Literal
 import dagster as dg
 import polars as pl
 
+from alphapulse_assets import alerts
+from alphapulse_assets.alerts import Alert, in_replay, record_alert
 from alphapulse_assets.features.store import current_feature_version
 from alphapulse_assets.market.resources import MarketSource
-from alphapulse_assets.monitoring import alerts
-from alphapulse_assets.monitoring.alerts import Alert, in_replay, record_alert
-from alphapulse_assets.monitoring.live import record, shadow_pairs
 from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY, partition_hour, partition_key
 from alphapulse_assets.promotion.checks import (
@@ -32,6 +31,7 @@ from alphapulse_assets.promotion.gates import (
     promotion_gates,
     shadow_gates,
 )
+from alphapulse_assets.promotion.live import record, shadow_pairs
 from alphapulse_assets.promotion.timeline import (
     DECISIONS_TABLE,
     KIND_ORDER,

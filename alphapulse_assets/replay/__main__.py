@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from alphapulse_assets.demo import prepare_instance
+    from alphapulse_assets.instance import code_location, prepare_instance
     from alphapulse_assets.settings import ConfigError, Settings
 
     try:
@@ -40,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import dagster as dg
 
-    from alphapulse_assets.definitions import defs
     from alphapulse_assets.runner import run_job
 
     config = {
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     with dg.DagsterInstance.get() as instance:
         outcome = run_job(
-            defs, instance, "replay_job", run_config={"ops": {"replay": {"config": config}}}, progress=False
+            code_location(), instance, "replay_job", run_config={"ops": {"replay": {"config": config}}}, progress=False
         )
     if not outcome.success:
         print(f"replay failed (run {outcome.run_id}): {outcome.error}", file=sys.stderr)

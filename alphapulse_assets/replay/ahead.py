@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 import dagster as dg
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
+from alphapulse_assets.instance import code_location
 from alphapulse_assets.partitions import partition_key
 from alphapulse_assets.retries import NotRetryable
 from alphapulse_assets.runner import run_failure, run_job
@@ -80,11 +81,9 @@ RETRAIN_LAUNCHES = ("processes", "queue")
 def _retrain(instance_ref, hour_key: str, tags: dict[str, str]) -> tuple[bool, str | None]:
     """In a worker process: `trained_model` and `model_evaluation` at one hour, as a run of `retrain_job` in the
     replay's instance, with the code location built from the same environment."""
-    from alphapulse_assets.definitions import defs
-
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
         outcome = run_job(
-            defs,
+            code_location(),
             instance,
             "retrain_job",
             partition_key=hour_key,

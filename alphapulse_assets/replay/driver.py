@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 import dagster as dg
 import polars as pl
 
+from alphapulse_assets.alerts import REPLAY_TAG
 from alphapulse_assets.features.catalog import HISTORY_HOURS, WARMUP_HOURS
 from alphapulse_assets.jobs import DATA_ASSETS
-from alphapulse_assets.monitoring.alerts import REPLAY_TAG
 from alphapulse_assets.monitoring.sensors import TRIGGER_TAG, drift_retrain_request, rollback_request
 from alphapulse_assets.partitions import HOURLY, parse_partition_hour, partition_key
 from alphapulse_assets.promotion.timeline import KIND_ORDER, decision_timeline

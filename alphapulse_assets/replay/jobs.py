@@ -3,7 +3,8 @@ alphapulse_assets.replay START END`)."""
 
 import dagster as dg
 
-from alphapulse_assets.monitoring.alerts import REPLAY_TAG
+from alphapulse_assets.alerts import REPLAY_TAG
+from alphapulse_assets.instance import code_location
 from alphapulse_assets.partitions import parse_partition_hour
 from alphapulse_assets.replay.assets import loop_performance
 from alphapulse_assets.replay.driver import DAILY, Replay
@@ -60,10 +61,7 @@ def replay(context: dg.OpExecutionContext, config: ReplayConfig, warehouse: Ware
     # The replay drives runs of the code location's own jobs, with their resources. A run executed in-process (the
     # CLI, tests) has no repository on its context, so the code location is built here from the same environment
     # every process of it reads (for a run the daemon launched, that is the repository it runs in).
-    from alphapulse_assets.definitions import build_definitions
-    from alphapulse_assets.settings import Settings
-
-    jobs = build_definitions(Settings.from_env())
+    jobs = code_location()
     start, end = parse_partition_hour(config.start, "start"), parse_partition_hour(config.end, "end")
     driver = Replay(
         jobs,

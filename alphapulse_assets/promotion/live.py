@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from alphapulse_assets.monitoring.performance import Record
+from alphapulse_assets.promotion.performance import Record
 from alphapulse_assets.storage.warehouse import Warehouse
 from alphapulse_assets.training.dataset import labelled_rows
 from alphapulse_assets.training.metrics import evaluate_predictions

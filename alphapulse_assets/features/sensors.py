@@ -1,3 +1,6 @@
+"""A dropped news export re-lands news and recomputes the features that look back at it. The sensor lives with the
+features, the last assets it recomputes and the ones whose lookback it needs, so news never imports features."""
+
 from datetime import timedelta
 from pathlib import Path
 
