@@ -21,8 +21,8 @@ from alphapulse_assets.promotion.assets import latest_decision, manifest_key, sc
 from alphapulse_assets.promotion.checks import champion_change_check, latest_check_evaluation
 from alphapulse_assets.runner import run_job
 from alphapulse_assets.settings import Settings
-from alphapulse_assets.training.assets import score_frame
 from alphapulse_assets.training.gates import EVALUATION_GATES
+from alphapulse_assets.training.models import score_frame
 from alphapulse_contract.baseline import RulesBaseline
 from alphapulse_contract.scoring import MANIFEST_KEY, MAX_SMOOTHING_HOURS, SNAPSHOT_KEY, ModelManifest
 

@@ -32,7 +32,7 @@ from alphapulse_assets.retries import STORAGE_RETRY_POLICY
 from alphapulse_assets.signals.assets import predictions
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
-from alphapulse_assets.training.assets import score_frame
+from alphapulse_assets.training.models import score_frame
 from alphapulse_assets.training.resources import ModelPolicy
 from alphapulse_contract.scoring import ModelManifest, ScoringModel
 

@@ -43,17 +43,11 @@ from alphapulse_assets.promotion.timeline import (
 from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Upsert, Warehouse
-from alphapulse_assets.training.assets import (
-    evaluation_gate_list,
-    load_window,
-    model_evaluation,
-    record_rule,
-    score_frame,
-    trained_model,
-)
-from alphapulse_assets.training.data import single_row
-from alphapulse_assets.training.gates import Gate, gates_table
+from alphapulse_assets.training.assets import model_evaluation, trained_model
+from alphapulse_assets.training.data import load_window, single_row
+from alphapulse_assets.training.gates import Gate, evaluation_gate_list, gates_table
 from alphapulse_assets.training.metrics import evaluate_predictions
+from alphapulse_assets.training.models import record_rule, score_frame
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
 from alphapulse_contract.scoring import MANIFEST_KEY, ModelManifest, ScoringModel, TradingRule
 from alphapulse_contract.storage import read_uri

@@ -26,8 +26,9 @@ from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
 from alphapulse_assets.signals.assets import baseline_predictions, predictions, rule_signals
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
-from alphapulse_assets.training.assets import load_model, trained_model
+from alphapulse_assets.training.assets import trained_model
 from alphapulse_assets.training.dataset import labelled_rows
+from alphapulse_assets.training.models import load_model
 from alphapulse_assets.training.resources import ModelPolicy
 
 HOUR = timedelta(hours=1)

@@ -39,7 +39,7 @@ from alphapulse_assets.retries import NotRetryable
 from alphapulse_assets.runner import Jobs, job_definition, missing_span, run_job
 from alphapulse_assets.schedules import daily_retrain_schedule
 from alphapulse_assets.storage.warehouse import Warehouse
-from alphapulse_assets.training.assets import last_search
+from alphapulse_assets.training.data import last_search
 from alphapulse_assets.training.resources import ModelPolicy
 
 RUN_KEY_TAG = "alphapulse/run_key"

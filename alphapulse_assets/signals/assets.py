@@ -12,8 +12,8 @@ from alphapulse_assets.promotion.timeline import decision_timeline, in_force, se
 from alphapulse_assets.retries import STORAGE_RETRY_POLICY
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
-from alphapulse_assets.training.assets import score_frame
 from alphapulse_assets.training.metrics import rule_positions
+from alphapulse_assets.training.models import score_frame
 from alphapulse_contract.baseline import RulesBaseline
 from alphapulse_contract.scoring import ModelManifest, ScoringModel
 

@@ -1,6 +1,6 @@
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 import numpy as np
@@ -8,7 +8,7 @@ import polars as pl
 
 from alphapulse_assets.features.assets import features
 from alphapulse_assets.features.catalog import FEATURE_NAMES
-from alphapulse_assets.features.store import current_feature_version, require_feature_version
+from alphapulse_assets.features.store import current_feature_version
 from alphapulse_assets.market.assets import prices
 from alphapulse_assets.market.resources import MarketSource
 from alphapulse_assets.metadata import date_axis, figure_png, new_figure, stored_plot, table_preview
@@ -18,10 +18,12 @@ from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
 from alphapulse_assets.storage.object_store import ObjectStore
 from alphapulse_assets.storage.warehouse import WAREHOUSE_WRITERS, Warehouse
 from alphapulse_assets.training.checks import EVALUATION_CHECK_SPECS, gate_check_result
-from alphapulse_assets.training.data import load_labelled, single_row
+from alphapulse_assets.training.data import last_search, load_window, single_row, training_rows, tune_or_fail
 from alphapulse_assets.training.evaluation import ChosenModel, evaluate_model
-from alphapulse_assets.training.gates import Gate, gates_table
+from alphapulse_assets.training.gates import gates_table
 from alphapulse_assets.training.metrics import HOURS_PER_YEAR
+from alphapulse_assets.training.models import artifact_key, load_model
+from alphapulse_assets.training.records import EvaluationRecord, TrainedModelRecord, dsr_trials
 from alphapulse_assets.training.resources import MlflowTracking, ModelPolicy
 from alphapulse_assets.training.tuning import (
     TrainingSet,
@@ -29,50 +31,8 @@ from alphapulse_assets.training.tuning import (
     TuningResult,
     fit_final,
     score_configuration,
-    tune,
 )
-from alphapulse_contract.predictors import CATBOOST_CBM, LOGISTIC_JSON, XGBOOST_UBJ
-from alphapulse_contract.scoring import ScoringModel, TradingRule, sha256_hex
-
-ARTIFACT_EXTENSIONS = {XGBOOST_UBJ: "ubj", CATBOOST_CBM: "cbm", LOGISTIC_JSON: "json"}
-
-
-def artifact_key(model_version: str, model_format: str) -> str:
-    return f"models/{model_version}/model.{ARTIFACT_EXTENSIONS[model_format]}"
-
-
-def load_window(warehouse: Warehouse, market: MarketSource, policy: ModelPolicy, start, end) -> pl.DataFrame:
-    """Labelled rows in [start, end) with the policy's horizon, dead band and coverage."""
-    return load_labelled(
-        warehouse, market.symbols, start, end, policy.min_label_coverage, policy.horizon_hours, policy.dead_band
-    )
-
-
-def training_rows(
-    warehouse: Warehouse,
-    market: MarketSource,
-    policy: ModelPolicy,
-    feature_version: str,
-    decision: datetime,
-    who: str,
-) -> pl.DataFrame:
-    """The labelled rows the model decided at `decision` is tuned and fitted on."""
-    windows = policy.windows(decision)
-    # Training and validation rows must be of the version the online features will have, or the model cannot serve.
-    require_feature_version(
-        warehouse, windows.train_start, windows.validation_end, feature_version, f"{who} {decision:%Y-%m-%d %H:00}"
-    )
-    # model_evaluation scores the validation window once the search is over: find out now, in seconds, that its
-    # rows are there, not after minutes of tuning.
-    load_window(warehouse, market, policy, windows.validation_start, windows.validation_end)
-    return load_window(warehouse, market, policy, windows.train_start, windows.train_end)
-
-
-def tune_or_fail(data: TrainingSet, config: TuningConfig, what: str) -> TuningResult:
-    try:
-        return tune(data, config)
-    except ValueError as exc:  # folds that cannot be formed or trained: a data or configuration problem
-        raise NotRetryable(f"{what}: {exc}") from exc
+from alphapulse_contract.scoring import sha256_hex
 
 
 @dg.asset(
@@ -121,109 +81,38 @@ def trained_model(
     sha = sha256_hex(artifact)
     version = f"{decision:%Y%m%d%H}-{sha[:10]}"
     model_uri = object_store.put_bytes(artifact_key(version, model.model_format), artifact)
-    importance = model.importance(list(FEATURE_NAMES))
-    fold_layout = [_fold_layout(fold) for fold in result.folds]
-    fold_scores = [score.as_dict() for score in best.folds]
-
-    run_id = mlflow.start_run(
-        run_name=f"trained_model {decision:%Y-%m-%d %H:00}",
-        params={
-            "family": best.family,
-            **{f"model.{k}": v for k, v in best.params.items()},
-            **windows.as_dict(),
-            "horizon_hours": policy.horizon_hours,
-            "dead_band_bps": policy.dead_band_bps,
-            "embargo_hours": policy.embargo_hours,
-            "cv_folds": policy.cv_folds,
-            "cv_window": policy.cv_window,
-            "trials_per_family": policy.tuning_trials,
-            "tuned_at": search["tuned_at"].isoformat(),
-            "families": ",".join(policy.model_families),
-            "seed": config.trainer.seed,
-            "threads": config.trainer.threads,
-            "device": config.trainer.device,
-            "feature_version": feature_version,
-            "signal_band": rule.band,
-            "smoothing_hours": rule.smoothing_hours,
-            "rules_tried": len(result.rules),
-        },
-        tags={"alphapulse.version": version, "alphapulse.partition": decision.isoformat(), "alphapulse.sha256": sha},
+    trained = TrainedModelRecord(
+        ts=decision,
+        model_version=version,
+        model_uri=model_uri,
+        sha256=sha,
+        model_format=model.model_format,
+        family=best.family,
+        params=best.params,
+        feature_names=list(FEATURE_NAMES),
+        feature_version=feature_version,
+        windows=windows,
+        horizon_hours=policy.horizon_hours,
+        dead_band_bps=policy.dead_band_bps,
+        n_train=int(data.labelled.sum()),
+        train_base_rate=data.base_rate,
+        cv_log_loss=best.cv_log_loss,
+        cv_auc=best.cv_auc,
+        train_auc=best.train_auc,
+        rule=rule,
+        cv_sharpe_hourly=best.sharpe,
+        n_rules=len(result.rules),
+        tuned_at=search["tuned_at"],
+        n_trials=search["n_trials"],
+        n_completed_trials=search["n_completed_trials"],
+        trial_sharpe_variance=search["trial_sharpe_variance"],
+        fold_scores=[score.as_dict() for score in best.folds],
+        folds=[_fold_layout(fold) for fold in result.folds],
+        importance=model.importance(list(FEATURE_NAMES)),
+        tuning_seconds=sum(result.seconds_by_family.values()),
+        trained_at=datetime.now(UTC),
     )
-    for score in best.folds:
-        mlflow.log_metrics(
-            run_id,
-            {
-                "cv_val_log_loss": score.val_log_loss,
-                "cv_val_auc": score.val_auc,
-                "cv_train_auc": score.train_auc,
-                "cv_baseline_log_loss": score.baseline_log_loss,
-            },
-            step=score.fold,
-        )
-    mlflow.log_metrics(
-        run_id,
-        {
-            "cv_log_loss": best.cv_log_loss,
-            "cv_auc": best.cv_auc,
-            "cv_sharpe_hourly": best.sharpe,
-            "n_trials": search["n_trials"],
-            "n_completed_trials": search["n_completed_trials"],
-            "tuning_seconds": sum(result.seconds_by_family.values()),
-        },
-    )
-    mlflow.log_json(run_id, [t.as_row() | {"params": t.params} for t in result.trials], "tuning/trials.json")
-    mlflow.log_json(run_id, fold_layout, "tuning/folds.json")
-    description = {
-        "version": version,
-        "sha256": sha,
-        "model_format": model.model_format,
-        "family": best.family,
-        "feature_names": list(FEATURE_NAMES),
-        "feature_version": feature_version,
-    }
-    example = train.select(FEATURE_NAMES).row(train.height - 1, named=True)  # the newest training row
-    registered_name, registered_version = mlflow.log_model(run_id, artifact, description, best.family, example)
-
-    record = pl.DataFrame(
-        {
-            "ts": [decision],
-            "model_version": [version],
-            "model_uri": [model_uri],
-            "sha256": [sha],
-            "model_format": [model.model_format],
-            "family": [best.family],
-            "params": [json.dumps(best.params, sort_keys=True)],
-            "feature_names": [list(FEATURE_NAMES)],
-            "feature_version": [feature_version],
-            "train_start": [windows.train_start],
-            "train_end": [windows.train_end],
-            "validation_start": [windows.validation_start],
-            "validation_end": [windows.validation_end],
-            "horizon_hours": [policy.horizon_hours],
-            "dead_band_bps": [policy.dead_band_bps],
-            "n_train": [int(data.labelled.sum())],
-            "train_base_rate": [data.base_rate],
-            "cv_log_loss": [best.cv_log_loss],
-            "cv_auc": [best.cv_auc],
-            "train_auc": [best.train_auc],
-            "signal_band": [rule.band],
-            "smoothing_hours": [rule.smoothing_hours],
-            "cv_sharpe_hourly": [best.sharpe],
-            "n_rules": [len(result.rules)],
-            "tuned_at": [search["tuned_at"]],
-            "n_trials": [search["n_trials"]],
-            "n_completed_trials": [search["n_completed_trials"]],
-            "trial_sharpe_variance": [search["trial_sharpe_variance"]],
-            "fold_scores": [json.dumps(fold_scores)],
-            "folds": [json.dumps(fold_layout)],
-            "importance": [json.dumps(importance, sort_keys=True)],
-            "mlflow_run_id": [run_id],
-            "registered_model": [registered_name],
-            "registered_version": [registered_version],
-            "tuning_seconds": [sum(result.seconds_by_family.values())],
-            "trained_at": [datetime.now(UTC)],
-        }
-    )
+    trained = trained.tracked(*_track(mlflow, trained, policy, config, result, artifact, train))
     trials = pl.DataFrame(
         [
             {
@@ -237,27 +126,14 @@ def trained_model(
         schema_overrides={"worker": pl.String, "cv_rule": pl.Int64, "rule_sharpes_hourly": pl.List(pl.Float64)},
     )
     window_end = context.partition_time_window.end
-    warehouse.replace_window("trained_model", record, decision, window_end)
+    warehouse.replace_window("trained_model", pl.DataFrame([trained.row()]), decision, window_end)
     warehouse.replace_window("tuning_trials", trials, decision, window_end)
     return dg.MaterializeResult(
-        metadata={
-            "model_version": version,
-            "family": best.family,
+        metadata=trained.metadata()
+        | {
             "model_uri": dg.MetadataValue.url(model_uri),
-            "sha256": sha,
             "params": dg.MetadataValue.json(best.params),
-            "cv_log_loss": best.cv_log_loss,
-            "cv_auc": best.cv_auc,
-            "trading_rule": rule.describe(),
-            "signal_band": rule.band,
-            "smoothing_hours": rule.smoothing_hours,
-            "cv_sharpe": float(best.sharpe * np.sqrt(HOURS_PER_YEAR)),
             "rules": _rules_table(result),
-            "n_train": int(data.labelled.sum()),
-            "train_base_rate": data.base_rate,
-            "n_trials": search["n_trials"],
-            "n_pruned_trials": search["n_trials"] - search["n_completed_trials"],
-            "dsr_trials": search["n_trials"] * len(result.rules),
             "configuration": "searched here"
             if tuned is None
             else f"the configuration searched at {tuned['tuned_at']:%Y-%m-%d %H:00}, refitted on this window "
@@ -266,36 +142,66 @@ def trained_model(
                 {w: sum(t.worker == w for t in result.trials) for w in result.workers}
             ),
             "best_by_family": _best_by_family_table(result) if tuned is None else "refit: no search this hour",
-            "folds": table_preview(pl.DataFrame(fold_layout), rows=len(fold_layout)),
+            "folds": table_preview(pl.DataFrame(trained.folds), rows=len(trained.folds)),
             "tuning_seconds": dg.MetadataValue.json(
                 {**{k: round(v, 2) for k, v in result.seconds_by_family.items()}, "refit": round(refit_seconds, 2)}
             ),
             "training_window": dg.MetadataValue.json(windows.as_dict()),
-            "feature_version": feature_version,
-            "mlflow_run_id": run_id,
             "mlflow_tracking_uri": mlflow.tracking_uri,
-            "registered_model": f"models:/{registered_name}/{registered_version}",
         }
     )
 
 
-def last_search(warehouse: Warehouse, policy: ModelPolicy, decision: datetime, feature_version: str) -> dict | None:
-    """The search whose configuration a retrain at `decision` refits: the newest retrain before it that searched,
-    when it is less than `retune_every_hours` old and searched these families on features of this version; None
-    when this retrain must search (point in time: only retrains decided before it count)."""
-    if policy.retune_every_hours <= 0 or not warehouse.table_exists("trained_model"):
-        return None
-    since = decision - timedelta(hours=policy.retune_every_hours)
-    rows = warehouse.query("select * from trained_model where ts < ? and ts > ? order by ts desc", [decision, since])
-    if rows.is_empty() or "tuned_at" not in rows.columns:
-        return None
-    searched = rows.filter(pl.col("tuned_at") == pl.col("ts"))
-    if searched.is_empty():
-        return None
-    row = searched.row(0, named=True)
-    if row["feature_version"] != feature_version or row["family"] not in policy.model_families:
-        return None
-    return row
+def _track(
+    mlflow: MlflowTracking,
+    trained: TrainedModelRecord,
+    policy: ModelPolicy,
+    config: TuningConfig,
+    result: TuningResult,
+    artifact: bytes,
+    train: pl.DataFrame,
+) -> tuple[str, str, str]:
+    """The MLflow run of a trained model, from its record, and the model registered in it: (run id, registered
+    model, registered version). The run's setup (folds, budget, trainer) is the policy's, not the record's."""
+    setup = {
+        "embargo_hours": policy.embargo_hours,
+        "cv_folds": policy.cv_folds,
+        "cv_window": policy.cv_window,
+        "trials_per_family": policy.tuning_trials,
+        "families": ",".join(policy.model_families),
+        "seed": config.trainer.seed,
+        "threads": config.trainer.threads,
+        "device": config.trainer.device,
+    }
+    run_id = mlflow.start_run(
+        run_name=f"trained_model {trained.ts:%Y-%m-%d %H:00}",
+        params=trained.mlflow_params() | setup,
+        tags=trained.mlflow_tags(),
+    )
+    for score in result.best.folds:
+        mlflow.log_metrics(
+            run_id,
+            {
+                "cv_val_log_loss": score.val_log_loss,
+                "cv_val_auc": score.val_auc,
+                "cv_train_auc": score.train_auc,
+                "cv_baseline_log_loss": score.baseline_log_loss,
+            },
+            step=score.fold,
+        )
+    mlflow.log_metrics(run_id, trained.mlflow_metrics())
+    mlflow.log_json(run_id, [t.as_row() | {"params": t.params} for t in result.trials], "tuning/trials.json")
+    mlflow.log_json(run_id, trained.folds, "tuning/folds.json")
+    description = {
+        "version": trained.model_version,
+        "sha256": trained.sha256,
+        "model_format": trained.model_format,
+        "family": trained.family,
+        "feature_names": trained.feature_names,
+        "feature_version": trained.feature_version,
+    }
+    example = train.select(FEATURE_NAMES).row(train.height - 1, named=True)  # the newest training row
+    return run_id, *mlflow.log_model(run_id, artifact, description, trained.family, example)
 
 
 def _fold_layout(fold) -> dict:
@@ -338,35 +244,6 @@ def _best_by_family_table(result: TuningResult) -> dg.MetadataValue:
     return table_preview(pl.DataFrame(rows), rows=len(rows))
 
 
-def record_rule(record: dict) -> TradingRule:
-    """The trading rule a `trained_model` row's tuning chose."""
-    return TradingRule.of_record(record.get("signal_band"), record.get("smoothing_hours"))
-
-
-def dsr_trials(record: dict) -> int:
-    """What a `trained_model` row's deflated Sharpe pays for: its search's trials, each tried with every trading
-    rule (rows from before rules were chosen tried one)."""
-    return int(record["n_trials"]) * int(record.get("n_rules") or 1)
-
-
-def load_model(object_store: ObjectStore, record: dict) -> ScoringModel:
-    """A model from its `trained_model` row, with its trading rule, its artifact checked against the recorded
-    sha256."""
-    return ScoringModel.from_artifact(
-        object_store.get_bytes(artifact_key(record["model_version"], record["model_format"])),
-        record["sha256"],
-        list(record["feature_names"]),
-        record_rule(record),
-        record["model_version"],
-        record["model_format"],
-    )
-
-
-def score_frame(model: ScoringModel, frame: pl.DataFrame) -> pl.DataFrame:
-    matrix = frame.select(model.feature_names).to_numpy().astype(np.float64)
-    return frame.with_columns(pl.Series("probability", model.predict_proba(matrix)))
-
-
 @dg.asset(
     partitions_def=HOURLY,
     retry_policy=STORAGE_RETRY_POLICY,
@@ -404,33 +281,30 @@ def model_evaluation(
     probability = model.predict_proba(holdout.select(model.feature_names).to_numpy().astype(np.float64))
     report = evaluate_model(probability, holdout, train, chosen, policy.trainer(), policy.evaluation())
     metrics, baseline, gates, placebo = report.metrics, report.baseline, report.gates, report.placebo
-    gain_t, sharpe_stats, gates_passed, summary = (
-        report.log_loss_gain_t,
-        report.sharpe,
-        report.gates_passed,
-        report.summary,
-    )
 
-    row = {"ts": decision, "model_version": record["model_version"], "family": record["family"]}
-    row |= {"n_oos": int(metrics["n"]), "n_oos_directional": int(metrics["n_directional"])}
-    row |= {f"oos_{k}": v for k, v in metrics.items() if k not in ("n", "n_directional")}
-    row |= {"oos_log_loss_gain_t": gain_t}
-    row |= {f"baseline_{k}": v for k, v in baseline.items() if k not in ("n", "n_directional")}
-    row |= sharpe_stats | {"n_trials": chosen.n_trials, "trial_sharpe_variance": record["trial_sharpe_variance"]}
-    row |= {
-        "placebo_accuracy": placebo.accuracy,
-        "placebo_accuracy_band": placebo.accuracy_band,
-        "placebo_accuracies": json.dumps(placebo.accuracies),
-        "placebo_log_loss": float(np.mean(placebo.log_losses)),
-        "gates": json.dumps([g.as_dict() for g in gates]),
-        "gates_passed": gates_passed,
-        "summary": summary,
-        "cost_bps": policy.cost_bps,
-        "signal_band": model.rule.band,
-        "smoothing_hours": model.rule.smoothing_hours,
-        "evaluated_at": datetime.now(UTC),
-    }
-    warehouse.replace_window("model_evaluation", pl.DataFrame([row]), decision, context.partition_time_window.end)
+    evaluation = EvaluationRecord(
+        ts=decision,
+        model_version=record["model_version"],
+        family=record["family"],
+        metrics=metrics,
+        log_loss_gain_t=report.log_loss_gain_t,
+        baseline=baseline,
+        sharpe=report.sharpe,
+        n_trials=chosen.n_trials,
+        trial_sharpe_variance=record["trial_sharpe_variance"],
+        placebo_accuracy=placebo.accuracy,
+        placebo_accuracy_band=placebo.accuracy_band,
+        placebo_accuracies=placebo.accuracies,
+        placebo_log_loss=float(np.mean(placebo.log_losses)),
+        gates=[g.as_dict() for g in gates],
+        gates_passed=report.gates_passed,
+        summary=report.summary,
+        cost_bps=policy.cost_bps,
+        rule=model.rule,
+        evaluated_at=datetime.now(UTC),
+    )
+    window_end = context.partition_time_window.end
+    warehouse.replace_window("model_evaluation", pl.DataFrame([evaluation.row()]), decision, window_end)
 
     importance = json.loads(record["importance"])
     equity_png = _equity_plot(report.backtest.hourly, report.scored)
@@ -439,65 +313,29 @@ def model_evaluation(
     equity_md = stored_plot(object_store, f"{plots}/equity_curve.png", equity_png, "out-of-sample equity curve")
     importance_md = stored_plot(object_store, f"{plots}/feature_importance.png", importance_png, "feature importance")
     run_id = record["mlflow_run_id"]
-    mlflow.log_metrics(
-        run_id,
-        {f"oos_{k}": v for k, v in metrics.items()}
-        | {"oos_log_loss_gain_t": gain_t, "psr": sharpe_stats["psr"], "dsr": sharpe_stats["dsr"]}
-        | {"placebo_accuracy": placebo.accuracy, "placebo_accuracy_band": placebo.accuracy_band}
-        | {f"baseline_{k}": v for k, v in baseline.items()}
-        | {f"gate.{g.name}": float(g.passed) for g in gates}
-        | {"gates_passed": float(gates_passed)},
-    )
-    mlflow.log_json(run_id, [g.as_dict() for g in gates], "evaluation/gates.json")
+    mlflow.log_metrics(run_id, evaluation.mlflow_metrics())
+    mlflow.log_json(run_id, evaluation.gates, "evaluation/gates.json")
     mlflow.log_bytes(run_id, equity_png, "plots/equity_curve.png")
     mlflow.log_bytes(run_id, importance_png, "plots/feature_importance.png")
     mlflow.tag_model_version(
         record["registered_model"],
         record["registered_version"],
-        {"gates_passed": str(gates_passed).lower(), "alphapulse.version": record["model_version"]},
+        {"gates_passed": str(evaluation.gates_passed).lower(), "alphapulse.version": record["model_version"]},
     )
     mlflow.finish(run_id)
-    context.log.info(summary)
+    context.log.info(evaluation.summary)
 
     return dg.MaterializeResult(
-        metadata={
-            "model_version": record["model_version"],
-            "family": record["family"],
-            "oos_accuracy": metrics["accuracy"],
-            "oos_auc": metrics["auc"],
-            "oos_log_loss": metrics["log_loss"],
-            "oos_ic": metrics["ic"],
-            "oos_rank_ic": metrics["rank_ic"],
-            "oos_sharpe": metrics["sharpe"],
-            "oos_sortino": metrics["sortino"],
-            "oos_max_drawdown": metrics["max_drawdown"],
-            "oos_turnover": metrics["turnover"],
-            "oos_hit_rate": metrics["hit_rate"],
-            "oos_log_loss_gain_t": gain_t,
-            "psr": sharpe_stats["psr"],
-            "dsr": sharpe_stats["dsr"],
-            "n_trials": chosen.n_trials,
-            "trading_rule": model.rule.describe(),
-            "n_oos": int(metrics["n"]),
-            "placebo_accuracy": placebo.accuracy,
-            "placebo_accuracy_band": placebo.accuracy_band,
-            "baseline_log_loss": baseline["log_loss"],
-            "baseline_accuracy": baseline["accuracy"],
-            "gates_passed": gates_passed,
+        metadata=evaluation.metadata()
+        | {
             "gates": dg.MetadataValue.md(gates_table(gates)),
-            "summary": summary,
             "oos_window": f"{record['validation_start'].isoformat()} .. {record['validation_end'].isoformat()}",
-            "cost_bps": policy.cost_bps,
             "equity_curve": equity_md,
             "feature_importance": importance_md,
             "registered_model": f"models:/{record['registered_model']}/{record['registered_version']}",
         },
         check_results=[gate_check_result(g, model_version=record["model_version"]) for g in gates],
     )
-
-
-def evaluation_gate_list(evaluation: dict) -> list[Gate]:
-    return [Gate.from_dict(g) for g in json.loads(evaluation["gates"])]
 
 
 def _equity_plot(hourly: pl.DataFrame, scored: pl.DataFrame) -> bytes:

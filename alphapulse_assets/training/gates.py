@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 
@@ -167,3 +168,7 @@ def gates_table(gates: list[Gate]) -> str:
         for g in gates
     ]
     return "\n".join(lines)
+
+
+def evaluation_gate_list(evaluation: dict) -> list[Gate]:
+    return [Gate.from_dict(g) for g in json.loads(evaluation["gates"])]

@@ -14,7 +14,7 @@ from alphapulse_assets.news.resources import SentimentModel
 from alphapulse_assets.partitions import HOURLY
 from alphapulse_assets.retries import STORAGE_RETRY_POLICY, NotRetryable
 from alphapulse_assets.storage.warehouse import Warehouse
-from alphapulse_assets.training.assets import training_rows, tune_or_fail
+from alphapulse_assets.training.data import training_rows, tune_or_fail
 from alphapulse_assets.training.resources import ModelPolicy
 from alphapulse_assets.training.tuning import TrainingSet
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException
 from starlette.responses import Response
 
 from alphapulse_contract.predictors import SourceUnreachable
-from alphapulse_serving.dependencies import Caller, ServicesDep
+from alphapulse_serving.dependencies import Charged
 from alphapulse_serving.responses import ERRORS, json_response
 from alphapulse_serving.schemas import AuditPacket, ErrorResponse
 
@@ -24,12 +24,12 @@ router = APIRouter()
     }
     | ERRORS,
 )
-async def audit_packet(decision_id: str, services: ServicesDep, identity: Caller) -> Response:
+async def audit_packet(decision_id: str, caller: Charged) -> Response:
     """Everything needed to re-derive one decision: request, exact features, model version and sha256, output.
     Recent packets come from this process; older ones, or another pod's, from the audit archive."""
     if len(decision_id) != 32 or any(c not in "0123456789abcdef" for c in decision_id):
         raise HTTPException(404, detail="decision ids are 32 lowercase hex characters")
-    audit = services.audit
+    audit = caller.services.audit
     found = audit.get(decision_id)
     if found is None:
         try:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from alphapulse_serving.dependencies import Caller, ServicesDep
+from alphapulse_serving.dependencies import Charged, ServicesDep
 from alphapulse_serving.responses import ERRORS, json_response
 from alphapulse_serving.schemas import ErrorResponse, HealthResponse, ModelResponse, ReadyResponse
 
@@ -16,8 +16,9 @@ router = APIRouter()
 
 
 @router.get("/model", response_model=ModelResponse, responses={503: {"model": ErrorResponse}} | ERRORS)
-async def model(services: ServicesDep, identity: Caller) -> Response:
+async def model(caller: Charged) -> Response:
     """The model in service: its manifest, how it is scored here, and the rules baseline behind it."""
+    services = caller.services
     loaded = services.serving.active
     if loaded is None:
         raise HTTPException(503, detail=services.serving.errors.get("model", "no model loaded"))

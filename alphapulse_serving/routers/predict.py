@@ -9,10 +9,9 @@ from starlette.responses import Response
 
 from alphapulse_serving.audit import AuditBacklogFull, audit_packet, new_decision_id
 from alphapulse_serving.chain import Decision, FeatureMismatch, UnknownSymbol
-from alphapulse_serving.dependencies import Caller, Identity, ServicesDep, charge
+from alphapulse_serving.dependencies import Authorised, Caller, Charged, charge
 from alphapulse_serving.responses import ERRORS, client_error, json_response, unprocessable
 from alphapulse_serving.schemas import BatchRequest, BatchResponse, ErrorResponse, PredictRequest, PredictResponse
-from alphapulse_serving.services import Services
 
 router = APIRouter()
 _ANSWERS = {404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}} | ERRORS
@@ -24,8 +23,8 @@ _ANSWERS = {404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}} | ERRO
     summary="One decision for one symbol",
     responses={200: {"model": PredictResponse}} | _ANSWERS,
 )
-async def predict(item: PredictRequest, request: Request, services: ServicesDep, identity: Caller) -> Response:
-    return json_response(decide(services, item, identity, request.scope["state"]["started"], "predict"))
+async def predict(item: PredictRequest, request: Request, caller: Charged) -> Response:
+    return json_response(decide(caller, item, request.scope["state"]["started"], "predict"))
 
 
 @router.post(
@@ -34,26 +33,25 @@ async def predict(item: PredictRequest, request: Request, services: ServicesDep,
     summary="Decisions for several symbols (or feature sets), each with its own decision id",
     responses={200: {"model": BatchResponse}} | _ANSWERS,
 )
-async def predict_batch(batch: BatchRequest, request: Request, services: ServicesDep, identity: Identity) -> Response:
-    limit = services.config.max_batch
+async def predict_batch(batch: BatchRequest, request: Request, caller: Authorised) -> Response:
+    services, limit = caller.services, caller.services.config.max_batch
     if len(batch.requests) > limit:
         raise unprocessable(
             f"{len(batch.requests)} requests in a batch; the limit is {limit}", ("body", "requests"), "too_long"
         )
-    charge(services, identity, len(batch.requests))
+    charge(caller, len(batch.requests))
     for item in batch.requests:  # all or nothing: no decision is recorded for a batch that is refused
         try:
             services.chain.validate(item.symbol.upper(), item.features, earlier=item.earlier_features)
         except (UnknownSymbol, FeatureMismatch) as exc:
             raise client_error(exc, ("body", "requests", "features")) from None
     started = request.scope["state"]["started"]
-    return json_response(
-        {"predictions": [decide(services, item, identity, started, "predict_batch") for item in batch.requests]}
-    )
+    return json_response({"predictions": [decide(caller, item, started, "predict_batch") for item in batch.requests]})
 
 
-def decide(services: Services, item: PredictRequest, identity: str, started: float, endpoint: str) -> dict:
+def decide(caller: Caller, item: PredictRequest, started: float, endpoint: str) -> dict:
     """One decision through the fallback chain, recorded in the audit trail before it is answered."""
+    services = caller.services
     decision_id = new_decision_id()
     try:
         decision = services.chain.decide(
@@ -68,7 +66,7 @@ def decide(services: Services, item: PredictRequest, identity: str, started: flo
         raise client_error(exc, ("body", "features")) from None
     latency_ms = round((time.perf_counter() - started) * 1e3, 3)
     try:
-        services.audit.record(audit_packet(decision, item, identity, endpoint, latency_ms, services.baseline))
+        services.audit.record(audit_packet(decision, item, caller.identity, endpoint, latency_ms, services.baseline))
     except AuditBacklogFull as exc:
         raise HTTPException(
             503, detail=f"refusing to decide without an audit record: {exc}", headers={"Retry-After": "5"}
