@@ -25,7 +25,7 @@ def test_the_image_is_multi_stage_frozen_and_non_root():
     assert "uv sync --frozen" in dockerfile
     users = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert users and users[-1] not in ("root", "0")
-    for path in ("infra/dagster", "alphapulse_assets", "alphapulse_serving", "workspace.yaml"):
+    for path in ("infra/dagster", "alphapulse_contract", "alphapulse_assets", "alphapulse_serving", "workspace.yaml"):
         assert path in dockerfile, f"the image lacks {path}"
 
 
@@ -43,7 +43,6 @@ def test_the_production_instance_template_is_a_valid_dagster_instance():
 # the Helm chart turns into the instance and the run launcher, and the Compose specification (check-jsonschema).
 
 K8S_VERSION = "1.30.0"  # the oldest minor still supported by the major managed services
-ENV_NAME = re.compile(r"\b(ALPHAPULSE_[A-Z0-9_]+)\b")
 
 
 def load_all(path: Path) -> list[dict]:
@@ -57,8 +56,12 @@ def strict_k8s(resource: dict) -> None:
 
 
 def names_the_code_reads() -> set[str]:
-    sources = [*(REPO / "alphapulse_assets").rglob("*.py"), *(REPO / "alphapulse_serving").rglob("*.py")]
-    return {name for path in sources for name in ENV_NAME.findall(path.read_text())}
+    """Every variable the graph and the API declare (the only ones they read: tests/test_layout.py)."""
+    from alphapulse_assets.settings import Settings
+    from alphapulse_contract.config import declared
+    from alphapulse_serving.config import ServingConfig
+
+    return {setting.variable for schema in (Settings, ServingConfig) for _, setting in declared(schema)}
 
 
 def api_manifests() -> dict[str, dict]:
