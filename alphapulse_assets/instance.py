@@ -10,8 +10,10 @@ import importlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dagster as dg
+if TYPE_CHECKING:  # the demo's parent process imports this and never needs Dagster itself
+    import dagster as dg
 
 REPO = Path(__file__).resolve().parent.parent
 # As pyproject.toml's [tool.dagster] and workspace.yaml name it.
