@@ -361,7 +361,9 @@ API_KEYS = Setting(
 API_KEYS_FILE = Setting(
     "ALPHAPULSE_API_KEYS_FILE",
     None,
-    "A secrets file of API keys, one per line (`#` comments); used together with ALPHAPULSE_API_KEYS.",
+    "A secrets file of API keys, one per line (`#` comments), each optionally followed by its scopes "
+    "(`ap_… predict,audit`; `predict`, `audit`, `admin`; none listed: all); used together with ALPHAPULSE_API_KEYS "
+    "(every scope). Re-read each poll: a rotated key works and a removed one stops without a restart.",
     text("file"),
 )
 

@@ -1,4 +1,5 @@
-"""The routers' dependencies, declared once: the services, the API key check and the rate-limit charge.
+"""The routers' dependencies, declared once: the services, the API key check with the route's scope, and the
+rate-limit charge.
 
 All are `async def`: a plain `def` dependency runs on the thread pool, a hop that costs more than the check. The key
 check hands the route its services with the caller, so a decision resolves two dependencies (the key header and the
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, SecurityScopes
 
 from alphapulse_serving.services import Services
 
@@ -34,13 +35,17 @@ async def _services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(_services)]
 
 
-def _identify(request: Request, api_key: str | None) -> Caller:
+def _identify(request: Request, api_key: str | None, scopes: list[str]) -> Caller:
     services: Services = request.app.state.services
-    identity = services.keys.identify(api_key)
-    if identity is None:
+    found = services.keys.lookup(api_key)
+    if found is None:
         raise HTTPException(
             401, detail="missing or invalid API key (X-API-Key)", headers={"WWW-Authenticate": "ApiKey"}
         )
+    identity, granted = found
+    for scope in scopes:
+        if scope not in granted:
+            raise HTTPException(403, detail=f"this key may not {scope} (its scopes: {', '.join(sorted(granted))})")
     return Caller(identity, services)
 
 
@@ -58,17 +63,19 @@ def charge(caller: Caller, cost: int) -> None:
         )
 
 
-async def _authorised(request: Request, api_key: ApiKey) -> Caller:
-    return _identify(request, api_key)
+async def _authorised(request: Request, api_key: ApiKey, required: SecurityScopes) -> Caller:
+    return _identify(request, api_key, required.scopes)
 
 
-async def _charged(request: Request, api_key: ApiKey) -> Caller:
-    caller = _identify(request, api_key)
+async def _charged(request: Request, api_key: ApiKey, required: SecurityScopes) -> Caller:
+    caller = _identify(request, api_key, required.scopes)
     charge(caller, 1)
     return caller
 
 
-# The caller, its key checked; the route charges the rate limit itself (a batch costs its size).
-Authorised = Annotated[Caller, Security(_authorised)]
-# The caller, its key checked and one request charged to it.
-Charged = Annotated[Caller, Security(_charged)]
+# The caller, its key checked for the route's scope (security.SCOPES), one request charged to it.
+Predicting = Annotated[Caller, Security(_charged, scopes=["predict"])]
+Auditing = Annotated[Caller, Security(_charged, scopes=["audit"])]
+Administering = Annotated[Caller, Security(_charged, scopes=["admin"])]
+# The same check, nothing charged: a batch charges its size itself.
+PredictingBatch = Annotated[Caller, Security(_authorised, scopes=["predict"])]

@@ -15,6 +15,7 @@ from alphapulse_serving.schemas import ErrorResponse
 ERRORS = {
     400: {"model": ErrorResponse, "description": "the body is not parseable (bad encoding, bad Content-Length)"},
     401: {"model": ErrorResponse, "description": "missing or invalid X-API-Key"},
+    403: {"model": ErrorResponse, "description": "the key lacks this route's scope (predict, audit or admin)"},
     413: {"model": ErrorResponse, "description": "request body over ALPHAPULSE_API_MAX_BODY_BYTES"},
     429: {
         "model": ErrorResponse,

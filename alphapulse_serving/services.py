@@ -15,14 +15,15 @@ from alphapulse_serving.config import ServingConfig
 from alphapulse_serving.metrics import ApiMetrics
 from alphapulse_serving.registry import MlflowRegistryLoader
 from alphapulse_serving.resilience import CircuitBreaker, ScoreCache
-from alphapulse_serving.security import ApiKeys, RateLimiter
-from alphapulse_serving.state import ServingState, poll_forever
+from alphapulse_serving.security import ApiKeys, KeysFile, RateLimiter, read_keys
+from alphapulse_serving.state import ServingState
 
 
 @dataclass
 class Services:
     config: ServingConfig
     keys: ApiKeys
+    keys_file: KeysFile  # re-read each poll: a rotated key works, a removed one stops, without a restart
     limiter: RateLimiter
     metrics: ApiMetrics
     cache: ScoreCache
@@ -35,13 +36,16 @@ class Services:
     _poller: threading.Thread | None = None
 
     def start(self) -> None:
-        """Open the audit trail, load what the store holds, and poll it from a thread."""
+        """Open the audit trail, load what the store holds, and poll the store and the keys file from a thread."""
         self.audit.start()
         self.serving.refresh()
-        self._poller = threading.Thread(
-            target=poll_forever, args=(self.serving, self.config.poll_seconds, self._stop), daemon=True
-        )
+        self._poller = threading.Thread(target=self._poll, daemon=True)
         self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.config.poll_seconds):
+            self.serving.refresh()
+            self.keys_file.refresh()
 
     def stop(self) -> None:
         self._stop.set()
@@ -84,9 +88,12 @@ def build_services(config: ServingConfig) -> Services:
         on_snapshot=on_snapshot,
         on_load_failure=lambda _: metrics.model_load_failures.inc(),
     )
+    # The file's scopes; keys given directly (tests, ALPHAPULSE_API_KEYS) have every scope.
+    keys = ApiKeys(read_keys(config.api_keys_inline, config.api_keys_file) if config.api_keys_file else config.api_keys)
     return Services(
         config=config,
-        keys=ApiKeys(config.api_keys),
+        keys=keys,
+        keys_file=KeysFile(config.api_keys_inline, config.api_keys_file, keys),
         limiter=RateLimiter(config.rate_limit_per_second, config.rate_limit_burst),
         metrics=metrics,
         cache=cache,

@@ -193,8 +193,3 @@ class ServingState:
                 "features fall back to the cache, the rules baseline or abstain"
             )
         return problems
-
-
-def poll_forever(state: ServingState, interval: float, stop: threading.Event) -> None:
-    while not stop.wait(interval):
-        state.refresh()

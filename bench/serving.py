@@ -1,4 +1,5 @@
-"""The prediction API under load, next to `mlflow models serve` on the same model, in one run.
+"""The prediction API under load, next to a bare endpoint on the same stack and `mlflow models serve` on the same
+model, in one run; the ratio to the bare endpoint is the figure that carries between machines.
 
     uv run python bench/serving.py [--steady-seconds 60] [--peak-seconds 30] [--skip-mlflow] [--audit-ship-seconds 60]
 
@@ -190,6 +191,20 @@ def main() -> None:
     in_process(root, artifact, manifest)
 
     results: dict[str, list[dict]] = {}
+    body_file = root / "alphapulse-body.json"
+    body_file.write_text('{"symbol": "BTCUSDT"}')
+    # The reference, in the same run: the same stack with nothing of ours on it (bench/bare_api.py).
+    port = free_port()
+    bare = subprocess.Popen([sys.executable, str(REPO / "bench" / "bare_api.py"), str(port)], cwd=REPO)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/ready", bare)
+        results["bare endpoint"] = load(
+            f"http://127.0.0.1:{port}/predict", body_file, [], args.steady_seconds, args.peak_seconds
+        )
+    finally:
+        bare.send_signal(signal.SIGINT)
+        bare.wait(30)
+
     port = free_port()
     env = dict(
         os.environ,
@@ -203,8 +218,6 @@ def main() -> None:
     api = subprocess.Popen([sys.executable, "-m", "alphapulse_serving"], cwd=REPO, env=env, stderr=subprocess.DEVNULL)
     try:
         wait_ready(f"http://127.0.0.1:{port}/ready", api)
-        body_file = root / "alphapulse-body.json"
-        body_file.write_text('{"symbol": "BTCUSDT"}')
         print(f"  alphapulse_serving body ({body_file.name}): {body_file.read_text()}")
         results["alphapulse_serving"] = load(
             f"http://127.0.0.1:{port}/predict",
@@ -267,6 +280,12 @@ def main() -> None:
     print("HTTP, hey on the same machine:")
     for name, rows in results.items():
         report(name, rows)
+    ours, reference = results["alphapulse_serving"], results["bare endpoint"]
+    print(
+        f"ratio to the bare endpoint, same run: peak {ours[1]['rps'] / reference[1]['rps']:.2f}x "
+        f"({ours[1]['rps']:,.0f} / {reference[1]['rps']:,.0f} req/s); steady P99 {ours[0]['p99_ms']:.1f} ms "
+        f"against {reference[0]['p99_ms']:.1f} ms"
+    )
     shutil.rmtree(root, ignore_errors=True)
 
 

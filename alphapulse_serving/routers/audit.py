@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException
 from starlette.responses import Response
 
 from alphapulse_contract.predictors import SourceUnreachable
-from alphapulse_serving.dependencies import Charged
+from alphapulse_serving.dependencies import Auditing
 from alphapulse_serving.responses import ERRORS, json_response
 from alphapulse_serving.schemas import AuditPacket, ErrorResponse
 
@@ -24,7 +24,7 @@ router = APIRouter()
     }
     | ERRORS,
 )
-async def audit_packet(decision_id: str, caller: Charged) -> Response:
+async def audit_packet(decision_id: str, caller: Auditing) -> Response:
     """Everything needed to re-derive one decision: request, exact features, model version and sha256, output.
     Recent packets come from this process; older ones, or another pod's, from the audit archive."""
     if len(decision_id) != 32 or any(c not in "0123456789abcdef" for c in decision_id):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from alphapulse_serving.dependencies import Charged, ServicesDep
+from alphapulse_serving.dependencies import Administering, ServicesDep
 from alphapulse_serving.responses import ERRORS, json_response
 from alphapulse_serving.schemas import ErrorResponse, HealthResponse, ModelResponse, ReadyResponse
 
@@ -16,7 +16,7 @@ router = APIRouter()
 
 
 @router.get("/model", response_model=ModelResponse, responses={503: {"model": ErrorResponse}} | ERRORS)
-async def model(caller: Charged) -> Response:
+async def model(caller: Administering) -> Response:
     """The model in service: its manifest, how it is scored here, and the rules baseline behind it."""
     services = caller.services
     loaded = services.serving.active
@@ -57,6 +57,8 @@ async def health(services: ServicesDep) -> Response:
         reasons.append("the audit writer has stopped")
     if audit.last_error:
         reasons.append(f"audit writes failing ({audit.pending} waiting): {audit.last_error}")
+    if services.keys_file.error:
+        reasons.append(services.keys_file.error)
     if audit.last_ship_error:
         reasons.append(
             f"audit shipping failing ({audit.unshipped} packets kept locally until it works): {audit.last_ship_error}"

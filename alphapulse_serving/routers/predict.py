@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from alphapulse_serving.audit import AuditBacklogFull, audit_packet, new_decision_id
 from alphapulse_serving.chain import Decision, FeatureMismatch, UnknownSymbol
-from alphapulse_serving.dependencies import Authorised, Caller, Charged, charge
+from alphapulse_serving.dependencies import Caller, Predicting, PredictingBatch, charge
 from alphapulse_serving.responses import ERRORS, client_error, json_response, unprocessable
 from alphapulse_serving.schemas import BatchRequest, BatchResponse, ErrorResponse, PredictRequest, PredictResponse
 
@@ -23,7 +23,7 @@ _ANSWERS = {404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}} | ERRO
     summary="One decision for one symbol",
     responses={200: {"model": PredictResponse}} | _ANSWERS,
 )
-async def predict(item: PredictRequest, request: Request, caller: Charged) -> Response:
+async def predict(item: PredictRequest, request: Request, caller: Predicting) -> Response:
     return json_response(decide(caller, item, request.scope["state"]["started"], "predict"))
 
 
@@ -33,7 +33,7 @@ async def predict(item: PredictRequest, request: Request, caller: Charged) -> Re
     summary="Decisions for several symbols (or feature sets), each with its own decision id",
     responses={200: {"model": BatchResponse}} | _ANSWERS,
 )
-async def predict_batch(batch: BatchRequest, request: Request, caller: Authorised) -> Response:
+async def predict_batch(batch: BatchRequest, request: Request, caller: PredictingBatch) -> Response:
     services, limit = caller.services, caller.services.config.max_batch
     if len(batch.requests) > limit:
         raise unprocessable(
