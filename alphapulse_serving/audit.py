@@ -113,7 +113,13 @@ def writer_host() -> str:
 
 
 def audit_packet(
-    decision: Decision, item: PredictRequest, identity: str, endpoint: str, latency_ms: float, baseline: RulesBaseline
+    decision: Decision,
+    item: PredictRequest,
+    identity: str,
+    request_id: str,
+    endpoint: str,
+    latency_ms: float,
+    baseline: RulesBaseline,
 ) -> dict:
     """The packet recorded for one decision (`schemas.AuditPacket` documents it): what was asked, the exact features
     (snapshot ones by reference, put back in on read), the model in service, the output and why sources fell back."""
@@ -135,6 +141,7 @@ def audit_packet(
         "decision_id": decision.decision_id,
         "decided_at": iso_from_ms(decision_time_ms(decision.decision_id)),  # the id's own clock reading
         "key_id": identity,
+        "request_id": request_id,
         "endpoint": endpoint,
         "symbol": decision.symbol,
         "source": decision.source,

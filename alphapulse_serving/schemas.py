@@ -189,6 +189,9 @@ class AuditPacket(BaseModel):
     decision_id: str
     decided_at: str
     key_id: str = Field(description="fingerprint of the API key that asked (never the key)")
+    request_id: str | None = Field(
+        None, description="the request's X-Request-ID (the caller's, or the one the API made and echoed)"
+    )
     symbol: str
     source: Source
     request: dict

@@ -446,6 +446,24 @@ def test_audit_packet_re_derives_the_decision(served):
         assert scorer.signal(probability) == packet["output"]["signal"]
 
 
+def test_a_request_id_is_kept_or_made_echoed_and_audited(served):
+    client, _, _ = served
+    mine = client.post("/predict", json={"symbol": "BTCUSDT"}, headers={"X-Request-ID": "trade-42.a:b"})
+    made = client.post("/predict", json={"symbol": "BTCUSDT"})
+    odd = client.post("/predict", json={"symbol": "BTCUSDT"}, headers={"X-Request-ID": "x" * 129})
+    batch = client.post("/predict/batch", json={"requests": [{"symbol": "BTCUSDT"}, {"symbol": "ETHUSDT"}]})
+    assert mine.headers["x-request-id"] == "trade-42.a:b"
+    for response in (made, odd, batch):
+        assert len(response.headers["x-request-id"]) == 32 and int(response.headers["x-request-id"], 16) >= 0
+    assert made.headers["x-request-id"] != odd.headers["x-request-id"]
+    for response in (mine, made, odd):
+        packet = client.get(f"/audit/{response.json()['decision_id']}").json()
+        assert packet["request_id"] == response.headers["x-request-id"]
+    ids = [client.get(f"/audit/{p['decision_id']}").json()["request_id"] for p in batch.json()["predictions"]]
+    assert ids == [batch.headers["x-request-id"]] * 2, "a batch's decisions share its request id"
+    assert client.get("/health").headers["x-request-id"], "every response carries one"
+
+
 def test_audit_is_durable_and_readable_before_and_after_it_is_written(store, tmp_path):
     with api_client(store.root, tmp_path / "audit") as client:
         audit = client.app.state.services.audit

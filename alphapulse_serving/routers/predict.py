@@ -24,7 +24,7 @@ _ANSWERS = {404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}} | ERRO
     responses={200: {"model": PredictResponse}} | _ANSWERS,
 )
 async def predict(item: PredictRequest, request: Request, caller: Predicting) -> Response:
-    return json_response(decide(caller, item, request.scope["state"]["started"], "predict"))
+    return json_response(decide(caller, item, request.scope["state"], "predict"))
 
 
 @router.post(
@@ -45,13 +45,14 @@ async def predict_batch(batch: BatchRequest, request: Request, caller: Predictin
             services.chain.validate(item.symbol.upper(), item.features, earlier=item.earlier_features)
         except (UnknownSymbol, FeatureMismatch) as exc:
             raise client_error(exc, ("body", "requests", "features")) from None
-    started = request.scope["state"]["started"]
-    return json_response({"predictions": [decide(caller, item, started, "predict_batch") for item in batch.requests]})
+    state = request.scope["state"]
+    return json_response({"predictions": [decide(caller, item, state, "predict_batch") for item in batch.requests]})
 
 
-def decide(caller: Caller, item: PredictRequest, started: float, endpoint: str) -> dict:
-    """One decision through the fallback chain, recorded in the audit trail before it is answered."""
-    services = caller.services
+def decide(caller: Caller, item: PredictRequest, request_state: dict, endpoint: str) -> dict:
+    """One decision through the fallback chain, recorded in the audit trail before it is answered. `request_state`
+    holds what the guard stamped: the start time and the request id."""
+    services, started = caller.services, request_state["started"]
     decision_id = new_decision_id()
     try:
         decision = services.chain.decide(
@@ -66,7 +67,17 @@ def decide(caller: Caller, item: PredictRequest, started: float, endpoint: str) 
         raise client_error(exc, ("body", "features")) from None
     latency_ms = round((time.perf_counter() - started) * 1e3, 3)
     try:
-        services.audit.record(audit_packet(decision, item, caller.identity, endpoint, latency_ms, services.baseline))
+        services.audit.record(
+            audit_packet(
+                decision,
+                item,
+                caller.identity,
+                request_state["request_id"],
+                endpoint,
+                latency_ms,
+                services.baseline,
+            )
+        )
     except AuditBacklogFull as exc:
         raise HTTPException(
             503, detail=f"refusing to decide without an audit record: {exc}", headers={"Retry-After": "5"}
