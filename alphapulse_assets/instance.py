@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,8 +22,11 @@ LOCATION_MODULE = "alphapulse_assets.definitions"
 
 
 def code_location() -> dg.Definitions:
-    """The code location's definitions, built from this process's environment when first loaded."""
-    return importlib.import_module(LOCATION_MODULE).defs
+    """The code location's definitions, built now from this process's environment (which may have changed since
+    the module was first imported: the replay's command line, a test)."""
+    from alphapulse_assets.settings import Settings
+
+    return importlib.import_module(LOCATION_MODULE).build_definitions(Settings.from_env())
 
 
 _EVENT_LOG_CLASS_LINE = "  class: BatchingSqliteEventLogStorage\n"
@@ -31,12 +35,14 @@ _EVENT_LOG_CLASS_LINE = "  class: BatchingSqliteEventLogStorage\n"
 POSTGRES_INSTANCE_TEMPLATE = REPO / "infra" / "dagster" / "dagster-postgres.yaml"
 
 
-def write_instance_config(dagster_home: Path, on_postgres: bool = False) -> None:
-    """Write the instance's dagster.yaml: the Postgres template with ALPHAPULSE_DAGSTER_PG_URL (`on_postgres`), else
-    the repo's embedded dagster.yaml with the event log's directory named explicitly, so the instance opens the same
-    way with or without DAGSTER_HOME (e.g. `InstanceRef.from_dir`)."""
+def write_instance_config(dagster_home: Path, env: Mapping[str, str] | None = None) -> None:
+    """Write the instance's dagster.yaml: the Postgres template when ALPHAPULSE_DAGSTER_PG_URL is set (in `env`, by
+    default the process's), else the repo's embedded dagster.yaml with the event log's directory named explicitly,
+    so the instance opens the same way with or without DAGSTER_HOME (e.g. `InstanceRef.from_dir`)."""
+    from alphapulse_assets.settings import DAGSTER_PG_URL
+
     dagster_home.mkdir(parents=True, exist_ok=True)
-    if on_postgres:
+    if DAGSTER_PG_URL.read(env) is not None:
         (dagster_home / "dagster.yaml").write_text(POSTGRES_INSTANCE_TEMPLATE.read_text())
         return
     template = (REPO / "dagster.yaml").read_text()
@@ -48,5 +54,5 @@ def write_instance_config(dagster_home: Path, on_postgres: bool = False) -> None
 
 
 def prepare_instance(settings) -> None:
-    write_instance_config(settings.dagster_home, on_postgres=settings.dagster_pg_url is not None)
+    write_instance_config(settings.dagster_home)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)

@@ -28,6 +28,7 @@ from alphapulse_contract.config import (
     ConfigError,
     Derived,
     Parser,
+    Setting,
     choice,
     directory,
     http_url,
@@ -123,6 +124,15 @@ def default_news_source(market_source: str) -> str:
 def _source(name: str, value: str) -> dict[str, Any]:
     """Read only with this source: a directory the simulated market never reads is not checked."""
     return {"when": lambda values: values[name] == value, "when_text": f"with ALPHAPULSE_{name.upper()}={value}"}
+
+
+# Read by the instance's configuration (instance.py) from a given environment too: a test's, a child's.
+DAGSTER_PG_URL = Setting(
+    "ALPHAPULSE_DAGSTER_PG_URL",
+    None,
+    "When set, `make demo` runs the Dagster instance on PostgreSQL (infra/dagster/dagster-postgres.yaml).",
+    postgres_url(),
+)
 
 
 @dataclass(frozen=True)
@@ -397,12 +407,7 @@ class Settings:
         "Optuna studies shared by tuning workers (`tuning_worker_job`); unset: studies in the run's process.",
         postgres_url(),
     )
-    dagster_pg_url: str | None = setting(
-        "ALPHAPULSE_DAGSTER_PG_URL",
-        None,
-        "When set, `make demo` runs the Dagster instance on PostgreSQL (infra/dagster/dagster-postgres.yaml).",
-        postgres_url(),
-    )
+    dagster_pg_url: str | None = DAGSTER_PG_URL.field()
     step_retries: int = STEP_RETRIES.field()
     step_retry_delay_seconds: float = STEP_RETRY_DELAY_SECONDS.field()
     # Alerts, links and the demo's services.
