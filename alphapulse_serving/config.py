@@ -166,8 +166,6 @@ class ServingConfig:
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> ServingConfig:
         values = read(cls, env)
-        if values["store"] is None:
-            values["store"] = str(values["home"] / "objects")
         if values["model_source"] == "mlflow" and not values["mlflow_tracking_uri"]:
             raise ConfigError(
                 "ALPHAPULSE_API_MODEL_SOURCE=mlflow loads the champion through the MLflow registry: set "
